@@ -1,0 +1,52 @@
+# Stagegate: `make run` starts the portal, `make test` runs every check.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+HOST ?= 127.0.0.1
+export STAGEGATE_VAR_DIR ?= $(CURDIR)/var
+
+.PHONY: run test install install-dev lint typecheck clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.runtime: $(BIN)/python requirements.txt
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.runtime
+install-dev: $(VENV)/.dev
+
+$(STAGEGATE_VAR_DIR)/secret_key:
+	mkdir -p $(STAGEGATE_VAR_DIR)
+	umask 077 && $(BIN)/python -c "import secrets; print(secrets.token_urlsafe(50))" > $@
+
+run: install $(STAGEGATE_VAR_DIR)/secret_key
+	export DJANGO_SECRET_KEY_FILE=$(STAGEGATE_VAR_DIR)/secret_key; \
+	$(BIN)/python manage.py migrate --no-input -v0 && \
+	$(BIN)/python manage.py collectstatic --no-input -v0 && \
+	$(BIN)/python manage.py seed_demo && \
+	echo "" && echo "  Stagegate is starting at http://$(HOST):$(PORT)/  (Ctrl-C stops web, worker and beat)" && echo "" && \
+	HOST=$(HOST) PATH=$(CURDIR)/$(BIN):$$PATH exec $(BIN)/honcho start -f Procfile -p $(PORT)
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install-dev
+	DJANGO_DEBUG=true $(BIN)/mypy .
+
+test: install-dev
+	scripts/install-system-deps.sh
+	$(MAKE) --no-print-directory lint typecheck
+	$(BIN)/python scripts/testenv.py -- scripts/test-stages.sh
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache

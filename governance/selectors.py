@@ -1,0 +1,64 @@
+"""Reads for approvals and the audit trail."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Exists, OuterRef, Q, QuerySet
+
+from governance.models import ApprovalRequest, ApprovalState, AuditEvent
+from projects.models import Membership, Role
+
+
+def pending_approvals_for_user(*, user: Any) -> QuerySet[ApprovalRequest]:
+    """Pending requests this user may decide: never their own (four eyes)."""
+    holds_role = Membership.objects.filter(
+        project=OuterRef("project"), user=user, role=OuterRef("required_role")
+    )
+    may_decide = Q(Exists(holds_role), requires_staff=False)
+    if user.is_staff:
+        may_decide |= Q(requires_staff=True)
+    return (
+        ApprovalRequest.objects.filter(state=ApprovalState.PENDING)
+        .filter(may_decide)
+        .exclude(requested_by=user)
+        .select_related("project", "requested_by")
+        .order_by("created_at")
+    )
+
+
+def audit_events_visible_to(*, user: Any) -> QuerySet[AuditEvent]:
+    """Admins see every event; project leads the events of their projects."""
+    events = AuditEvent.objects.all()
+    if not user.is_staff:
+        led = Membership.objects.filter(user=user, role=Role.LEAD).values("project_id")
+        events = events.filter(project_id__in=led)
+    return events.select_related("actor", "project").order_by("-sequence")
+
+
+def audit_events_filtered(
+    *,
+    user: Any,
+    project: str = "",
+    actor: str = "",
+    action: str = "",
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> QuerySet[AuditEvent]:
+    events = audit_events_visible_to(user=user)
+    if project:
+        events = events.filter(project__slug=project)
+    if actor:
+        events = events.filter(actor_username=actor)
+    if action:
+        events = events.filter(action__startswith=action)
+    if since:
+        events = events.filter(created_at__gte=since)
+    if until:
+        events = events.filter(created_at__lt=until)
+    return events
+
+
+def user_may_see_audit(*, user: Any) -> bool:
+    return bool(user.is_staff) or Membership.objects.filter(user=user, role=Role.LEAD).exists()

@@ -1,0 +1,34 @@
+"""Shared API parts: the error format and the health check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from rest_framework import exceptions
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Errors as JSON: ``{"detail": ...}`` or a message list per field."""
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound(str(exc) or "Not found.")
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied(str(exc) or "You do not have permission to do this.")
+    return drf_exception_handler(exc, context)
+
+
+def form_errors(form: Any) -> dict[str, list[str]]:
+    """A Django form's errors as ``{"field": ["message", ...]}``."""
+    return {
+        field: [e["message"] for e in errs] for field, errs in form.errors.get_json_data().items()
+    }
+
+
+def validation_detail(exc: Any) -> Any:
+    """A Django ValidationError as the API's error body."""
+    if hasattr(exc, "message_dict"):
+        return exc.message_dict
+    return {"detail": exc.messages}

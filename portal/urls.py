@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from governance import api as governance_api
+from governance import views as governance_views
+from portal import views
+from projects import api as projects_api
+
+api_patterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("audit/", governance_api.AuditEventListApi.as_view(), name="audit"),
+    path("projects/", projects_api.ProjectListApi.as_view(), name="projects"),
+    path("projects/<slug:slug>/", projects_api.ProjectDetailApi.as_view(), name="project"),
+    path("projects/<slug:slug>/members/", projects_api.MemberListApi.as_view(), name="members"),
+    path(
+        "projects/<slug:slug>/members/<str:username>/",
+        projects_api.MemberDetailApi.as_view(),
+        name="member",
+    ),
+]
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("healthz", views.healthz, name="healthz"),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(redirect_authenticated_user=True),
+        name="login",
+    ),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/profile/", views.profile, name="profile"),
+    path("accounts/tokens/<int:token_id>/revoke/", views.token_revoke_view, name="token_revoke"),
+    path("projects/", include("projects.urls")),
+    path("audit/", governance_views.audit_list, name="audit"),
+    path("admin/", admin.site.urls),
+    path("api/", include((api_patterns, "api"))),
+]
+
+if settings.OIDC_ENABLED:
+    urlpatterns.append(path("oidc/", include("mozilla_django_oidc.urls")))

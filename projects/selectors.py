@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Count, QuerySet
+
+from projects.models import Membership, Project
+
+
+def projects_for_user(*, user: Any) -> QuerySet[Project]:
+    """Projects the user belongs to (admins: all), with member counts."""
+    projects = Project.objects.all() if user.is_staff else Project.objects.filter(members=user)
+    return projects.annotate(member_count=Count("memberships", distinct=True)).order_by("name")
+
+
+def project_members(*, project: Project) -> QuerySet[Membership]:
+    return project.memberships.select_related("user").order_by("user__username")

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from portal.models import User
+from projects.forms import MemberForm, ProjectForm
+from projects.permissions import LEAD_ONLY, get_project_for_user
+from projects.selectors import project_members, projects_for_user
+from projects.services import membership_add, membership_remove, project_create
+
+
+@login_required
+def project_list(request: HttpRequest) -> HttpResponse:
+    return render(
+        request, "projects/project_list.html", {"projects": projects_for_user(user=request.user)}
+    )
+
+
+@login_required
+def project_new(request: HttpRequest) -> HttpResponse:
+    form = ProjectForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            project = project_create(actor=request.user, **form.cleaned_data)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, f"Project “{project.name}” created. You are its lead.")
+            return redirect("projects:detail", slug=project.slug)
+    return render(request, "projects/project_new.html", {"form": form})
+
+
+@login_required
+def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    project, membership = get_project_for_user(request.user, slug)
+    return render(
+        request,
+        "projects/project_detail.html",
+        {
+            "project": project,
+            "membership": membership,
+            "members": project_members(project=project),
+            "is_lead": membership is not None and membership.role == "lead",
+            "member_form": MemberForm(),
+        },
+    )
+
+
+@login_required
+@require_POST
+def member_add(request: HttpRequest, slug: str) -> HttpResponse:
+    project, _ = get_project_for_user(request.user, slug, roles=LEAD_ONLY)
+    form = MemberForm(request.POST)
+    if form.is_valid():
+        user = User.objects.filter(username=form.cleaned_data["username"]).first()
+        if user is None:
+            messages.error(request, f"No user named “{form.cleaned_data['username']}”.")
+        else:
+            try:
+                membership_add(
+                    actor=request.user,  # type: ignore[arg-type]
+                    project=project,
+                    user=user,
+                    role=form.cleaned_data["role"],
+                )
+            except ValidationError as exc:
+                messages.error(request, " ".join(exc.messages))
+            else:
+                messages.success(request, f"{user.username} added.")
+    else:
+        messages.error(request, "Give a username and a role.")
+    return redirect("projects:detail", slug=project.slug)
+
+
+@login_required
+@require_POST
+def member_remove(request: HttpRequest, slug: str, username: str) -> HttpResponse:
+    project, _ = get_project_for_user(request.user, slug, roles=LEAD_ONLY)
+    user = User.objects.filter(username=username).first()
+    try:
+        if user is None:
+            raise ValidationError(f"No user named “{username}”.")
+        membership_remove(actor=request.user, project=project, user=user)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"{username} removed.")
+    return redirect("projects:detail", slug=project.slug)
