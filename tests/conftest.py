@@ -31,6 +31,8 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 def pytest_configure(config: Any) -> None:
+    # Hashing passwords slowly protects real users, not test fixtures.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     engine = settings.DATABASES["default"]["ENGINE"]
     broker = settings.CELERY_BROKER_URL
     if engine != "django.db.backends.postgresql" or not broker.startswith("redis://"):
@@ -109,17 +111,35 @@ def api_for() -> Any:
     return make
 
 
-def start_worker(name: str, queues: str = "default,provisioning,training,data") -> subprocess.Popen[bytes]:
+def start_worker(
+    name: str, queues: str = "default,provisioning,training,data"
+) -> subprocess.Popen[bytes]:
     """Start a real Celery worker against the test database and broker."""
     env = dict(os.environ)
     db = settings.DATABASES["default"]
-    env["DATABASE_URL"] = (
-        f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-    )
+    env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "portal", "worker", "-Q", queues, "--pool", "solo",
-         "-n", f"{name}@%h", "-l", "warning", "--without-gossip", "--without-mingle"],
-        cwd=ROOT, env=env, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "portal",
+            "worker",
+            "-Q",
+            queues,
+            "--pool",
+            "solo",
+            "-n",
+            f"{name}@%h",
+            "-l",
+            "warning",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
     )
     from portal.celery import app
 
