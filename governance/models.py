@@ -133,3 +133,22 @@ class ApprovalRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.summary} ({self.state})"
+
+
+class Notification(models.Model):
+    """An in-app message to one user; also sent by e-mail when it is created."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications"
+    )
+    text = models.CharField(max_length=300)
+    url = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["user", "read_at"])]
+
+    def __str__(self) -> str:
+        return self.text

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, Q, QuerySet
 
 from governance.models import ApprovalRequest, ApprovalState, AuditEvent
 from projects.models import Membership, Role
@@ -62,3 +62,41 @@ def audit_events_filtered(
 
 def user_may_see_audit(*, user: Any) -> bool:
     return bool(user.is_staff) or Membership.objects.filter(user=user, role=Role.LEAD).exists()
+
+
+def approvals_visible_to(*, user: Any, state: str = "") -> QuerySet[ApprovalRequest]:
+    """Requests in the user's projects (admins: all), each annotated with
+    ``may_decide`` for this user, in one query."""
+    holds_role = Membership.objects.filter(
+        project=OuterRef("project"), user=user, role=OuterRef("required_role")
+    )
+    approvals = ApprovalRequest.objects.all()
+    if not user.is_staff:
+        approvals = approvals.filter(
+            project__in=Membership.objects.filter(user=user).values("project")
+        )
+    if state:
+        approvals = approvals.filter(state=state)
+    may_decide = Q(Exists(holds_role), requires_staff=False)
+    if user.is_staff:
+        may_decide |= Q(requires_staff=True)
+    return (
+        approvals.annotate(
+            may_decide=ExpressionWrapper(
+                may_decide & Q(state=ApprovalState.PENDING) & ~Q(requested_by=user),
+                output_field=BooleanField(),
+            )
+        )
+        .select_related("project", "requested_by", "decided_by")
+        .order_by("-created_at")
+    )
+
+
+def approval_for_user(*, user: Any, approval_id: int) -> ApprovalRequest:
+    """One request the user may see; 404 for anyone outside its project."""
+    from django.http import Http404
+
+    approval = approvals_visible_to(user=user).filter(pk=approval_id).first()
+    if approval is None:
+        raise Http404("No such approval request.")
+    return approval

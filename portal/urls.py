@@ -10,6 +10,7 @@ from governance import api as governance_api
 from governance import views as governance_views
 from portal import views
 from projects import api as projects_api
+from projects import charter_api
 
 api_patterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
@@ -18,6 +19,41 @@ api_patterns = [
     path("projects/", projects_api.ProjectListApi.as_view(), name="projects"),
     path("projects/<slug:slug>/", projects_api.ProjectDetailApi.as_view(), name="project"),
     path("projects/<slug:slug>/members/", projects_api.MemberListApi.as_view(), name="members"),
+    path("projects/<slug:slug>/charter/", charter_api.CharterApi.as_view(), name="charter"),
+    path(
+        "projects/<slug:slug>/charter/versions/",
+        charter_api.CharterVersionListApi.as_view(),
+        name="charter_versions",
+    ),
+    path(
+        "projects/<slug:slug>/charter/versions/<int:number>/",
+        charter_api.CharterVersionDetailApi.as_view(),
+        name="charter_version",
+    ),
+    path(
+        "projects/<slug:slug>/charter/submit/",
+        charter_api.CharterSubmitApi.as_view(),
+        name="charter_submit",
+    ),
+    path("approvals/", governance_api.ApprovalListApi.as_view(), name="approvals"),
+    path(
+        "approvals/<int:approval_id>/", governance_api.ApprovalDetailApi.as_view(), name="approval"
+    ),
+    path(
+        "approvals/<int:approval_id>/approve/",
+        governance_api.ApprovalApproveApi.as_view(),
+        name="approval_approve",
+    ),
+    path(
+        "approvals/<int:approval_id>/reject/",
+        governance_api.ApprovalRejectApi.as_view(),
+        name="approval_reject",
+    ),
+    path(
+        "approvals/<int:approval_id>/withdraw/",
+        governance_api.ApprovalWithdrawApi.as_view(),
+        name="approval_withdraw",
+    ),
     path(
         "projects/<slug:slug>/members/<str:username>/",
         projects_api.MemberDetailApi.as_view(),

@@ -119,7 +119,16 @@ def main() -> int:
         procs.append(pg)
         wait_for_port(pg_port, "postgres", pg, pg_log)
         subprocess.run(
-            [pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(pg_port), "-U", "postgres", "stagegate"],
+            [
+                pg_bin("createdb"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(pg_port),
+                "-U",
+                "postgres",
+                "stagegate",
+            ],
             check=True,
         )
         # Redis
