@@ -1,0 +1,70 @@
+"""Settings read from the environment: run in a fresh process per case."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def django_shell(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {
+        k: v for k, v in os.environ.items() if not k.startswith(("OIDC_", "DJANGO_SECRET_KEY"))
+    }
+    environment["DJANGO_SETTINGS_MODULE"] = "portal.settings"
+    environment.update(env)
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()\n" + code],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_single_sign_on_is_off_without_its_settings() -> None:
+    result = django_shell(
+        "from django.conf import settings; print(settings.OIDC_ENABLED)",
+        DJANGO_SECRET_KEY="x" * 50,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def test_single_sign_on_with_entra_id_settings() -> None:
+    result = django_shell(
+        "from django.conf import settings; from django.urls import reverse; "
+        "print(reverse('oidc_authentication_init')); print(settings.OIDC_OP_TOKEN_ENDPOINT); "
+        "print('portal.oidc.EntraIDBackend' in settings.AUTHENTICATION_BACKENDS)",
+        DJANGO_SECRET_KEY="x" * 50,
+        OIDC_RP_CLIENT_ID="client-id",
+        OIDC_RP_CLIENT_SECRET="client-secret",
+        OIDC_TENANT_ID="contoso-tenant",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "/oidc/authenticate/",
+        "https://login.microsoftonline.com/contoso-tenant/oauth2/v2.0/token",
+        "True",
+    ]
+
+
+def test_secret_key_is_required_unless_debug(tmp_path: Path) -> None:
+    result = django_shell("print(1)", DJANGO_DEBUG="false")
+    assert result.returncode != 0
+    assert "Set DJANGO_SECRET_KEY or DJANGO_SECRET_KEY_FILE" in result.stderr
+
+
+def test_secrets_can_come_from_files(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text("from-a-file-" + "k" * 40 + "\n")
+    result = django_shell(
+        "from django.conf import settings; print(settings.SECRET_KEY); print(settings.DEBUG)",
+        DJANGO_SECRET_KEY_FILE=str(key_file),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["from-a-file-" + "k" * 40, "False"]
