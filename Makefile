@@ -21,8 +21,12 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $@
 
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
+	touch $@
+
 install: $(VENV)/.runtime
-install-dev: $(VENV)/.dev
+install-dev: $(VENV)/.dev node_modules/.installed
 
 $(STAGEGATE_VAR_DIR)/secret_key:
 	mkdir -p $(STAGEGATE_VAR_DIR)

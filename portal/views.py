@@ -15,6 +15,8 @@ from portal.http import client_ip
 from portal.selectors import dashboard_memberships, user_tokens
 from portal.services import token_create, token_revoke
 
+NEW_TOKEN_SESSION_KEY = "portal:new_token"
+
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
@@ -38,12 +40,11 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @login_required
 def profile(request: HttpRequest) -> HttpResponse:
     form = TokenForm()
-    new_token = None
     if request.method == "POST":
         form = TokenForm(request.POST)
         if form.is_valid():
             try:
-                _, new_token = token_create(
+                _, raw = token_create(
                     user=request.user,  # type: ignore[arg-type]
                     name=form.cleaned_data["name"],
                     ip_address=client_ip(request),
@@ -51,11 +52,18 @@ def profile(request: HttpRequest) -> HttpResponse:
             except ValidationError as exc:
                 form.add_error(None, exc)
             else:
-                form = TokenForm()
+                # Post/redirect/get, so a reload cannot create a second token;
+                # the raw value waits in the session for one page view only.
+                request.session[NEW_TOKEN_SESSION_KEY] = raw
+                return redirect("profile")
     response = render(
         request,
         "portal/profile.html",
-        {"form": form, "new_token": new_token, "tokens": user_tokens(user=request.user)},  # type: ignore[arg-type]
+        {
+            "form": form,
+            "new_token": request.session.pop(NEW_TOKEN_SESSION_KEY, None),
+            "tokens": user_tokens(user=request.user),  # type: ignore[arg-type]
+        },
     )
     # The page may show a token once; never let a cache keep it.
     response["Cache-Control"] = "no-store"

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Run a command beside throwaway PostgreSQL and Redis servers.
+"""Run a command beside throwaway PostgreSQL, Redis and Azurite servers.
 
-Starts both on free loopback ports in a temporary directory, exports
-DATABASE_URL and CELERY_BROKER_URL for the command, and stops both servers and
-removes the directory afterwards, also when the command fails or is
-interrupted. Usage: testenv.py -- COMMAND [ARG ...]
+Starts them on free loopback ports in a temporary directory, exports
+DATABASE_URL, CELERY_BROKER_URL and AZURITE_BLOB_URL (plus
+AZURITE_CONNECTION_STRING) for the command, and stops the servers and removes
+the directory afterwards, also when the command fails or is interrupted.
+Usage: testenv.py -- COMMAND [ARG ...]
 """
 
 from __future__ import annotations
@@ -19,6 +20,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+# Azurite's documented development account: a well-known value, not a secret.
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = (  # noqa: S105
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
 
 
 def free_port() -> int:
@@ -155,13 +162,46 @@ def main() -> int:
         procs.append(redis)
         wait_for_port(redis_port, "redis", redis, redis_log)
 
+        # Azurite (Azure Blob emulator), from the npm package in node_modules
+        azurite_bin = Path(__file__).resolve().parent.parent / "node_modules/.bin/azurite-blob"
+        if not azurite_bin.exists():
+            sys.exit("testenv: Azurite is not installed; run `npm ci` (make test does)")
+        blob_port = free_port()
+        azurite_log = tmp / "azurite.log"
+        azurite = subprocess.Popen(
+            [
+                str(azurite_bin),
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                str(blob_port),
+                "--location",
+                str(tmp / "azurite"),
+                "--skipApiVersionCheck",
+                "--loose",
+                "--silent",
+            ],
+            stdout=azurite_log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        procs.append(azurite)
+        wait_for_port(blob_port, "azurite", azurite, azurite_log)
+
         env = dict(os.environ)
+        blob_url = f"http://127.0.0.1:{blob_port}/{AZURITE_ACCOUNT}"
+        env["AZURITE_BLOB_URL"] = blob_url
+        env["AZURITE_CONNECTION_STRING"] = (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
+            f"AccountKey={AZURITE_KEY};BlobEndpoint={blob_url};"
+        )
         env["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:{pg_port}/stagegate"
         env["CELERY_BROKER_URL"] = f"redis://127.0.0.1:{redis_port}/0"
         env["STAGEGATE_TEST_PG_PORT"] = str(pg_port)
         env["STAGEGATE_TEST_REDIS_PORT"] = str(redis_port)
         print(
-            f"testenv: PostgreSQL on 127.0.0.1:{pg_port}, Redis on 127.0.0.1:{redis_port}",
+            f"testenv: PostgreSQL on 127.0.0.1:{pg_port}, Redis on 127.0.0.1:{redis_port}, "
+            f"Azurite blob on 127.0.0.1:{blob_port}",
             flush=True,
         )
         return subprocess.call(args, env=env)

@@ -52,7 +52,8 @@ def test_pages_need_login(db: Any, client: Any) -> None:
 def test_token_is_shown_once_and_stored_hashed(db: Any, client_for: Any, alice: Any) -> None:
     client = client_for(alice)
     response = client.post(reverse("profile"), {"name": "notebook"})
-    assert response.status_code == 200
+    assert response.status_code == 302
+    response = client.get(reverse("profile"))
     assert response["Cache-Control"] == "no-store"
     token = PersonalAccessToken.objects.get(user=alice)
     raw = response.context["new_token"]

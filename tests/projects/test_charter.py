@@ -272,7 +272,7 @@ def test_four_eyes_against_a_user_holding_both_roles(
     dave.save()
     from tests.factories import ProjectFactory
 
-    other = ProjectFactory(slug="other")
+    other: Any = ProjectFactory(slug="other")
     MembershipFactory(project=other, user=dave, role="lead")
     charter_draft_save(actor=dave, project=other, values=GOOD)
     own = charter_submit(actor=dave, project=other)
