@@ -58,6 +58,8 @@ INSTALLED_APPS = [
     "portal",
     "governance",
     "projects",
+    "datasets",
+    "workspaces",
 ]
 
 MIDDLEWARE = [

@@ -73,9 +73,13 @@ urlpatterns = [
     path("accounts/profile/", views.profile, name="profile"),
     path("accounts/tokens/<int:token_id>/revoke/", views.token_revoke_view, name="token_revoke"),
     path("projects/", include("projects.urls")),
+    path("", include("datasets.urls")),
+    path("", include("workspaces.urls")),
     path("audit/", governance_views.audit_list, name="audit"),
     path("admin/", admin.site.urls),
     path("api/", include((api_patterns, "api"))),
+    path("api/", include("datasets.api_urls")),
+    path("api/", include("workspaces.api_urls")),
 ]
 
 if settings.OIDC_ENABLED:
