@@ -15,7 +15,7 @@ from portal.http import client_ip
 from portal.selectors import dashboard_memberships, user_tokens
 from portal.services import token_create, token_revoke
 
-NEW_TOKEN_SESSION_KEY = "portal:new_token"
+NEW_TOKEN_SESSION_KEY = "portal:new_token"  # noqa: S105 (a session key name)
 
 
 @login_required
