@@ -5,6 +5,14 @@ compute clusters and jobs. Every operation is idempotent by a deterministic
 ``name`` derived from the portal's id (``workspace_name(pk)``), so a retried
 Celery task never creates anything twice. Nothing outside ``cloud/`` imports a
 cloud SDK.
+
+Calls never block on slow provider work. A call returns the state it left the
+resource in; ``CREATING`` means "on its way to RUNNING" (also after a start),
+and the caller polls ``*_status`` until the state settles. ``workspace_resize``
+is convergent: each call advances one step (stop, change size, start) and
+returns; call it again until it returns RUNNING (the local provider finishes in
+one call, Azure ML takes several). Errors: ``TransientProviderError`` is worth a
+retry with backoff, any other ``ProviderError`` is final.
 """
 
 from __future__ import annotations
@@ -40,6 +48,10 @@ class ProviderError(Exception):
 
 class TransientProviderError(ProviderError):
     """A provider call failed in a way worth retrying (throttled, 5xx, timeout)."""
+
+
+class ProviderConfigurationError(ProviderError):
+    """The provider is not configured (missing settings or credentials)."""
 
 
 @dataclass(frozen=True)

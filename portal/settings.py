@@ -289,3 +289,39 @@ LOGGING = {
 
 # Base address used in links inside e-mails.
 PORTAL_BASE_URL = env.str("PORTAL_BASE_URL", default="http://127.0.0.1:8000")
+
+# --- Cloud providers (cloud/) ---
+# Where workspaces, clusters and jobs run: "local" (this machine) or "azure"
+# (Azure ML). See docs/cloud.md.
+CLOUD_PROVIDER = env.str("CLOUD_PROVIDER", default="local")
+# Local provider: one folder per workspace, cluster and job.
+LOCAL_PROVIDER_ROOT = Path(env.str("LOCAL_PROVIDER_ROOT", default=str(VAR_DIR / "workspaces")))
+# Folders whose files a local workspace or job may be given to read (dataset
+# snapshots); anything else is refused. Default: the data stage's local storage.
+LOCAL_PROVIDER_DATA_ROOTS = [
+    Path(p) for p in env.list("LOCAL_PROVIDER_DATA_ROOTS", default=[str(VAR_DIR / "storage")])
+]
+# Seconds a local workspace's create/start waits for Jupyter to answer before
+# returning "creating" (the caller then polls).
+LOCAL_PROVIDER_READY_TIMEOUT = env.float("LOCAL_PROVIDER_READY_TIMEOUT", default=30.0)
+# Azure ML provider: the workspace, and a service principal (or, without
+# client id and secret, azure-identity's default credential chain).
+AZURE_SUBSCRIPTION_ID = env.str("AZURE_SUBSCRIPTION_ID", default="")
+AZURE_RESOURCE_GROUP = env.str("AZURE_RESOURCE_GROUP", default="")
+AZURE_ML_WORKSPACE = env.str("AZURE_ML_WORKSPACE", default="")
+AZURE_TENANT_ID = secret("AZURE_TENANT_ID", "") or ""
+AZURE_CLIENT_ID = secret("AZURE_CLIENT_ID", "") or ""
+AZURE_CLIENT_SECRET = secret("AZURE_CLIENT_SECRET", "") or ""
+# Environment that command jobs run in.
+AZURE_JOB_ENVIRONMENT = env.str(
+    "AZURE_JOB_ENVIRONMENT",
+    default="azureml://registries/azureml/environments/sklearn-1.5/labels/latest",
+)
+# Optional nightly stop of every compute instance (cron, e.g. "0 22 * * *"),
+# on top of each instance's idle shutdown.
+AZURE_CI_STOP_CRON = env.str("AZURE_CI_STOP_CRON", default="")
+AZURE_CI_SCHEDULE_TIME_ZONE = env.str("AZURE_CI_SCHEDULE_TIME_ZONE", default="UTC")
+# IPv4 ranges always in the Azure ML workspace's network ACL (e.g. the office).
+AZURE_BASE_ALLOWED_IPS = env.list("AZURE_BASE_ALLOWED_IPS", default=[])
+# Tries per Azure call on throttling (429) and server errors (5xx).
+AZURE_MAX_ATTEMPTS = env.int("AZURE_MAX_ATTEMPTS", default=5)

@@ -1,0 +1,767 @@
+"""The local provider: everything for real on this machine.
+
+A workspace is a JupyterLab server bound to 127.0.0.1 on a free port with a
+random token, in ``<root>/<name>/work`` (the dataset snapshots it may read are
+symlinked under ``work/data``), with the size's CPUs as its CPU affinity and
+the size's memory as its address-space limit (both capped by the machine, and
+inherited by its kernels). A cluster is a pool of ``max_nodes`` job slots; a
+job is a supervised subprocess with the cluster size's limits.
+
+State lives on disk (``state.json`` and a pid file per resource), so a portal
+restart, or another worker process, re-discovers what runs: a pid counts only
+while it is alive and its command line is still ours (pid reuse is caught by
+the process start time as well). Every change to one resource holds a file
+lock on its name, so two tasks racing on one name start one process.
+
+The token appears in the state file (mode 0600) and in the URL returned to the
+portal, never in a command line or a log line. Child processes get a minimal
+environment, not the portal's (which holds its secrets).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import ipaddress
+import json
+import logging
+import os
+import re
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from cloud.base import (
+    ClusterSpec,
+    JobSpec,
+    JobState,
+    JobStatus,
+    ProviderError,
+    ResourceState,
+    ResourceStatus,
+    SizeSpec,
+    WorkspaceSpec,
+)
+
+logger = logging.getLogger(__name__)
+
+LAUNCHER = Path(__file__).with_name("_launch.py")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+GIB = 1024**3
+# Below this the Python interpreter of the Jupyter server itself cannot start.
+MIN_MEMORY_BYTES = 512 * 1024**2
+# Variables a notebook or job may inherit from the portal's environment; the
+# rest (secret keys, database URLs, cloud credentials) stays behind.
+INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME")
+JUPYTER_OFFLINE_FLAGS = (
+    "--no-browser",
+    "--ServerApp.ip=127.0.0.1",
+    "--ServerApp.port_retries=0",  # fail instead of silently taking another port
+    "--ServerApp.allow_remote_access=False",
+    "--LabApp.news_url=None",
+    "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    "--LabApp.extension_manager=readonly",
+)
+
+
+def _now() -> float:
+    return time.time()
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    return data
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 256 * 1024))
+            data = f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(data.splitlines()[-lines:]) if lines > 0 else ""
+
+
+class LocalProvider:
+    """Workspaces, clusters and jobs as real processes on this machine."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        data_roots: Sequence[Path | str] = (),
+        python: str = sys.executable,
+        ready_timeout: float = 30.0,
+        stop_timeout: float = 10.0,
+    ) -> None:
+        self.root = Path(root).resolve()
+        self.data_roots = tuple(Path(p).resolve() for p in data_roots)
+        self.python = python
+        self.ready_timeout = ready_timeout
+        self.stop_timeout = stop_timeout
+        self.machine_cpus = sorted(os.sched_getaffinity(0))
+        self.machine_memory = int(psutil.virtual_memory().total)
+
+    @classmethod
+    def from_settings(cls) -> LocalProvider:
+        from django.conf import settings
+
+        return cls(
+            settings.LOCAL_PROVIDER_ROOT,
+            data_roots=settings.LOCAL_PROVIDER_DATA_ROOTS,
+            ready_timeout=settings.LOCAL_PROVIDER_READY_TIMEOUT,
+        )
+
+    # --- paths, locks, limits ---------------------------------------------
+
+    def _check_name(self, name: str) -> str:
+        if not NAME_RE.match(name):
+            raise ProviderError(f"Invalid resource name {name!r}")
+        return name
+
+    def _ws_dir(self, name: str) -> Path:
+        return self.root / self._check_name(name)
+
+    def _cluster_dir(self, name: str) -> Path:
+        return self.root / "_clusters" / self._check_name(name)
+
+    def _job_dir(self, name: str) -> Path:
+        return self.root / "_jobs" / self._check_name(name)
+
+    @contextlib.contextmanager
+    def _locked(self, kind: str, name: str) -> Iterator[None]:
+        locks = self.root / "_locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        with open(locks / f"{kind}-{self._check_name(name)}.lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def limits_for(self, size: SizeSpec, name: str) -> tuple[list[int], int]:
+        """The CPUs and the memory limit in bytes for ``size``, capped by the machine.
+
+        Which CPUs: a window of the machine's CPUs starting at an offset taken
+        from the name, so that small workspaces spread over the cores.
+        """
+        count = max(1, min(size.vcpus, len(self.machine_cpus)))
+        offset = int(hashlib.sha256(name.encode()).hexdigest(), 16) % len(self.machine_cpus)
+        cpus = sorted(
+            self.machine_cpus[(offset + i) % len(self.machine_cpus)] for i in range(count)
+        )
+        memory = int(size.memory_gb * GIB)
+        memory = max(MIN_MEMORY_BYTES, min(memory, self.machine_memory))
+        return cpus, memory
+
+    def _child_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
+        bindir = str(Path(self.python).parent)
+        env["PATH"] = os.pathsep.join([bindir, env.get("PATH", "/usr/local/bin:/usr/bin:/bin")])
+        env.setdefault("HOME", str(self.root))
+        env.setdefault("LANG", "C.UTF-8")
+        env["PYTHONUNBUFFERED"] = "1"
+        if extra:
+            env.update(extra)
+        return env
+
+    def _launch(
+        self,
+        command: list[str],
+        *,
+        cwd: Path,
+        pidfile: Path,
+        log: Path,
+        cpus: list[int],
+        memory: int,
+        env: dict[str, str],
+        exit_code_file: Path | None = None,
+    ) -> tuple[int, float]:
+        """Start ``command`` detached with limits; return its pid and start time."""
+        pidfile.unlink(missing_ok=True)
+        args = [
+            self.python,
+            str(LAUNCHER),
+            f"--pidfile={pidfile}",
+            f"--log={log}",
+            f"--cwd={cwd}",
+            f"--cpus={','.join(map(str, cpus))}",
+            f"--mem-bytes={memory}",
+        ]
+        if exit_code_file is not None:
+            args.append(f"--exit-code-file={exit_code_file}")
+        subprocess.run([*args, "--", *command], env=env, check=True, timeout=30)
+        pid = int(pidfile.read_text())
+        try:
+            started = psutil.Process(pid).create_time()
+        except psutil.NoSuchProcess:
+            started = 0.0
+        return pid, started
+
+    @staticmethod
+    def _alive(pid: int | None, started: float | None, marker: str) -> psutil.Process | None:
+        """The process ``pid`` if it still runs and is still ours, else None."""
+        if not pid:
+            return None
+        try:
+            proc = psutil.Process(pid)
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return None
+            if started and abs(proc.create_time() - started) > 1.0:
+                return None  # the pid was reused
+            if marker not in " ".join(proc.cmdline()):
+                return None
+            return proc
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return None
+
+    def _terminate(self, proc: psutil.Process) -> None:
+        """Stop a process group: SIGTERM, wait, SIGKILL; also its stray descendants."""
+        try:
+            descendants = proc.children(recursive=True)
+            pgid = os.getpgid(proc.pid)
+        except (psutil.NoSuchProcess, ProcessLookupError):
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGTERM)
+        procs = [proc, *descendants]
+        _, alive = psutil.wait_procs(procs, timeout=self.stop_timeout)
+        alive = [p for p in alive if _running(p)]
+        if alive:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+            for p in alive:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    p.kill()
+            psutil.wait_procs(alive, timeout=5)
+        # Kernels run in sessions of their own; a server killed before it shut
+        # them down would leave them behind.
+        for p in descendants:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if _running(p):
+                    p.kill()
+
+    def _resolve_data_paths(self, paths: Sequence[str]) -> list[Path]:
+        resolved = []
+        for raw in paths:
+            try:
+                path = Path(raw).resolve(strict=True)
+            except (OSError, RuntimeError) as exc:
+                raise ProviderError(f"Data path {raw!r} does not exist") from exc
+            if not any(path == r or path.is_relative_to(r) for r in self.data_roots):
+                raise ProviderError(f"Data path {raw!r} is outside the allowed data folders")
+            if path == self.root or path.is_relative_to(self.root):
+                raise ProviderError(f"Data path {raw!r} is inside the workspaces folder")
+            resolved.append(path)
+        return resolved
+
+    # --- workspaces --------------------------------------------------------
+
+    def _ws_state(self, name: str) -> dict[str, Any] | None:
+        return _read_json(self._ws_dir(name) / "state.json")
+
+    def _ws_proc(self, name: str, state: dict[str, Any]) -> psutil.Process | None:
+        return self._alive(
+            state.get("pid"), state.get("pid_started"), f"--ServerApp.root_dir={state['workdir']}"
+        )
+
+    def _url(self, state: dict[str, Any]) -> str:
+        return f"http://127.0.0.1:{state['port']}/lab?token={state['token']}"
+
+    def _api_status(self, state: dict[str, Any], timeout: float = 2.0) -> dict[str, Any] | None:
+        """The Jupyter server's ``/api/status``, or None while it does not answer."""
+        request = urllib.request.Request(  # noqa: S310 - fixed http://127.0.0.1 URL
+            f"http://127.0.0.1:{state['port']}/api/status",
+            headers={"Authorization": f"token {state['token']}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+                data: dict[str, Any] = json.loads(response.read())
+                return data
+        except (OSError, ValueError):
+            return None
+
+    def workspace_create(self, spec: WorkspaceSpec) -> ResourceStatus:
+        """Create the workspace and start its server; a second call changes nothing."""
+        data = self._resolve_data_paths(spec.data_paths)
+        allowed_ips = _validate_cidrs(spec.allowed_ips)
+        with self._locked("ws", spec.name):
+            directory = self._ws_dir(spec.name)
+            state = self._ws_state(spec.name)
+            if state is None:
+                workdir = directory / "work"
+                (workdir / "data").mkdir(parents=True, exist_ok=True)
+                state = {
+                    "name": spec.name,
+                    "workdir": str(workdir),
+                    "token": secrets.token_hex(24),
+                    "port": 0,
+                    "pid": None,
+                    "pid_started": None,
+                    "size": _size_dict(spec.size),
+                    "owner": spec.owner_username,
+                    "idle_shutdown_minutes": spec.idle_shutdown_minutes,
+                    "allowed_ips": allowed_ips,
+                    "data_paths": [str(p) for p in data],
+                    "created_at": _now(),
+                }
+                self._link_data(workdir / "data", data)
+                _write_json(directory / "state.json", state)
+            elif self._ws_proc(spec.name, state):
+                return self._ws_status(spec.name, state)
+            return self._ws_start(spec.name, state)
+
+    def _link_data(self, data_dir: Path, paths: list[Path]) -> None:
+        # The links are fixed once made: the folder is read-only to its user
+        # (the snapshots behind them are immutable files of their own).
+        data_dir.chmod(0o755)
+        for entry in data_dir.iterdir():
+            if entry.is_symlink():
+                entry.unlink()
+        used: set[str] = set()
+        for path in paths:
+            link = path.name or "data"
+            n = 1
+            while link in used:
+                n += 1
+                link = f"{path.name}-{n}"
+            used.add(link)
+            (data_dir / link).symlink_to(path, target_is_directory=path.is_dir())
+        data_dir.chmod(0o555)
+
+    def _ws_start(self, name: str, state: dict[str, Any]) -> ResourceStatus:
+        directory = self._ws_dir(name)
+        cpus, memory = self.limits_for(_size_from(state["size"]), name)
+        env = self._child_env(
+            {
+                "JUPYTER_TOKEN": state["token"],
+                "JUPYTER_CONFIG_DIR": str(directory / "jupyter-config"),
+                "JUPYTER_RUNTIME_DIR": str(directory / "jupyter-runtime"),
+                "IPYTHONDIR": str(directory / "ipython"),
+            }
+        )
+        log = directory / "server.log"
+        for _attempt in range(3):
+            state["port"] = _free_port()
+            command = [
+                self.python,
+                "-m",
+                "jupyterlab",
+                *JUPYTER_OFFLINE_FLAGS,
+                f"--ServerApp.port={state['port']}",
+                f"--ServerApp.root_dir={state['workdir']}",
+            ]
+            if os.geteuid() == 0:
+                command.append("--allow-root")
+            started_at = _now()
+            pid, pid_started = self._launch(
+                command,
+                cwd=Path(state["workdir"]),
+                pidfile=directory / "server.pid",
+                log=log,
+                cpus=cpus,
+                memory=memory,
+                env=env,
+            )
+            state.update(
+                pid=pid, pid_started=pid_started, started_at=started_at, cpus=cpus, memory=memory
+            )
+            _write_json(directory / "state.json", state)
+            logger.info("workspace %s: server pid %s on port %s", name, pid, state["port"])
+            deadline = time.monotonic() + self.ready_timeout
+            while time.monotonic() < deadline:
+                if self._api_status(state, timeout=1.0) is not None:
+                    return self._ws_status(name, state)
+                if not self._ws_proc(name, state):
+                    break
+                time.sleep(0.05)
+            else:
+                # Still starting: the caller polls workspace_status.
+                return ResourceStatus(name, ResourceState.CREATING, detail="server starting")
+            if "Address already in use" not in _tail(log, 20):
+                break
+        return ResourceStatus(
+            name, ResourceState.FAILED, detail=f"server exited: {_tail(log, 5)[-500:]}"
+        )
+
+    def _ws_status(self, name: str, state: dict[str, Any]) -> ResourceStatus:
+        if not self._ws_proc(name, state):
+            return ResourceStatus(name, ResourceState.STOPPED)
+        status = self._api_status(state)
+        if status is None:
+            if _now() - float(state.get("started_at") or 0) < self.ready_timeout:
+                return ResourceStatus(name, ResourceState.CREATING, detail="server starting")
+            return ResourceStatus(name, ResourceState.FAILED, detail="server does not answer")
+        idle = None
+        last = status.get("last_activity")
+        if last:
+            last_at = datetime.fromisoformat(last.replace("Z", "+00:00"))
+            idle = max(0.0, (datetime.now(UTC) - last_at).total_seconds())
+        return ResourceStatus(name, ResourceState.RUNNING, url=self._url(state), idle_seconds=idle)
+
+    def workspace_status(self, name: str) -> ResourceStatus:
+        state = self._ws_state(name)
+        if state is None:
+            return ResourceStatus(name, ResourceState.DELETED)
+        return self._ws_status(name, state)
+
+    def workspace_start(self, name: str) -> ResourceStatus:
+        with self._locked("ws", name):
+            state = self._ws_state(name)
+            if state is None:
+                raise ProviderError(f"No workspace {name!r}")
+            if self._ws_proc(name, state):
+                return self._ws_status(name, state)
+            return self._ws_start(name, state)
+
+    def _ws_stop(self, name: str, state: dict[str, Any]) -> None:
+        proc = self._ws_proc(name, state)
+        if proc is not None:
+            self._terminate(proc)
+        state.update(pid=None, pid_started=None)
+        _write_json(self._ws_dir(name) / "state.json", state)
+
+    def workspace_stop(self, name: str) -> ResourceStatus:
+        with self._locked("ws", name):
+            state = self._ws_state(name)
+            if state is None:
+                return ResourceStatus(name, ResourceState.DELETED)
+            self._ws_stop(name, state)
+            return ResourceStatus(name, ResourceState.STOPPED)
+
+    def workspace_resize(self, name: str, size: SizeSpec) -> ResourceStatus:
+        """Stop the server, apply the new size's limits, start it again."""
+        with self._locked("ws", name):
+            state = self._ws_state(name)
+            if state is None:
+                raise ProviderError(f"No workspace {name!r}")
+            self._ws_stop(name, state)
+            state["size"] = _size_dict(size)
+            return self._ws_start(name, state)
+
+    def workspace_delete(self, name: str) -> ResourceStatus:
+        with self._locked("ws", name):
+            directory = self._ws_dir(name)
+            state = self._ws_state(name)
+            if state is not None:
+                self._ws_stop(name, state)
+            if directory.exists():
+                data_dir = directory / "work" / "data"
+                if data_dir.exists():
+                    data_dir.chmod(0o755)
+                shutil.rmtree(directory)
+            return ResourceStatus(name, ResourceState.DELETED)
+
+    def workspace_set_allowed_ips(self, name: str, cidrs: tuple[str, ...]) -> None:
+        """Record the allowlist. The server listens on 127.0.0.1 only, so no
+        remote address reaches it whatever the list says."""
+        allowed = _validate_cidrs(cidrs)
+        with self._locked("ws", name):
+            state = self._ws_state(name)
+            if state is None:
+                raise ProviderError(f"No workspace {name!r}")
+            state["allowed_ips"] = allowed
+            _write_json(self._ws_dir(name) / "state.json", state)
+
+    # --- clusters ----------------------------------------------------------
+
+    def cluster_create(self, spec: ClusterSpec) -> ResourceStatus:
+        _check_nodes(spec.min_nodes, spec.max_nodes)
+        with self._locked("cl", spec.name):
+            directory = self._cluster_dir(spec.name)
+            if not (directory / "cluster.json").exists():
+                directory.mkdir(parents=True, exist_ok=True)
+                _write_json(
+                    directory / "cluster.json",
+                    {
+                        "name": spec.name,
+                        "size": _size_dict(spec.size),
+                        "min_nodes": spec.min_nodes,
+                        "max_nodes": spec.max_nodes,
+                        "idle_seconds_before_scaledown": spec.idle_seconds_before_scaledown,
+                        "low_priority": spec.low_priority,
+                        "created_at": _now(),
+                    },
+                )
+        return self.cluster_status(spec.name)
+
+    def _cluster(self, name: str) -> dict[str, Any] | None:
+        return _read_json(self._cluster_dir(name) / "cluster.json")
+
+    def cluster_scale(self, name: str, min_nodes: int, max_nodes: int) -> ResourceStatus:
+        _check_nodes(min_nodes, max_nodes)
+        with self._locked("cl", name):
+            cluster = self._cluster(name)
+            if cluster is None:
+                raise ProviderError(f"No cluster {name!r}")
+            cluster.update(min_nodes=min_nodes, max_nodes=max_nodes)
+            _write_json(self._cluster_dir(name) / "cluster.json", cluster)
+            self._schedule(name, cluster)
+        return self.cluster_status(name)
+
+    def cluster_delete(self, name: str) -> ResourceStatus:
+        """Delete the cluster; its queued and running jobs are canceled."""
+        with self._locked("cl", name):
+            cluster = self._cluster(name)
+            if cluster is not None:
+                for job in self._jobs_on(name):
+                    self._job_cancel(job["name"])
+                shutil.rmtree(self._cluster_dir(name))
+        return ResourceStatus(name, ResourceState.DELETED)
+
+    def cluster_status(self, name: str) -> ResourceStatus:
+        cluster = self._cluster(name)
+        if cluster is None:
+            return ResourceStatus(name, ResourceState.DELETED)
+        jobs = [self._job_state(job) for job in self._jobs_on(name)]
+        running = sum(1 for s in jobs if s == JobState.RUNNING)
+        queued = sum(1 for s in jobs if s == JobState.QUEUED)
+        return ResourceStatus(
+            name,
+            ResourceState.RUNNING,
+            detail=f"{running} of {cluster['max_nodes']} slots busy, {queued} queued",
+        )
+
+    def list_sizes(self) -> list[SizeSpec]:
+        """Sizes that fit this machine: 1, 2, 4, ... CPUs with 4 GiB each (capped)."""
+        sizes = []
+        memory_gb = self.machine_memory / GIB
+        vcpus = 1
+        while vcpus <= len(self.machine_cpus):
+            mem = min(4.0 * vcpus, memory_gb)
+            sizes.append(SizeSpec(f"local-{vcpus}cpu", vcpus, round(mem, 1)))
+            vcpus *= 2
+        return sizes
+
+    # --- jobs --------------------------------------------------------------
+
+    def _jobs_on(self, cluster: str) -> list[dict[str, Any]]:
+        jobs_dir = self.root / "_jobs"
+        if not jobs_dir.exists():
+            return []
+        jobs = [_read_json(d / "job.json") for d in jobs_dir.iterdir() if d.is_dir()]
+        return sorted(
+            (j for j in jobs if j is not None and j["compute"] == cluster),
+            key=lambda j: (j["submitted_at"], j["name"]),
+        )
+
+    def _job_proc(self, job: dict[str, Any]) -> psutil.Process | None:
+        return self._alive(job.get("pid"), job.get("pid_started"), str(LAUNCHER))
+
+    def _job_state(self, job: dict[str, Any]) -> JobState:
+        directory = self._job_dir(job["name"])
+        if job.get("canceled"):
+            return JobState.CANCELED
+        if job.get("pid") is None:
+            return JobState.QUEUED
+        code = directory / "exit_code"
+        if code.exists():
+            return JobState.SUCCEEDED if int(code.read_text()) == 0 else JobState.FAILED
+        if self._job_proc(job) is not None:
+            return JobState.RUNNING
+        return JobState.FAILED  # the supervisor died without a word: the machine restarted?
+
+    def _job_status(self, job: dict[str, Any]) -> JobStatus:
+        state = self._job_state(job)
+        detail = ""
+        code = self._job_dir(job["name"]) / "exit_code"
+        if state == JobState.FAILED:
+            detail = f"exit code {code.read_text().strip()}" if code.exists() else "process lost"
+        elif state == JobState.QUEUED:
+            detail = f"waiting for a free slot on {job['compute']}"
+        return JobStatus(job["name"], state, detail=detail)
+
+    def _schedule(self, cluster_name: str, cluster: dict[str, Any]) -> None:
+        """Start queued jobs, oldest first, while the cluster has free slots.
+
+        Called with the cluster's lock held, by every job call on it: there is
+        no scheduler daemon, polling moves the queue.
+        """
+        jobs = self._jobs_on(cluster_name)
+        busy = sum(1 for j in jobs if self._job_state(j) == JobState.RUNNING)
+        for job in jobs:
+            if busy >= cluster["max_nodes"]:
+                break
+            if self._job_state(job) == JobState.QUEUED:
+                self._job_run(job, cluster)
+                busy += 1
+
+    def _job_run(self, job: dict[str, Any], cluster: dict[str, Any]) -> None:
+        directory = self._job_dir(job["name"])
+        cpus, memory = self.limits_for(_size_from(cluster["size"]), job["name"])
+        command = job["command"]
+        for key, path in job["inputs"].items():
+            command = command.replace(f"${{{{inputs.{key}}}}}", shlex.quote(path))
+        env = self._child_env(
+            {
+                **job["environment"],
+                "SG_JOB_NAME": job["name"],
+                "SG_OUTPUT_DIR": str(directory / "outputs"),
+                **{f"SG_INPUT_{k.upper()}": v for k, v in job["inputs"].items()},
+            }
+        )
+        (directory / "outputs").mkdir(exist_ok=True)
+        pid, started = self._launch(
+            ["/bin/sh", "-c", command],
+            cwd=Path(job["cwd"]),
+            pidfile=directory / "job.pid",
+            log=directory / "job.log",
+            cpus=cpus,
+            memory=memory,
+            env=env,
+            exit_code_file=directory / "exit_code",
+        )
+        job.update(pid=pid, pid_started=started, started_at=_now())
+        _write_json(directory / "job.json", job)
+
+    def job_submit(self, spec: JobSpec) -> JobStatus:
+        """Queue the job on its cluster and start it when a slot is free."""
+        inputs = {
+            k: str(p)
+            for k, p in zip(
+                spec.inputs, self._resolve_data_paths(list(spec.inputs.values())), strict=True
+            )
+        }
+        for key in inputs:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+                raise ProviderError(f"Invalid input name {key!r}")
+        with self._locked("cl", spec.compute):
+            cluster = self._cluster(spec.compute)
+            if cluster is None:
+                raise ProviderError(f"No cluster {spec.compute!r}")
+            directory = self._job_dir(spec.name)
+            job = _read_json(directory / "job.json")
+            if job is None:
+                directory.mkdir(parents=True, exist_ok=True)
+                cwd = directory / "code"
+                if spec.code_dir:
+                    source = Path(spec.code_dir).resolve()
+                    if not source.is_dir():
+                        raise ProviderError(f"Code folder {spec.code_dir!r} does not exist")
+                    shutil.copytree(
+                        source, cwd, ignore=shutil.ignore_patterns(".git", "__pycache__")
+                    )
+                else:
+                    cwd.mkdir()
+                job = {
+                    "name": spec.name,
+                    "command": spec.command,
+                    "compute": spec.compute,
+                    "cwd": str(cwd),
+                    "environment": dict(spec.environment),
+                    "inputs": inputs,
+                    "submitted_at": _now(),
+                    "pid": None,
+                    "pid_started": None,
+                    "canceled": False,
+                }
+                _write_json(directory / "job.json", job)
+            self._schedule(spec.compute, cluster)
+            return self._job_status(_read_json(directory / "job.json") or job)
+
+    def _job(self, name: str) -> dict[str, Any]:
+        job = _read_json(self._job_dir(name) / "job.json")
+        if job is None:
+            raise ProviderError(f"No job {name!r}")
+        return job
+
+    def job_status(self, name: str) -> JobStatus:
+        job = self._job(name)
+        if self._job_state(job) == JobState.QUEUED:
+            with self._locked("cl", job["compute"]):
+                cluster = self._cluster(job["compute"])
+                if cluster is not None:
+                    self._schedule(job["compute"], cluster)
+            job = self._job(name)
+        return self._job_status(job)
+
+    def _job_cancel(self, name: str) -> JobStatus:
+        job = self._job(name)
+        state = self._job_state(job)
+        if state in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED):
+            return self._job_status(job)
+        job["canceled"] = True
+        _write_json(self._job_dir(name) / "job.json", job)
+        proc = self._job_proc(job)
+        if proc is not None:
+            self._terminate(proc)
+        return self._job_status(job)
+
+    def job_cancel(self, name: str) -> JobStatus:
+        job = self._job(name)
+        with self._locked("cl", job["compute"]):
+            status = self._job_cancel(name)
+            cluster = self._cluster(job["compute"])
+            if cluster is not None:
+                self._schedule(job["compute"], cluster)
+            return status
+
+    def job_logs(self, name: str, tail: int = 200) -> str:
+        self._job(name)
+        return _tail(self._job_dir(name) / "job.log", tail)
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _size_dict(size: SizeSpec) -> dict[str, Any]:
+    return {"name": size.name, "vcpus": size.vcpus, "memory_gb": size.memory_gb, "gpus": size.gpus}
+
+
+def _size_from(data: dict[str, Any]) -> SizeSpec:
+    return SizeSpec(data["name"], int(data["vcpus"]), float(data["memory_gb"]), int(data["gpus"]))
+
+
+def _check_nodes(min_nodes: int, max_nodes: int) -> None:
+    if min_nodes < 0 or max_nodes < 1 or min_nodes > max_nodes:
+        raise ProviderError(f"Invalid node counts: min {min_nodes}, max {max_nodes}")
+
+
+def _validate_cidrs(cidrs: Sequence[str]) -> list[str]:
+    allowed = []
+    for cidr in cidrs:
+        try:
+            allowed.append(str(ipaddress.ip_network(cidr.strip(), strict=False)))
+        except ValueError as exc:
+            raise ProviderError(f"Invalid address or CIDR {cidr!r}") from exc
+    return allowed
