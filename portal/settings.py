@@ -290,6 +290,54 @@ LOGGING = {
 # Base address used in links inside e-mails.
 PORTAL_BASE_URL = env.str("PORTAL_BASE_URL", default="http://127.0.0.1:8000")
 
+# --- Data stage (datasets/) -------------------------------------------------
+# Where snapshots live, as an fsspec URL: a local folder by default, or Azure
+# Blob / ADLS ("az://container/prefix", "abfs://...") with the connection
+# string in STAGEGATE_STORAGE_CONNECTION_STRING (or _FILE).
+STAGEGATE_STORAGE_URL = env.str("STAGEGATE_STORAGE_URL", default=f"file://{VAR_DIR / 'storage'}")
+STAGEGATE_STORAGE_OPTIONS: dict[str, str] = {}
+_storage_connection = secret("STAGEGATE_STORAGE_CONNECTION_STRING")
+if _storage_connection:
+    STAGEGATE_STORAGE_OPTIONS["connection_string"] = _storage_connection
+# Largest upload or pull accepted, in bytes (2 GB by default).
+DATA_UPLOAD_MAX_BYTES = env.int("DATA_UPLOAD_MAX_BYTES", default=2 * 1024**3)
+# Keys that encrypt data source credentials (MultiFernet): comma-separated,
+# newest first; `manage.py rotate_data_secrets` re-encrypts with the first.
+# Without them: derived from the development secret key under DEBUG, else
+# generated once into var/ (as `make run` does for the secret key).
+_field_keys = secret("FIELD_ENCRYPTION_KEYS") or ""
+if not _field_keys:
+    if DEBUG:
+        import base64
+        import hashlib
+
+        _field_keys = base64.urlsafe_b64encode(
+            hashlib.sha256(f"field-encryption:{SECRET_KEY}".encode()).digest()
+        ).decode()
+    else:
+        _key_file = VAR_DIR / "field_encryption_key"
+        if not _key_file.exists():
+            from cryptography.fernet import Fernet
+
+            VAR_DIR.mkdir(parents=True, exist_ok=True)
+            _fd = os.open(_key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(_fd, "w") as _f:
+                _f.write(Fernet.generate_key().decode())
+        _field_keys = _key_file.read_text().strip()
+FIELD_ENCRYPTION_KEYS = [k.strip() for k in _field_keys.split(",") if k.strip()]
+# Outbound connections from data sources may not reach loopback, link-local
+# or private addresses, except these networks (CIDR, comma-separated). The
+# embedded default (SQLite, one machine) and DEBUG allow this machine, so the
+# demo can pull from a local PostgreSQL.
+_embedded = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+DATA_EGRESS_ALLOWED_CIDRS = env.list(
+    "DATA_EGRESS_ALLOWED_CIDRS",
+    default=["127.0.0.1/32", "::1/128"] if (DEBUG or _embedded) else [],
+)
+# Bytes parsed per batch while ingesting, and the most rows a profile reads.
+DATA_BATCH_BYTES = env.int("DATA_BATCH_BYTES", default=16 * 1024**2)
+DATA_PROFILE_MAX_ROWS = env.int("DATA_PROFILE_MAX_ROWS", default=5_000_000)
+
 # --- Cloud providers (cloud/) ---
 # Where workspaces, clusters and jobs run: "local" (this machine) or "azure"
 # (Azure ML). See docs/cloud.md.
@@ -325,3 +373,13 @@ AZURE_CI_SCHEDULE_TIME_ZONE = env.str("AZURE_CI_SCHEDULE_TIME_ZONE", default="UT
 AZURE_BASE_ALLOWED_IPS = env.list("AZURE_BASE_ALLOWED_IPS", default=[])
 # Tries per Azure call on throttling (429) and server errors (5xx).
 AZURE_MAX_ATTEMPTS = env.int("AZURE_MAX_ATTEMPTS", default=5)
+# Distinct names for the data stage's choice sets in the API schema.
+SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update(
+    {
+        "DataSourceKindEnum": "datasets.models.SourceKind",
+        "ValidationRuleKindEnum": "datasets.models.RuleKind",
+        "IngestionStatusEnum": "datasets.models.IngestionStatus",
+        "SplitStatusEnum": "datasets.models.SplitStatus",
+        "ConnectionTestStatusEnum": "datasets.models.TestStatus",
+    }
+)

@@ -1,0 +1,185 @@
+"""Connections to external sources: each checks the destination first
+(``egress_check``), then yields the source's content as byte chunks."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+from datasets.egress import EgressRefused, egress_check, host_is_allowlisted
+from datasets.storage import CHUNK_BYTES
+
+CONNECT_TIMEOUT = 10
+STATEMENT_TIMEOUT_MS = 15 * 60 * 1000
+
+
+class SourceError(Exception):
+    """The source answered, but not with data we can use (final, no retry)."""
+
+
+# --- PostgreSQL ---------------------------------------------------------------
+
+
+@contextmanager
+def _postgres(config: dict[str, Any], secrets: dict[str, str]) -> Iterator[Any]:
+    import psycopg
+
+    host = config["host"]
+    port = int(config.get("port") or 5432)
+    address = egress_check(host, port)
+    connection = psycopg.connect(
+        host=host,
+        hostaddr=address,
+        port=port,
+        dbname=config["database"],
+        user=config["user"],
+        password=secrets.get("password") or None,
+        connect_timeout=CONNECT_TIMEOUT,
+        application_name="stagegate",
+        options=f"-c default_transaction_read_only=on -c statement_timeout={STATEMENT_TIMEOUT_MS}",
+    )
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def postgres_test(config: dict[str, Any], secrets: dict[str, str]) -> str:
+    with _postgres(config, secrets) as connection:
+        version = connection.execute("SHOW server_version").fetchone()[0]
+    return f"Connected to PostgreSQL {version}."
+
+
+def postgres_chunks(config: dict[str, Any], secrets: dict[str, str]) -> Iterator[bytes]:
+    """The query's result as CSV with a header, streamed by COPY."""
+    import psycopg
+    from psycopg import sql
+
+    query = config["query"].strip().rstrip(";")
+    with _postgres(config, secrets) as connection:
+        try:
+            with connection.cursor() as cursor:
+                statement = sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER true)").format(
+                    sql.SQL(query)  # type: ignore[arg-type]
+                )
+                with cursor.copy(statement) as copy:
+                    for chunk in copy:
+                        yield bytes(chunk)
+        except psycopg.errors.Error as exc:
+            if isinstance(exc, psycopg.OperationalError):
+                raise
+            raise SourceError(f"The query failed: {exc.diag.message_primary or exc}") from exc
+
+
+# --- Azure Blob / ADLS ----------------------------------------------------------
+
+
+def _azure_endpoint(config: dict[str, Any]) -> tuple[str, str, int]:
+    endpoint = (config.get("endpoint") or "").rstrip("/")
+    if not endpoint:
+        endpoint = f"https://{config['account']}.blob.core.windows.net"
+    parts = urlsplit(endpoint)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    if (parts.scheme != "https" or port != 443) and not host_is_allowlisted(host):
+        raise EgressRefused("Azure endpoints must be https on port 443.")
+    return endpoint, host, port
+
+
+def _azure_fs(config: dict[str, Any], secrets: dict[str, str]) -> Any:
+    import fsspec
+
+    endpoint, host, port = _azure_endpoint(config)
+    egress_check(host, port)
+    parts = [
+        f"DefaultEndpointsProtocol={urlsplit(endpoint).scheme}",
+        f"AccountName={config['account']}",
+        f"BlobEndpoint={endpoint}",
+    ]
+    if secrets.get("account_key"):
+        parts.append(f"AccountKey={secrets['account_key']}")
+    elif secrets.get("sas_token"):
+        parts.append(f"SharedAccessSignature={secrets['sas_token'].lstrip('?')}")
+    return fsspec.filesystem(
+        "abfs", connection_string=";".join(parts) + ";", skip_instance_cache=True
+    )
+
+
+def azure_test(config: dict[str, Any], secrets: dict[str, str]) -> str:
+    fs = _azure_fs(config, secrets)
+    path = f"{config['container']}/{config['path']}"
+    try:
+        info = fs.info(path)
+    except FileNotFoundError as exc:
+        raise SourceError(f"No blob at {path}.") from exc
+    return f"Found {path} ({info.get('size', 0):,} bytes)."
+
+
+def azure_chunks(config: dict[str, Any], secrets: dict[str, str]) -> Iterator[bytes]:
+    fs = _azure_fs(config, secrets)
+    path = f"{config['container']}/{config['path']}"
+    try:
+        handle = fs.open(path, "rb", block_size=CHUNK_BYTES)
+    except FileNotFoundError as exc:
+        raise SourceError(f"No blob at {path}.") from exc
+    with handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            yield chunk
+
+
+# --- HTTPS ----------------------------------------------------------------------
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """Connects to an address checked beforehand, verifying the host's certificate."""
+
+    def __init__(self, host: str, address: str, port: int) -> None:
+        super().__init__(host, port, timeout=CONNECT_TIMEOUT, context=ssl.create_default_context())
+        self._address = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
+
+
+def _https_get(config: dict[str, Any]) -> http.client.HTTPResponse:
+    parts = urlsplit(config["url"])
+    if parts.scheme != "https" or not parts.hostname:
+        raise EgressRefused("Only https:// URLs are allowed.")
+    port = parts.port or 443
+    if port != 443 and not host_is_allowlisted(parts.hostname):
+        raise EgressRefused("HTTPS sources must use port 443.")
+    address = egress_check(parts.hostname, port)
+    connection = _PinnedHTTPSConnection(parts.hostname, address, port)
+    path = parts.path or "/"
+    if parts.query:
+        path += f"?{parts.query}"
+    connection.request("GET", path, headers={"User-Agent": "stagegate"})
+    response = connection.getresponse()
+    if response.status != 200:
+        # Redirects are not followed: their target was not checked.
+        connection.close()
+        raise SourceError(f"The server answered {response.status} {response.reason}.")
+    return response
+
+
+def https_test(config: dict[str, Any], secrets: dict[str, str]) -> str:
+    response = _https_get(config)
+    response.close()
+    return f"The server answered {response.status}."
+
+
+def https_chunks(config: dict[str, Any], secrets: dict[str, str]) -> Iterator[bytes]:
+    response = _https_get(config)
+    with response:
+        while chunk := response.read(CHUNK_BYTES):
+            yield chunk
+
+
+TESTERS = {"postgres": postgres_test, "azure_blob": azure_test, "https": https_test}
+PULLERS = {"postgres": postgres_chunks, "azure_blob": azure_chunks, "https": https_chunks}

@@ -1,0 +1,149 @@
+"""Reads for data pages and the API: querysets with their joins done, and
+plotly figures as plain dicts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Count, Max, Prefetch, QuerySet
+from django.utils import timezone
+
+from datasets.models import DataSource, Ingestion, Snapshot, Split
+from projects.models import Project
+
+
+def sources_for_project(*, project: Project) -> QuerySet[DataSource]:
+    return (
+        DataSource.objects.filter(project=project)
+        .select_related("owner")
+        .annotate(
+            version_count=Count("snapshots", distinct=True),
+            latest_version=Max("snapshots__version"),
+        )
+        .order_by("name")
+    )
+
+
+def sources_for_user(*, user: Any) -> QuerySet[DataSource]:
+    sources = DataSource.objects.all()
+    if not user.is_staff:
+        sources = sources.filter(project__members=user)
+    return (
+        sources.select_related("project", "owner")
+        .annotate(version_count=Count("snapshots", distinct=True))
+        .order_by("project__name", "name")
+    )
+
+
+def next_runs(sources: list[DataSource]) -> dict[int, datetime]:
+    """When each scheduled source is next pulled (one query for all)."""
+    from django_celery_beat.models import PeriodicTask
+
+    names = {s.periodic_task_name: s.pk for s in sources if s.refresh_cron}
+    if not names:
+        return {}
+    now = timezone.now()
+    runs: dict[int, datetime] = {}
+    for task in PeriodicTask.objects.filter(name__in=names, enabled=True).select_related("crontab"):
+        if task.crontab is None:
+            continue
+        schedule = task.crontab.schedule
+        runs[names[task.name]] = now + schedule.remaining_estimate(now)
+    return runs
+
+
+def source_ingestions(*, source: DataSource, limit: int = 20) -> list[Ingestion]:
+    return list(
+        source.ingestions.select_related("created_by", "snapshot").order_by("-created_at", "-pk")[
+            :limit
+        ]
+    )
+
+
+def source_snapshots(*, source: DataSource) -> QuerySet[Snapshot]:
+    return (
+        source.snapshots.select_related("created_by", "profile")
+        .annotate(split_count=Count("splits"))
+        .order_by("-version")
+    )
+
+
+def snapshot_splits(*, snapshot: Snapshot) -> QuerySet[Split]:
+    return snapshot.splits.select_related("created_by").order_by("-number")
+
+
+def source_splits(*, source: DataSource) -> QuerySet[Split]:
+    return Split.objects.filter(parent__source=source).select_related("parent").order_by("-pk")
+
+
+def project_lineage(*, project: Project) -> list[DataSource]:
+    """Sources with their snapshots and each snapshot's splits (three queries)."""
+    return list(
+        DataSource.objects.filter(project=project)
+        .order_by("name")
+        .prefetch_related(
+            Prefetch(
+                "snapshots",
+                queryset=Snapshot.objects.order_by("version").prefetch_related(
+                    Prefetch("splits", queryset=Split.objects.order_by("number"))
+                ),
+            )
+        )
+    )
+
+
+def _bar(x: list[Any], y: list[Any], title: str) -> dict[str, Any]:
+    return {
+        "data": [{"type": "bar", "x": x, "y": y, "marker": {"color": "#1f5fbf"}}],
+        "layout": {
+            "title": {"text": title, "font": {"size": 13}},
+            "margin": {"l": 40, "r": 10, "t": 30, "b": 40},
+            "height": 220,
+        },
+    }
+
+
+def profile_figures(profile_data: dict[str, Any]) -> list[dict[str, Any]]:
+    """One histogram or bar chart per column, then the correlation heatmap."""
+    figures: list[dict[str, Any]] = []
+    for index, column in enumerate(profile_data.get("columns", [])):
+        if "histogram" in column:
+            edges = column["histogram"]["edges"]
+            centres = [(a + b) / 2 for a, b in zip(edges, edges[1:], strict=False)]
+            figure = _bar(centres, column["histogram"]["counts"], column["name"])
+            figure["data"][0]["width"] = (edges[1] - edges[0]) if len(edges) > 1 else None
+        elif column.get("top"):
+            figure = _bar(
+                [v for v, _ in column["top"]], [c for _, c in column["top"]], column["name"]
+            )
+        else:
+            continue
+        figures.append({"id": f"figure-column-{index}", "column": column["name"], "figure": figure})
+    matrix = profile_data.get("correlation_matrix") or {}
+    if matrix.get("values"):
+        figures.append(
+            {
+                "id": "figure-correlation",
+                "column": "",
+                "figure": {
+                    "data": [
+                        {
+                            "type": "heatmap",
+                            "z": matrix["values"],
+                            "x": matrix["columns"],
+                            "y": matrix["columns"],
+                            "zmin": -1,
+                            "zmax": 1,
+                            "colorscale": "RdBu",
+                        }
+                    ],
+                    "layout": {
+                        "title": {"text": "Correlation", "font": {"size": 13}},
+                        "height": 420,
+                        "margin": {"l": 100, "r": 10, "t": 30, "b": 100},
+                    },
+                },
+            }
+        )
+    return figures

@@ -1,0 +1,947 @@
+"""Writes to data sources, snapshots, rules and splits.
+
+Each write runs in one transaction with its audit event; slow work (pulls,
+parsing, profiles, splits) is queued on the ``data`` queue after commit.
+Secrets are decrypted only inside the worker's connection code and never
+leave it: not in task arguments, audit payloads, logs or error messages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow as pa
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import UploadedFile
+from django.db import IntegrityError, transaction
+from django.db.models import Max, Q
+from django.utils import timezone
+
+from datasets import connectors
+from datasets.crypto import secrets_decrypt, secrets_encrypt
+from datasets.egress import EgressRefused
+from datasets.models import (
+    DataSource,
+    Ingestion,
+    IngestionStatus,
+    Profile,
+    ProfileStatus,
+    RuleKind,
+    Snapshot,
+    SourceKind,
+    Split,
+    SplitStatus,
+    TestStatus,
+    Trigger,
+    ValidationRule,
+    ValidationStatus,
+)
+from datasets.profiling import profile_table
+from datasets.readers import FORMATS, format_for_name, read_table, sniff, table_columns
+from datasets.rules import evaluate, rule_errors
+from datasets.splitting import split_indices, table_bytes
+from datasets.storage import ObjectStore, Staged, TooLarge, default_store, file_chunks, object_key
+from governance.services import audit_record
+from portal.models import User
+from projects.models import Project
+from projects.selectors import charter_current, charter_signed_off
+
+logger = logging.getLogger(__name__)
+
+# kind -> (config fields, required config fields, secret fields)
+KIND_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
+    SourceKind.UPLOAD: (("format",), (), ()),
+    SourceKind.POSTGRES: (
+        ("host", "port", "database", "user", "query"),
+        ("host", "database", "user", "query"),
+        ("password",),
+    ),
+    SourceKind.AZURE_BLOB: (
+        ("account", "container", "path", "endpoint", "format"),
+        ("account", "container", "path"),
+        ("account_key", "sas_token"),
+    ),
+    SourceKind.HTTPS: (("url", "format"), ("url",), ()),
+}
+STORAGE_FIELDS = ("container", "path")
+CRON_FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
+PROGRESS_EVERY_SECONDS = 0.5
+
+
+class SourceInUse(Exception):
+    """A delete that would remove data a split (or model) uses; HTTP 409."""
+
+
+class TransientSourceError(Exception):
+    """A failure worth retrying; its message carries no secret."""
+
+
+# --- Helpers -----------------------------------------------------------------
+
+
+def _scrub_message(message: str, secrets: dict[str, str]) -> str:
+    for value in secrets.values():
+        if value:
+            message = message.replace(value, "[redacted]")
+    # Signed URLs carry their signature in the query string.
+    message = re.sub(r"(sig|se|sv|sp|st|spr|srt|ss|sr)=[^&\s'\"]+", r"\1=[redacted]", message)
+    return message[:500]
+
+
+def _clean_storage_value(name: str, value: str) -> str | None:
+    if value.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", value):
+        return f"{name} must be a relative path, not an absolute one."
+    if ".." in re.split(r"[/\\]", value):
+        return f"{name} must not contain '..'."
+    if "\\" in value:
+        return f"{name} must use forward slashes."
+    return None
+
+
+def _clean_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
+    fields, required, _ = KIND_FIELDS[kind]
+    errors: dict[str, str] = {}
+    unknown = sorted(set(config) - set(fields))
+    if unknown:
+        errors["config"] = f"Unknown settings for a {kind} source: {', '.join(unknown)}."
+    cleaned: dict[str, Any] = {}
+    for name in fields:
+        value = config.get(name)
+        if value in (None, ""):
+            if name in required:
+                errors[name] = "This field is required."
+            continue
+        if name == "port":
+            try:
+                port = int(value)
+            except (TypeError, ValueError):
+                errors[name] = "Give a port number."
+                continue
+            if not 0 < port < 65536:
+                errors[name] = "Give a port between 1 and 65535."
+            cleaned[name] = port
+            continue
+        if not isinstance(value, str):
+            errors[name] = "Give text."
+            continue
+        value = value.strip()
+        if name in STORAGE_FIELDS:
+            problem = _clean_storage_value(name, value)
+            if problem:
+                errors[name] = problem
+        if name == "format" and value not in FORMATS:
+            errors[name] = "Choose csv or parquet."
+        if name == "url" and not value.lower().startswith("https://"):
+            errors[name] = "Only https:// URLs are allowed."
+        if name == "endpoint" and not re.match(r"^https?://[^/\s]+/?[^\s]*$", value):
+            errors[name] = "Give the blob endpoint as a URL."
+        if name == "query" and not re.match(r"^\s*(select|with|values|table)\b", value, re.I):
+            errors[name] = "Give one SELECT query."
+        cleaned[name] = value
+    if errors:
+        raise ValidationError(errors)
+    return cleaned
+
+
+def _clean_secrets(kind: str, secrets: dict[str, Any]) -> dict[str, str]:
+    allowed = KIND_FIELDS[kind][2]
+    unknown = sorted(set(secrets) - set(allowed))
+    if unknown:
+        raise ValidationError({"secrets": f"Unknown secrets for a {kind} source: {unknown}."})
+    return {k: str(v) for k, v in secrets.items() if v is not None}
+
+
+def _clean_cron(cron: str) -> str:
+    from celery.schedules import crontab
+
+    cron = " ".join(cron.split())
+    if not cron:
+        return ""
+    parts = cron.split(" ")
+    if len(parts) != 5:
+        raise ValidationError(
+            {"refresh_cron": "Give five fields: minute hour day-of-month month day-of-week."}
+        )
+    try:
+        crontab(**dict(zip(CRON_FIELDS, parts, strict=True)))
+    except (ValueError, TypeError) as exc:
+        raise ValidationError({"refresh_cron": f"Not a valid cron expression: {exc}"}) from exc
+    return cron
+
+
+def _schedule_sync(source: DataSource) -> None:
+    from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+    name = source.periodic_task_name
+    if not source.refresh_cron:
+        PeriodicTask.objects.filter(name=name).delete()
+        return
+    values = dict(zip(CRON_FIELDS, source.refresh_cron.split(" "), strict=True))
+    schedule = CrontabSchedule.objects.filter(**values, timezone=settings.TIME_ZONE).first()
+    if schedule is None:
+        schedule = CrontabSchedule.objects.create(**values, timezone=settings.TIME_ZONE)
+    PeriodicTask.objects.update_or_create(
+        name=name,
+        defaults={
+            "task": "datasets.tasks.source_refresh",
+            "crontab": schedule,
+            "interval": None,
+            "kwargs": json.dumps({"source_id": source.pk}),
+            "queue": "data",
+            "enabled": True,
+        },
+    )
+
+
+def _charter_for(project: Project) -> Any:
+    return charter_signed_off(project=project) or charter_current(project=project)
+
+
+def _queue(task_name: str, **kwargs: int) -> None:
+    from datasets import tasks
+
+    task = getattr(tasks, task_name)
+    transaction.on_commit(lambda: task.delay(**kwargs))
+
+
+def _source_payload(source: DataSource) -> dict[str, Any]:
+    return {
+        "name": source.name,
+        "kind": source.kind,
+        "location": source.location,
+        "mode": source.mode,
+        "config": source.config,
+        "refresh_cron": source.refresh_cron,
+    }
+
+
+# --- Sources -------------------------------------------------------------------
+
+
+def source_create(
+    *,
+    actor: User,
+    project: Project,
+    name: str,
+    kind: str,
+    description: str = "",
+    location: str = "cloud",
+    mode: str = "batch",
+    owner: User | None = None,
+    config: dict[str, Any] | None = None,
+    secrets: dict[str, Any] | None = None,
+    refresh_cron: str = "",
+) -> DataSource:
+    """Register a data source; its secrets are stored encrypted only."""
+    if kind not in KIND_FIELDS:
+        raise ValidationError({"kind": f"Unknown kind {kind!r}."})
+    cleaned = _clean_config(kind, config or {})
+    secret_values = {k: v for k, v in _clean_secrets(kind, secrets or {}).items() if v}
+    cron = _clean_cron(refresh_cron)
+    if cron and kind == SourceKind.UPLOAD:
+        raise ValidationError({"refresh_cron": "Upload sources have nothing to pull."})
+    try:
+        with transaction.atomic():
+            source = DataSource.objects.create(
+                project=project,
+                name=name,
+                kind=kind,
+                description=description,
+                location=location,
+                mode=mode,
+                owner=owner or actor,
+                config=cleaned,
+                secrets_encrypted=secrets_encrypt(secret_values),
+                secret_names=sorted(secret_values),
+                refresh_cron=cron,
+            )
+            _schedule_sync(source)
+            audit_record(
+                action="datasource.created",
+                actor=actor,
+                project=project,
+                obj=source,
+                payload=_source_payload(source),
+            )
+    except IntegrityError as exc:
+        raise ValidationError({"name": "A source with this name already exists."}) from exc
+    return source
+
+
+def source_update(*, actor: User, source: DataSource, **changes: Any) -> DataSource:
+    """Change a source's settings; secrets given replace those stored, an
+    empty value removes one."""
+    allowed = {"name", "description", "location", "mode", "owner", "config", "refresh_cron"}
+    unknown = set(changes) - allowed - {"secrets"}
+    if unknown:
+        raise ValidationError(dict.fromkeys(sorted(unknown), "This cannot be changed."))
+    changed: list[str] = []
+    if "config" in changes:
+        merged = {**source.config, **(changes.pop("config") or {})}
+        merged = {k: v for k, v in merged.items() if v not in (None, "")}
+        changes["config"] = _clean_config(source.kind, merged)
+    if "refresh_cron" in changes:
+        changes["refresh_cron"] = _clean_cron(changes["refresh_cron"] or "")
+        if changes["refresh_cron"] and source.kind == SourceKind.UPLOAD:
+            raise ValidationError({"refresh_cron": "Upload sources have nothing to pull."})
+    new_secrets = _clean_secrets(source.kind, changes.pop("secrets", None) or {})
+    try:
+        with transaction.atomic():
+            source = DataSource.objects.select_for_update().get(pk=source.pk)
+            for field, value in changes.items():
+                if getattr(source, field) != value:
+                    setattr(source, field, value)
+                    changed.append(field)
+            if new_secrets:
+                stored = secrets_decrypt(source.secrets_encrypted)
+                stored.update(new_secrets)
+                stored = {k: v for k, v in stored.items() if v}
+                source.secrets_encrypted = secrets_encrypt(stored)
+                source.secret_names = sorted(stored)
+                changed += ["secrets_encrypted", "secret_names"]
+            if not changed:
+                return source
+            source.save(update_fields=changed)
+            if "refresh_cron" in changed:
+                _schedule_sync(source)
+            audit_record(
+                action="datasource.updated",
+                actor=actor,
+                project=source.project,
+                obj=source,
+                payload={
+                    "changed": sorted(
+                        {"secrets" if f.startswith("secret") else f for f in changed}
+                    ),
+                    "updated": sorted(new_secrets),
+                },
+            )
+    except IntegrityError as exc:
+        raise ValidationError({"name": "A source with this name already exists."}) from exc
+    return source
+
+
+def _objects_unreferenced(keys: set[str]) -> set[str]:
+    if not keys:
+        return set()
+    shas = {k.rsplit("/", 2)[-2] + k.rsplit("/", 1)[-1] for k in keys}
+    used = set(Snapshot.objects.filter(sha256__in=shas).values_list("sha256", flat=True))
+    used |= set(Split.objects.filter(train_sha256__in=shas).values_list("train_sha256", flat=True))
+    used |= set(Split.objects.filter(test_sha256__in=shas).values_list("test_sha256", flat=True))
+    return {object_key(s) for s in shas - used}
+
+
+def _delete_objects_later(keys: set[str]) -> None:
+    def collect() -> None:
+        store = default_store()
+        for key in _objects_unreferenced(keys):
+            store.delete(key)
+
+    transaction.on_commit(collect)
+
+
+def source_delete(*, actor: User, source: DataSource) -> None:
+    """Delete a source and its snapshots, unless a split uses one of them."""
+    from django_celery_beat.models import PeriodicTask
+
+    with transaction.atomic():
+        source = DataSource.objects.select_for_update().get(pk=source.pk)
+        used = sorted(
+            Snapshot.objects.filter(source=source, splits__isnull=False)
+            .values_list("version", flat=True)
+            .distinct()
+        )
+        if used:
+            raise SourceInUse(
+                f"Versions {', '.join(map(str, used))} of {source.name} are used by splits; "
+                "delete those first."
+            )
+        keys = set(source.snapshots.values_list("storage_key", flat=True))
+        PeriodicTask.objects.filter(name=source.periodic_task_name).delete()
+        audit_record(
+            action="datasource.deleted",
+            actor=actor,
+            project=source.project,
+            obj=source,
+            payload={"name": source.name, "kind": source.kind, "snapshots": len(keys)},
+        )
+        source.delete()
+        _delete_objects_later(keys)
+
+
+def source_test_request(*, actor: User, source: DataSource) -> DataSource:
+    """Queue a connection test; it runs in a worker."""
+    if source.kind == SourceKind.UPLOAD:
+        raise ValidationError({"kind": "Upload sources have nothing to connect to."})
+    with transaction.atomic():
+        claimed = (
+            DataSource.objects.filter(pk=source.pk)
+            .exclude(test_status__in=[TestStatus.PENDING, TestStatus.RUNNING])
+            .update(test_status=TestStatus.PENDING, test_message="")
+        )
+        if claimed:
+            audit_record(
+                action="datasource.test_requested",
+                actor=actor,
+                project=source.project,
+                obj=source,
+            )
+            _queue("source_test", source_id=source.pk)
+    source.refresh_from_db()
+    return source
+
+
+def source_test_execute(*, source_id: int) -> None:
+    """Try to reach the source and record what happened (the task claimed it)."""
+    source = DataSource.objects.get(pk=source_id)
+    secrets = secrets_decrypt(source.secrets_encrypted)
+    try:
+        message = connectors.TESTERS[source.kind](source.config, secrets)
+        status = TestStatus.OK
+    except Exception as exc:  # any failure is the test's answer
+        message = _scrub_message(str(exc) or type(exc).__name__, secrets)
+        status = TestStatus.FAILED
+    DataSource.objects.filter(pk=source_id).update(
+        test_status=status, test_message=message[:500], tested_at=timezone.now()
+    )
+
+
+# --- Ingestion -------------------------------------------------------------------
+
+
+def _latest_snapshot(source: DataSource) -> Snapshot | None:
+    return source.snapshots.order_by("-version").first()
+
+
+def snapshot_upload(*, actor: User, source: DataSource, upload: UploadedFile) -> Ingestion:
+    """Take an uploaded CSV or Parquet file: check it, store it by hash in one
+    pass, and queue its parsing. Bad files are refused before anything is kept."""
+    if source.kind != SourceKind.UPLOAD:
+        raise ValidationError({"file": "Only upload sources take files; pull this source."})
+    name = (upload.name or "").replace("\\", "/").rsplit("/", 1)[-1][:255]
+    data_format = format_for_name(name, source.config.get("format", ""))
+    if not data_format:
+        raise ValidationError({"file": "Upload a .csv or .parquet file."})
+    limit = settings.DATA_UPLOAD_MAX_BYTES
+    if upload.size is not None and upload.size > limit:
+        raise TooLarge(limit)
+    sniff(upload.file, data_format)  # type: ignore[arg-type]
+    store = default_store()
+    upload.file.seek(0)  # type: ignore[union-attr]
+    staged = store.stage(file_chunks(upload.file), max_bytes=limit)  # type: ignore[arg-type]
+    try:
+        with transaction.atomic():
+            DataSource.objects.select_for_update().filter(pk=source.pk).first()
+            latest = _latest_snapshot(source)
+            unchanged = latest is not None and latest.sha256 == staged.sha256
+            ingestion = Ingestion.objects.create(
+                source=source,
+                trigger=Trigger.UPLOAD,
+                status=IngestionStatus.UNCHANGED if unchanged else IngestionStatus.PENDING,
+                data_format=data_format,
+                original_name=name,
+                staging_key="" if unchanged else staged.key,
+                sha256=staged.sha256,
+                size=staged.size,
+                bytes_total=staged.size,
+                snapshot=latest if unchanged else None,
+                created_by=actor,
+                finished_at=timezone.now() if unchanged else None,
+            )
+            audit_record(
+                action="ingestion.unchanged" if unchanged else "ingestion.queued",
+                actor=actor,
+                project=source.project,
+                obj=ingestion,
+                payload={
+                    "source": source.name,
+                    "file": name,
+                    "sha256": staged.sha256,
+                    "size": staged.size,
+                },
+            )
+            if not unchanged:
+                _queue("ingestion_run", ingestion_id=ingestion.pk)
+    except BaseException:
+        store.discard(staged.key)
+        raise
+    if unchanged:
+        store.discard(staged.key)
+    return ingestion
+
+
+def source_pull_request(
+    *, actor: User | None, source: DataSource, trigger: str = Trigger.MANUAL
+) -> Ingestion:
+    """Queue a pull of the source, unless one is already queued or running."""
+    if source.kind == SourceKind.UPLOAD:
+        raise ValidationError({"kind": "Upload sources take files; upload a new version."})
+    with transaction.atomic():
+        DataSource.objects.select_for_update().filter(pk=source.pk).first()
+        running = source.ingestions.filter(
+            status__in=[IngestionStatus.PENDING, IngestionStatus.RUNNING]
+        ).first()
+        if running is not None:
+            return running
+        ingestion = Ingestion.objects.create(source=source, trigger=trigger, created_by=actor)
+        audit_record(
+            action="ingestion.queued",
+            actor=actor,
+            project=source.project,
+            obj=ingestion,
+            payload={"source": source.name, "trigger": trigger},
+        )
+        _queue("ingestion_run", ingestion_id=ingestion.pk)
+    return ingestion
+
+
+def _progress_writer(ingestion_id: int) -> Callable[[int, int], None]:
+    last = [0.0]
+
+    def write(rows: int, done_bytes: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= PROGRESS_EVERY_SECONDS:
+            last[0] = now
+            Ingestion.objects.filter(pk=ingestion_id).update(
+                rows_processed=rows, bytes_processed=done_bytes
+            )
+
+    return write
+
+
+def _pull_format(source: DataSource) -> str:
+    if source.kind == SourceKind.POSTGRES:
+        return "csv"
+    name = source.config.get("path") or source.config.get("url", "").split("?", 1)[0]
+    return format_for_name(name, source.config.get("format") or "csv")
+
+
+def ingestion_execute(*, ingestion_id: int) -> None:
+    """Pull (or take the staged upload), parse, validate and store one
+    ingestion; the task has claimed it. Raises TransientSourceError when a
+    retry may help; records any other failure on the ingestion."""
+    ingestion = Ingestion.objects.select_related("source__project", "created_by").get(
+        pk=ingestion_id
+    )
+    source = ingestion.source
+    store = default_store()
+    secrets: dict[str, str] = {}
+    staged: Staged | None = None
+    try:
+        if source.kind == SourceKind.UPLOAD:
+            staged = Staged(
+                key=ingestion.staging_key, sha256=ingestion.sha256, size=ingestion.size or 0
+            )
+            data_format = ingestion.data_format
+        else:
+            secrets = secrets_decrypt(source.secrets_encrypted)
+            data_format = _pull_format(source)
+            progress = _progress_writer(ingestion_id)
+            staged = store.stage(
+                connectors.PULLERS[source.kind](source.config, secrets),
+                progress=lambda n: progress(0, n),
+            )
+            Ingestion.objects.filter(pk=ingestion_id).update(
+                data_format=data_format,
+                staging_key=staged.key,
+                sha256=staged.sha256,
+                size=staged.size,
+                bytes_total=staged.size,
+                bytes_processed=0,
+            )
+        latest = _latest_snapshot(source)
+        if latest is not None and latest.sha256 == staged.sha256:
+            store.discard(staged.key)
+            with transaction.atomic():
+                Ingestion.objects.filter(pk=ingestion_id).update(
+                    status=IngestionStatus.UNCHANGED,
+                    snapshot=latest,
+                    staging_key="",
+                    rows_processed=latest.rows,
+                    bytes_processed=staged.size,
+                    finished_at=timezone.now(),
+                )
+                audit_record(
+                    action="ingestion.unchanged",
+                    actor=ingestion.created_by,
+                    project=source.project,
+                    obj=ingestion,
+                    payload={
+                        "source": source.name,
+                        "sha256": staged.sha256,
+                        "version": latest.version,
+                    },
+                )
+            return
+        with store.open(staged.key) as stream:
+            table = read_table(
+                stream,
+                data_format,
+                total_bytes=staged.size,
+                progress=_progress_writer(ingestion_id),
+            )
+        if table.num_columns == 0 or table.num_rows == 0:
+            raise ValidationError("The data has no rows.")
+        results = [evaluate(rule, table) for rule in source.rules.all()]
+        _snapshot_create(ingestion, staged, data_format, table, results, store)
+    except (
+        connectors.SourceError,
+        EgressRefused,
+        TooLarge,
+        ValidationError,
+        pa.ArrowException,
+        UnicodeDecodeError,
+        KeyError,
+    ) as exc:
+        text = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+        ingestion_mark_failed(
+            ingestion_id=ingestion_id, error=_scrub_message(text or type(exc).__name__, secrets)
+        )
+    except (OSError, ConnectionError, TimeoutError) as exc:
+        if staged is not None and source.kind != SourceKind.UPLOAD:
+            store.discard(staged.key)
+        raise TransientSourceError(
+            _scrub_message(str(exc) or type(exc).__name__, secrets)
+        ) from None
+    except Exception as exc:
+        import psycopg
+
+        if isinstance(exc, psycopg.OperationalError):
+            raise TransientSourceError(_scrub_message(str(exc), secrets)) from None
+        raise
+
+
+def _snapshot_create(
+    ingestion: Ingestion,
+    staged: Staged,
+    data_format: str,
+    table: pa.Table,
+    results: list[dict[str, Any]],
+    store: ObjectStore,
+) -> Snapshot:
+    source = ingestion.source
+    key, new = store.commit(staged)
+    try:
+        with transaction.atomic():
+            DataSource.objects.select_for_update().filter(pk=source.pk).first()
+            version = (source.snapshots.aggregate(m=Max("version"))["m"] or 0) + 1
+            failed = [r for r in results if not r["passed"]]
+            snapshot = Snapshot.objects.create(
+                source=source,
+                version=version,
+                sha256=staged.sha256,
+                size=staged.size,
+                data_format=data_format,
+                rows=table.num_rows,
+                columns=table_columns(table),
+                storage_key=key,
+                original_name=ingestion.original_name,
+                validation_status=ValidationStatus.INVALID if failed else ValidationStatus.VALID,
+                validation_results=results,
+                created_by=ingestion.created_by,
+            )
+            charter = _charter_for(source.project)
+            Profile.objects.create(
+                snapshot=snapshot, target=charter.target_variable if charter else ""
+            )
+            Ingestion.objects.filter(pk=ingestion.pk).update(
+                status=IngestionStatus.SUCCEEDED,
+                snapshot=snapshot,
+                staging_key="",
+                rows_processed=table.num_rows,
+                bytes_processed=staged.size,
+                finished_at=timezone.now(),
+            )
+            audit_record(
+                action="snapshot.created",
+                actor=ingestion.created_by,
+                project=source.project,
+                obj=snapshot,
+                payload={
+                    "source": source.name,
+                    "version": version,
+                    "sha256": staged.sha256,
+                    "rows": table.num_rows,
+                    "size": staged.size,
+                    "validation": snapshot.validation_status,
+                    "failed_rules": [r["rule_id"] for r in failed],
+                },
+            )
+            _queue("profile_run", snapshot_id=snapshot.pk)
+    except BaseException:
+        if new and not Snapshot.objects.filter(sha256=staged.sha256).exists():
+            store.delete(key)
+        raise
+    return snapshot
+
+
+def ingestion_mark_failed(*, ingestion_id: int, error: str) -> None:
+    """Record why an ingestion failed, and drop its staged data."""
+    with transaction.atomic():
+        ingestion = (
+            Ingestion.objects.select_for_update()
+            .select_related("source__project")
+            .get(pk=ingestion_id)
+        )
+        if ingestion.is_done:
+            return
+        staging_key = ingestion.staging_key
+        ingestion.status = IngestionStatus.FAILED
+        ingestion.error = error[:2000]
+        ingestion.staging_key = ""
+        ingestion.finished_at = timezone.now()
+        ingestion.save(update_fields=["status", "error", "staging_key", "finished_at"])
+        audit_record(
+            action="ingestion.failed",
+            actor=ingestion.created_by,
+            project=ingestion.source.project,
+            obj=ingestion,
+            payload={"source": ingestion.source.name, "error": error[:300]},
+        )
+    if staging_key:
+        default_store().discard(staging_key)
+
+
+def ingestion_release(*, ingestion_id: int) -> None:
+    """Put a running ingestion back in the queue before a retry."""
+    Ingestion.objects.filter(pk=ingestion_id, status=IngestionStatus.RUNNING).update(
+        status=IngestionStatus.PENDING
+    )
+
+
+def snapshot_delete(*, actor: User, snapshot: Snapshot) -> None:
+    """Delete one version, unless a split (or a model) uses it."""
+    with transaction.atomic():
+        snapshot = (
+            Snapshot.objects.select_for_update()
+            .select_related("source__project")
+            .get(pk=snapshot.pk)
+        )
+        splits = list(snapshot.splits.values_list("number", flat=True))
+        if splits:
+            raise SourceInUse(
+                f"Version {snapshot.version} is used by split"
+                f"{'s' if len(splits) > 1 else ''} {', '.join(map(str, sorted(splits)))}; "
+                "it cannot be deleted."
+            )
+        audit_record(
+            action="snapshot.deleted",
+            actor=actor,
+            project=snapshot.source.project,
+            obj=snapshot,
+            payload={
+                "source": snapshot.source.name,
+                "version": snapshot.version,
+                "sha256": snapshot.sha256,
+            },
+        )
+        key = snapshot.storage_key
+        snapshot.delete()
+        _delete_objects_later({key})
+
+
+# --- Profiles ----------------------------------------------------------------------
+
+
+def _read_snapshot(snapshot: Snapshot, store: ObjectStore | None = None) -> pa.Table:
+    store = store or default_store()
+    with store.open(snapshot.storage_key) as stream:
+        return read_table(stream, snapshot.data_format)
+
+
+def profile_execute(*, snapshot_id: int) -> None:
+    """Compute and store the snapshot's profile (the task has claimed it)."""
+    profile = Profile.objects.select_related("snapshot").get(snapshot_id=snapshot_id)
+    table = _read_snapshot(profile.snapshot)
+    if table.num_rows > settings.DATA_PROFILE_MAX_ROWS:
+        table = table.slice(0, settings.DATA_PROFILE_MAX_ROWS)
+    data = profile_table(table, target=profile.target)
+    Profile.objects.filter(pk=profile.pk).update(
+        status=ProfileStatus.READY, data=data, error="", computed_at=timezone.now()
+    )
+
+
+def profile_mark_failed(*, snapshot_id: int, error: str) -> None:
+    Profile.objects.filter(snapshot_id=snapshot_id).exclude(status=ProfileStatus.READY).update(
+        status=ProfileStatus.FAILED, error=error[:2000], computed_at=timezone.now()
+    )
+
+
+# --- Validation rules ----------------------------------------------------------------
+
+
+def rule_create(
+    *,
+    actor: User,
+    source: DataSource,
+    kind: str,
+    column: str = "",
+    params: dict[str, Any] | None = None,
+) -> ValidationRule:
+    """Add a rule that every new snapshot of the source must pass."""
+    params = params or {}
+    if kind not in RuleKind.values:
+        raise ValidationError({"kind": f"Unknown rule {kind!r}."})
+    errors = rule_errors(kind, column, params)
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        rule = ValidationRule.objects.create(source=source, kind=kind, column=column, params=params)
+        audit_record(
+            action="validation_rule.created",
+            actor=actor,
+            project=source.project,
+            obj=rule,
+            payload={"source": source.name, "kind": kind, "column": column, "params": params},
+        )
+    return rule
+
+
+def rule_delete(*, actor: User, rule: ValidationRule) -> None:
+    with transaction.atomic():
+        audit_record(
+            action="validation_rule.deleted",
+            actor=actor,
+            project=rule.source.project,
+            obj=rule,
+            payload={"source": rule.source.name, "kind": rule.kind, "column": rule.column},
+        )
+        rule.delete()
+
+
+# --- Splits ---------------------------------------------------------------------------
+
+
+def split_create(
+    *,
+    actor: User,
+    snapshot: Snapshot,
+    test_fraction: float,
+    seed: int,
+    stratify_column: str | None = None,
+    group_column: str = "",
+) -> Split:
+    """Queue a train/test split of a valid snapshot.
+
+    Without a stratify column (``None``) a classification charter's target is
+    used; a group column keeps each key's rows on one side (and then the split
+    is not stratified).
+    """
+    if not snapshot.is_valid:
+        raise ValidationError(
+            {"snapshot": f"Version {snapshot.version} failed validation; it cannot be split."}
+        )
+    if not 0 < test_fraction < 1:
+        raise ValidationError({"test_fraction": "Give a fraction between 0 and 1."})
+    names = {c["name"] for c in snapshot.columns}
+    errors = {
+        field: f"No column {value!r} in version {snapshot.version}."
+        for field, value in (("stratify_column", stratify_column), ("group_column", group_column))
+        if value and value not in names
+    }
+    if errors:
+        raise ValidationError(errors)
+    if group_column:
+        stratify_column = ""
+    elif stratify_column is None:
+        charter = _charter_for(snapshot.source.project)
+        stratify_column = ""
+        if (
+            charter
+            and charter.question_type == "classification"
+            and charter.target_variable in names
+        ):
+            stratify_column = charter.target_variable
+    with transaction.atomic():
+        Snapshot.objects.select_for_update().filter(pk=snapshot.pk).first()
+        number = (Split.objects.filter(parent=snapshot).aggregate(m=Max("number"))["m"] or 0) + 1
+        split = Split.objects.create(
+            parent=snapshot,
+            number=number,
+            test_fraction=test_fraction,
+            seed=seed,
+            stratify_column=stratify_column,
+            group_column=group_column,
+            created_by=actor,
+        )
+        audit_record(
+            action="split.created",
+            actor=actor,
+            project=snapshot.source.project,
+            obj=split,
+            payload={
+                "source": snapshot.source.name,
+                "version": snapshot.version,
+                "number": number,
+                "test_fraction": test_fraction,
+                "seed": seed,
+                "stratify_column": stratify_column,
+                "group_column": group_column,
+            },
+        )
+        _queue("split_run", split_id=split.pk)
+    return split
+
+
+def split_execute(*, split_id: int) -> None:
+    """Compute the split and store train and test by hash (the task claimed it)."""
+    split = Split.objects.select_related("parent__source__project").get(pk=split_id)
+    store = default_store()
+    table = _read_snapshot(split.parent, store)
+    train_idx, test_idx = split_indices(
+        table,
+        test_fraction=split.test_fraction,
+        seed=split.seed,
+        stratify_column=split.stratify_column,
+        group_column=split.group_column,
+    )
+    train, _ = store.put_bytes(table_bytes(table.take(train_idx)))
+    test, _ = store.put_bytes(table_bytes(table.take(test_idx)))
+    with transaction.atomic():
+        Split.objects.filter(pk=split_id).update(
+            status=SplitStatus.READY,
+            train_sha256=train.sha256,
+            train_rows=len(train_idx),
+            train_size=train.size,
+            test_sha256=test.sha256,
+            test_rows=len(test_idx),
+            test_size=test.size,
+            finished_at=timezone.now(),
+        )
+        audit_record(
+            action="split.ready",
+            actor=split.created_by,
+            project=split.parent.source.project,
+            obj=split,
+            payload={"train_sha256": train.sha256, "test_sha256": test.sha256},
+        )
+
+
+def split_mark_failed(*, split_id: int, error: str) -> None:
+    Split.objects.filter(pk=split_id).exclude(status=SplitStatus.READY).filter(
+        ~Q(status=SplitStatus.FAILED)
+    ).update(status=SplitStatus.FAILED, error=error[:2000], finished_at=timezone.now())
+
+
+# --- Keys ---------------------------------------------------------------------------------
+
+
+def secrets_rotate_all() -> int:
+    """Re-encrypt every source's secrets with the first key; return how many."""
+    from datasets.crypto import secrets_rotate
+
+    count = 0
+    with transaction.atomic():
+        for source in DataSource.objects.select_for_update().exclude(secrets_encrypted=""):
+            source.secrets_encrypted = secrets_rotate(source.secrets_encrypted)
+            source.save(update_fields=["secrets_encrypted"])
+            count += 1
+        if count:
+            audit_record(action="datasource.keys_rotated", payload={"sources": count})
+    return count

@@ -1,0 +1,149 @@
+"""Thin Celery tasks on the ``data`` queue: keyword-only ids, claim the row
+with a conditional update, call one service, record failures."""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.core.exceptions import ValidationError
+from django.db.models import F
+from django.utils import timezone
+
+from datasets import services
+from datasets.models import (
+    DataSource,
+    Ingestion,
+    IngestionStatus,
+    Profile,
+    ProfileStatus,
+    Split,
+    SplitStatus,
+    TestStatus,
+    Trigger,
+)
+
+logger = logging.getLogger(__name__)
+
+TASK_OPTIONS: dict[str, Any] = {
+    "bind": True,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "max_retries": 4,
+    "soft_time_limit": 55 * 60,
+    "time_limit": 60 * 60,
+}
+
+
+def _backoff(retries: int) -> float:
+    """Exponential backoff with full jitter: up to 10 s, 20 s, 40 s, ..."""
+    return random.uniform(1, 10 * 2**retries)  # noqa: S311
+
+
+@shared_task(**TASK_OPTIONS)
+def ingestion_run(self: Any, *, ingestion_id: int) -> None:
+    """Pull or parse one ingestion into a snapshot."""
+    claimed = Ingestion.objects.filter(pk=ingestion_id, status=IngestionStatus.PENDING).update(
+        status=IngestionStatus.RUNNING, started_at=timezone.now(), attempts=F("attempts") + 1
+    )
+    if not claimed:
+        return
+    try:
+        services.ingestion_execute(ingestion_id=ingestion_id)
+    except services.TransientSourceError as exc:
+        if self.request.retries >= self.max_retries:
+            services.ingestion_mark_failed(
+                ingestion_id=ingestion_id,
+                error=f"Gave up after {self.request.retries + 1} attempts: {exc}",
+            )
+            return
+        services.ingestion_release(ingestion_id=ingestion_id)
+        raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from None
+    except SoftTimeLimitExceeded:
+        services.ingestion_mark_failed(ingestion_id=ingestion_id, error="Took too long.")
+    except Exception as exc:
+        # Log the type only: a message might quote a connection string.
+        logger.error("ingestion %s failed: %s", ingestion_id, type(exc).__name__)
+        services.ingestion_mark_failed(
+            ingestion_id=ingestion_id, error=f"Internal error ({type(exc).__name__})."
+        )
+
+
+@shared_task(**TASK_OPTIONS)
+def profile_run(self: Any, *, snapshot_id: int) -> None:
+    """Compute one snapshot's profile."""
+    claimed = Profile.objects.filter(snapshot_id=snapshot_id, status=ProfileStatus.PENDING).update(
+        status=ProfileStatus.RUNNING
+    )
+    if not claimed:
+        return
+    try:
+        services.profile_execute(snapshot_id=snapshot_id)
+    except OSError as exc:
+        if self.request.retries >= self.max_retries:
+            services.profile_mark_failed(snapshot_id=snapshot_id, error=str(exc))
+            return
+        Profile.objects.filter(snapshot_id=snapshot_id, status=ProfileStatus.RUNNING).update(
+            status=ProfileStatus.PENDING
+        )
+        raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from None
+    except Exception as exc:
+        logger.error("profile of snapshot %s failed: %s", snapshot_id, type(exc).__name__)
+        services.profile_mark_failed(snapshot_id=snapshot_id, error=type(exc).__name__)
+
+
+@shared_task(**TASK_OPTIONS)
+def split_run(self: Any, *, split_id: int) -> None:
+    """Compute one train/test split."""
+    claimed = Split.objects.filter(pk=split_id, status=SplitStatus.PENDING).update(
+        status=SplitStatus.RUNNING
+    )
+    if not claimed:
+        return
+    try:
+        services.split_execute(split_id=split_id)
+    except ValidationError as exc:
+        services.split_mark_failed(split_id=split_id, error="; ".join(exc.messages))
+    except OSError as exc:
+        if self.request.retries >= self.max_retries:
+            services.split_mark_failed(split_id=split_id, error=str(exc))
+            return
+        Split.objects.filter(pk=split_id, status=SplitStatus.RUNNING).update(
+            status=SplitStatus.PENDING
+        )
+        raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from None
+    except Exception as exc:
+        logger.error("split %s failed: %s", split_id, type(exc).__name__)
+        services.split_mark_failed(
+            split_id=split_id, error=f"Internal error ({type(exc).__name__})."
+        )
+
+
+@shared_task(
+    bind=True, acks_late=True, reject_on_worker_lost=True, soft_time_limit=60, time_limit=90
+)
+def source_test(self: Any, *, source_id: int) -> None:
+    """Test the connection to one source."""
+    claimed = DataSource.objects.filter(pk=source_id, test_status=TestStatus.PENDING).update(
+        test_status=TestStatus.RUNNING
+    )
+    if not claimed:
+        return
+    try:
+        services.source_test_execute(source_id=source_id)
+    except SoftTimeLimitExceeded:
+        DataSource.objects.filter(pk=source_id).update(
+            test_status=TestStatus.FAILED, test_message="Timed out.", tested_at=timezone.now()
+        )
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def source_refresh(*, source_id: int) -> None:
+    """The scheduled pull of one source (from django-celery-beat)."""
+    source = DataSource.objects.filter(pk=source_id).first()
+    if source is None:
+        return
+    services.source_pull_request(actor=None, source=source, trigger=Trigger.SCHEDULE)
