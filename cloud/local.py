@@ -261,15 +261,14 @@ class LocalProvider:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGTERM)
         procs = [proc, *descendants]
-        _, alive = psutil.wait_procs(procs, timeout=self.stop_timeout)
-        alive = [p for p in alive if _running(p)]
+        alive = _wait_gone(procs, self.stop_timeout)
         if alive:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, signal.SIGKILL)
             for p in alive:
                 with contextlib.suppress(psutil.NoSuchProcess):
                     p.kill()
-            psutil.wait_procs(alive, timeout=5)
+            _wait_gone(alive, 5.0)
         # Kernels run in sessions of their own; a server killed before it shut
         # them down would leave them behind.
         for p in descendants:
@@ -742,6 +741,20 @@ def _running(proc: psutil.Process) -> bool:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait until the processes have exited; return those still running.
+
+    A zombie counts as gone: the processes are children of init (the
+    launcher detached them), which reaps them in its own time.
+    """
+    deadline = time.monotonic() + timeout
+    alive = [p for p in procs if _running(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.02)
+        alive = [p for p in alive if _running(p)]
+    return alive
 
 
 def _size_dict(size: SizeSpec) -> dict[str, Any]:

@@ -143,6 +143,21 @@ def test_workspace_lifecycle_with_a_real_jupyter_server(
         oct((tmp_path / "workspaces" / "sg-ws-1" / "state.json").stat().st_mode & 0o777) == "0o600"
     )
 
+    # A kernel (the user's code) inherits the limits.
+    request = urllib.request.Request(
+        f"{base}/api/kernels",
+        data=b"{}",
+        method="POST",
+        headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 201
+    kernel = next(
+        child for child in _wait_for_children(pid) if "ipykernel" in " ".join(child.cmdline())
+    )
+    assert address_space_limit(kernel.pid) == memory
+    assert os.sched_getaffinity(kernel.pid) == set(cpus)
+
     # Create again: the same process. A new provider (a portal restart) finds it.
     assert provider.workspace_create(spec).url == status.url
     assert (
@@ -155,7 +170,7 @@ def test_workspace_lifecycle_with_a_real_jupyter_server(
     # Resize: stopped, new limits, started again.
     resized = restarted.workspace_resize("sg-ws-1", BIGGER)
     assert resized.state == ResourceState.RUNNING
-    assert gone(pid)
+    assert gone(pid) and gone(kernel.pid)
     new_pid = json.loads((tmp_path / "workspaces" / "sg-ws-1" / "state.json").read_text())["pid"]
     assert address_space_limit(new_pid) == 3 * 1024**3
     assert len(os.sched_getaffinity(new_pid)) == min(2, len(os.sched_getaffinity(0)))
@@ -338,6 +353,18 @@ def test_slots_queue_jobs_and_cancel_kills_the_process_group(provider: Any) -> N
     assert provider.cluster_delete("sg-cl-2").state == ResourceState.DELETED
     assert provider.job_status("sg-job-12").state == JobState.CANCELED
     assert provider.cluster_status("sg-cl-2").state == ResourceState.DELETED
+
+
+def _wait_for_children(pid: int, timeout: float = 10) -> list[psutil.Process]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        children = [
+            c for c in psutil.Process(pid).children() if "ipykernel" in " ".join(c.cmdline())
+        ]
+        if children:
+            return children
+        time.sleep(0.05)
+    raise AssertionError("no kernel process")
 
 
 def _pgid(pid: int) -> int | None:
