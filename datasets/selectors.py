@@ -119,12 +119,20 @@ def profile_figures(profile_data: dict[str, Any]) -> list[dict[str, Any]]:
             )
         else:
             continue
-        figures.append({"id": f"figure-column-{index}", "column": column["name"], "figure": figure})
+        figures.append(
+            {
+                "id": f"figure-column-{index}",
+                "data_id": f"figure-column-{index}-data",
+                "column": column["name"],
+                "figure": figure,
+            }
+        )
     matrix = profile_data.get("correlation_matrix") or {}
     if matrix.get("values"):
         figures.append(
             {
                 "id": "figure-correlation",
+                "data_id": "figure-correlation-data",
                 "column": "",
                 "figure": {
                     "data": [

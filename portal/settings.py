@@ -337,6 +337,20 @@ DATA_EGRESS_ALLOWED_CIDRS = env.list(
 # Bytes parsed per batch while ingesting, and the most rows a profile reads.
 DATA_BATCH_BYTES = env.int("DATA_BATCH_BYTES", default=16 * 1024**2)
 DATA_PROFILE_MAX_ROWS = env.int("DATA_PROFILE_MAX_ROWS", default=5_000_000)
+# Distinct names for the data stage's choice sets in the API schema.
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
+    "DataSourceKindEnum": "datasets.models.SourceKind",
+    "ValidationRuleKindEnum": "datasets.models.RuleKind",
+    "IngestionStatusEnum": "datasets.models.IngestionStatus",
+    "SplitStatusEnum": "datasets.models.SplitStatus",
+    "ConnectionTestStatusEnum": "datasets.models.TestStatus",
+}
+# plotly.js for the profile charts, served from the plotly package itself.
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    "datasets.static_finders.PlotlyFinder",
+]
 
 # --- Cloud providers (cloud/) ---
 # Where workspaces, clusters and jobs run: "local" (this machine) or "azure"
@@ -373,13 +387,46 @@ AZURE_CI_SCHEDULE_TIME_ZONE = env.str("AZURE_CI_SCHEDULE_TIME_ZONE", default="UT
 AZURE_BASE_ALLOWED_IPS = env.list("AZURE_BASE_ALLOWED_IPS", default=[])
 # Tries per Azure call on throttling (429) and server errors (5xx).
 AZURE_MAX_ATTEMPTS = env.int("AZURE_MAX_ATTEMPTS", default=5)
-# Distinct names for the data stage's choice sets in the API schema.
-SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update(
-    {
-        "DataSourceKindEnum": "datasets.models.SourceKind",
-        "ValidationRuleKindEnum": "datasets.models.RuleKind",
-        "IngestionStatusEnum": "datasets.models.IngestionStatus",
-        "SplitStatusEnum": "datasets.models.SplitStatus",
-        "ConnectionTestStatusEnum": "datasets.models.TestStatus",
-    }
-)
+
+# --- Workspaces and compute (workspaces/) ---
+# Quotas a project (and a user, across projects) gets until an admin changes
+# them: modest, so that a GPU or a third running notebook needs an admin.
+WORKSPACES_DEFAULT_QUOTAS = {
+    "project": {
+        "max_vcpus": env.int("WORKSPACES_PROJECT_MAX_VCPUS", default=8),
+        "max_gpus": env.int("WORKSPACES_PROJECT_MAX_GPUS", default=0),
+        "max_running": env.int("WORKSPACES_PROJECT_MAX_RUNNING", default=2),
+    },
+    "user": {
+        "max_vcpus": env.int("WORKSPACES_USER_MAX_VCPUS", default=16),
+        "max_gpus": env.int("WORKSPACES_USER_MAX_GPUS", default=0),
+        "max_running": env.int("WORKSPACES_USER_MAX_RUNNING", default=4),
+    },
+}
+# Budget thresholds (percent of the month's budget) announced to the leads.
+WORKSPACES_BUDGET_ALERT_PERCENTS = (80, 100)
+# Provider calls: seconds between status checks, how many checks before
+# giving up, tries on transient errors and the first backoff (doubling, jittered).
+WORKSPACES_POLL_SECONDS = env.float("WORKSPACES_POLL_SECONDS", default=3.0)
+WORKSPACES_MAX_POLLS = env.int("WORKSPACES_MAX_POLLS", default=400)
+WORKSPACES_MAX_ERRORS = env.int("WORKSPACES_MAX_ERRORS", default=6)
+WORKSPACES_RETRY_BASE_SECONDS = env.float("WORKSPACES_RETRY_BASE_SECONDS", default=5.0)
+CELERY_BEAT_SCHEDULE = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "workspaces-idle-shutdown": {
+        "task": "workspaces.tasks.workspaces_idle_shutdown",
+        "schedule": env.float("WORKSPACES_IDLE_CHECK_SECONDS", default=60.0),
+    },
+    "workspaces-meter-usage": {
+        "task": "workspaces.tasks.workspaces_meter_usage",
+        "schedule": env.float("WORKSPACES_METER_SECONDS", default=300.0),
+    },
+}
+# A task whose worker died (kill -9, lost machine) is delivered again after
+# this many seconds (Redis); provisioning tasks are idempotent, so a shorter
+# timeout only costs duplicate runs that find nothing to do.
+if "visibility_timeout" in CELERY_BROKER_TRANSPORT_OPTIONS:
+    _visibility = env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)
+    CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = _visibility
+    CELERY_BROKER_TRANSPORT_OPTIONS["unacked_restore_interval"] = max(1, min(10, _visibility // 10))
+    CELERY_BROKER_TRANSPORT_OPTIONS["unacked_restore_throttle"] = 1 if _visibility < 600 else 10

@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from datasets.models import Location, Mode, RuleKind, SourceKind
+from datasets.services import KIND_FIELDS
+
+
+class SourceForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    kind = forms.ChoiceField(choices=SourceKind.choices)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+    location = forms.ChoiceField(choices=Location.choices, initial=Location.CLOUD)
+    mode = forms.ChoiceField(choices=Mode.choices, initial=Mode.BATCH)
+    refresh_cron = forms.CharField(
+        max_length=100, required=False, label="Refresh schedule (cron)", help_text="e.g. 0 2 * * *"
+    )
+    host = forms.CharField(required=False)
+    port = forms.IntegerField(required=False, min_value=1, max_value=65535)
+    database = forms.CharField(required=False)
+    user = forms.CharField(required=False)
+    query = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False, label="SQL")
+    account = forms.CharField(required=False)
+    container = forms.CharField(required=False)
+    path = forms.CharField(required=False)
+    endpoint = forms.CharField(required=False, help_text="Blank for Azure's public endpoint.")
+    url = forms.CharField(required=False, label="URL")
+    format = forms.ChoiceField(
+        choices=[("", "From the file name"), ("csv", "CSV"), ("parquet", "Parquet")],
+        required=False,
+    )
+    password = forms.CharField(widget=forms.PasswordInput(render_value=False), required=False)
+    account_key = forms.CharField(widget=forms.PasswordInput(render_value=False), required=False)
+    sas_token = forms.CharField(
+        widget=forms.PasswordInput(render_value=False), required=False, label="SAS token"
+    )
+
+    def split(self) -> dict[str, Any]:
+        """The service's arguments: config and secrets for the chosen kind."""
+        data = self.cleaned_data
+        fields, _, secret_fields = KIND_FIELDS[data["kind"]]
+        return {
+            "name": data["name"],
+            "kind": data["kind"],
+            "description": data["description"],
+            "location": data["location"],
+            "mode": data["mode"],
+            "refresh_cron": data["refresh_cron"],
+            "config": {f: data[f] for f in fields if data.get(f) not in (None, "")},
+            "secrets": {f: data[f] for f in secret_fields if data.get(f)},
+        }
+
+
+class UploadForm(forms.Form):
+    file = forms.FileField(label="CSV or Parquet file")
+
+
+class ScheduleForm(forms.Form):
+    refresh_cron = forms.CharField(max_length=100, required=False, label="Cron")
+
+
+class RuleForm(forms.Form):
+    kind = forms.ChoiceField(choices=RuleKind.choices)
+    column = forms.CharField(max_length=200, required=False)
+    value = forms.CharField(
+        max_length=1000,
+        required=False,
+        help_text="type: integer/float/string/boolean/datetime · range: min,max · "
+        "allowed: a,b,c · min rows: n",
+    )
+
+    def params(self) -> dict[str, Any]:
+        kind, value = self.cleaned_data["kind"], self.cleaned_data["value"].strip()
+        if kind == "type":
+            return {"type": value}
+        if kind == "range":
+            low, _, high = value.partition(",")
+            return {"min": _number(low), "max": _number(high)}
+        if kind == "allowed":
+            return {"values": [v.strip() for v in value.split(",") if v.strip()]}
+        if kind == "min_rows":
+            number = _number(value)
+            return {
+                "min": int(number) if isinstance(number, float) and number.is_integer() else number
+            }
+        return {}
+
+
+def _number(text: str) -> float | str | None:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+class SplitForm(forms.Form):
+    test_fraction = forms.FloatField(min_value=0.01, max_value=0.99, initial=0.2)
+    seed = forms.IntegerField(min_value=0, initial=42)
+    stratify_column = forms.ChoiceField(required=False, label="Stratify by")
+    group_column = forms.ChoiceField(required=False, label="Keep groups together by")
+
+    def __init__(
+        self, *args: Any, columns: list[str], default_stratify: str, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        choices = [("", "—"), *[(c, c) for c in columns]]
+        self.fields["stratify_column"].choices = choices  # type: ignore[attr-defined]
+        self.fields["group_column"].choices = choices  # type: ignore[attr-defined]
+        self.fields["stratify_column"].initial = default_stratify
