@@ -54,6 +54,7 @@ from cloud.base import (
     ResourceState,
     ResourceStatus,
     SizeSpec,
+    TransientProviderError,
     WorkspaceSpec,
 )
 
@@ -102,6 +103,13 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def _tail(path: Path, lines: int) -> str:
@@ -226,8 +234,11 @@ class LocalProvider:
         ]
         if exit_code_file is not None:
             args.append(f"--exit-code-file={exit_code_file}")
-        subprocess.run([*args, "--", *command], env=env, check=True, timeout=30)
-        pid = int(pidfile.read_text())
+        try:
+            subprocess.run([*args, "--", *command], env=env, check=True, timeout=30)
+            pid = int(pidfile.read_text())
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            raise TransientProviderError(f"Could not start {command[0]}: {exc}") from exc
         try:
             started = psutil.Process(pid).create_time()
         except psutil.NoSuchProcess:
@@ -295,10 +306,31 @@ class LocalProvider:
     def _ws_state(self, name: str) -> dict[str, Any] | None:
         return _read_json(self._ws_dir(name) / "state.json")
 
+    @staticmethod
+    def _ws_marker(state: dict[str, Any]) -> str:
+        return f"--ServerApp.root_dir={state['workdir']}"
+
     def _ws_proc(self, name: str, state: dict[str, Any]) -> psutil.Process | None:
-        return self._alive(
-            state.get("pid"), state.get("pid_started"), f"--ServerApp.root_dir={state['workdir']}"
-        )
+        """The workspace's server process, if it runs.
+
+        Also found through the pid file alone: a worker killed between the
+        launch and recording the pid left the server running, with its port
+        and token already in the state file.
+        """
+        marker = self._ws_marker(state)
+        proc = self._alive(state.get("pid"), state.get("pid_started"), marker)
+        if proc is None:
+            proc = self._alive(_read_pid(self._ws_dir(name) / "server.pid"), None, marker)
+        return proc
+
+    def _kill_strays(self, marker: str) -> None:
+        """Stop processes with our marker that no state or pid file knows of (a
+        worker killed between fork and pid file), so a start makes exactly one."""
+        for proc in psutil.process_iter(["cmdline"]):
+            with contextlib.suppress(psutil.Error):
+                if marker in " ".join(proc.info["cmdline"] or []) and _running(proc):
+                    logger.warning("stopping stray process %s (%s)", proc.pid, marker)
+                    self._terminate(proc)
 
     def _url(self, state: dict[str, Any]) -> str:
         return f"http://127.0.0.1:{state['port']}/lab?token={state['token']}"
@@ -376,8 +408,12 @@ class LocalProvider:
             }
         )
         log = directory / "server.log"
+        self._kill_strays(self._ws_marker(state))
         for _attempt in range(3):
-            state["port"] = _free_port()
+            # Port and time recorded before the launch: a server whose pid was
+            # never recorded can still be adopted through its pid file.
+            state.update(port=_free_port(), pid=None, pid_started=None, started_at=_now())
+            _write_json(directory / "state.json", state)
             command = [
                 self.python,
                 "-m",
@@ -388,7 +424,6 @@ class LocalProvider:
             ]
             if os.geteuid() == 0:
                 command.append("--allow-root")
-            started_at = _now()
             pid, pid_started = self._launch(
                 command,
                 cwd=Path(state["workdir"]),
@@ -398,9 +433,7 @@ class LocalProvider:
                 memory=memory,
                 env=env,
             )
-            state.update(
-                pid=pid, pid_started=pid_started, started_at=started_at, cpus=cpus, memory=memory
-            )
+            state.update(pid=pid, pid_started=pid_started, cpus=cpus, memory=memory)
             _write_json(directory / "state.json", state)
             logger.info("workspace %s: server pid %s on port %s", name, pid, state["port"])
             deadline = time.monotonic() + self.ready_timeout
@@ -453,6 +486,7 @@ class LocalProvider:
         proc = self._ws_proc(name, state)
         if proc is not None:
             self._terminate(proc)
+        (self._ws_dir(name) / "server.pid").unlink(missing_ok=True)
         state.update(pid=None, pid_started=None)
         _write_json(self._ws_dir(name) / "state.json", state)
 
@@ -588,7 +622,11 @@ class LocalProvider:
         if job.get("canceled"):
             return JobState.CANCELED
         if job.get("pid") is None:
-            return JobState.QUEUED
+            # Launched but not recorded (the worker died in between)?
+            pid = _read_pid(directory / "job.pid")
+            if pid is None:
+                return JobState.QUEUED
+            job["pid"] = pid
         code = directory / "exit_code"
         if code.exists():
             return JobState.SUCCEEDED if int(code.read_text()) == 0 else JobState.FAILED

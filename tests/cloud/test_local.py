@@ -192,6 +192,43 @@ def test_workspace_lifecycle_with_a_real_jupyter_server(
     assert provider.workspace_delete("sg-ws-1").state == ResourceState.DELETED
 
 
+def servers_of(workdir: Path) -> list[int]:
+    marker = f"--ServerApp.root_dir={workdir}"
+    return [
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if marker in " ".join(p.info["cmdline"] or []) and not gone(p.pid)
+    ]
+
+
+def test_a_worker_killed_mid_start_leaves_exactly_one_server(provider: Any, tmp_path: Path) -> None:
+    """What a kill -9 of the worker between launch and bookkeeping leaves on
+    disk, and the retried task that follows."""
+    spec = WorkspaceSpec("sg-ws-5", SMALL)
+    first = provider.workspace_create(spec)
+    state_file = tmp_path / "workspaces" / "sg-ws-5" / "state.json"
+    workdir = tmp_path / "workspaces" / "sg-ws-5" / "work"
+    (pid,) = servers_of(workdir)
+
+    # Killed after the launch, before the pid reached the state file: the
+    # retry adopts the server through its pid file.
+    state = json.loads(state_file.read_text())
+    state.update(pid=None, pid_started=None)
+    state_file.write_text(json.dumps(state))
+    assert provider.workspace_create(spec).url == first.url
+    assert provider.workspace_status("sg-ws-5").state == ResourceState.RUNNING
+    assert servers_of(workdir) == [pid]
+
+    # Killed before even the pid file was written: the retry stops the stray
+    # and starts one server.
+    (tmp_path / "workspaces" / "sg-ws-5" / "server.pid").unlink()
+    retried = provider.workspace_create(spec)
+    assert retried.state == ResourceState.RUNNING
+    assert gone(pid)
+    assert len(servers_of(workdir)) == 1
+    assert get(retried.url.replace("/lab?token=", "/api/status?token="))[0] == 200
+
+
 def test_a_stale_or_reused_pid_counts_as_stopped(provider: Any, tmp_path: Path) -> None:
     directory = tmp_path / "workspaces" / "sg-ws-2"
     (directory / "work").mkdir(parents=True)
