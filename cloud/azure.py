@@ -348,10 +348,18 @@ class AzureProvider:
         )
 
     def workspace_create(self, spec: WorkspaceSpec) -> ResourceStatus:
-        """Begin creating the compute instance; nothing is sent when it exists."""
+        """Begin creating the compute instance; when it exists, start it if stopped.
+
+        Like the local provider: create means "exists and runs", and a second
+        call creates nothing.
+        """
         existing = self._get_compute(spec.name)
         if existing is not None:
-            return self._instance_status(spec.name, existing)
+            status = self._instance_status(spec.name, existing)
+            if status.state != ResourceState.STOPPED:
+                return status
+            self._call(f"start {spec.name}", self.ml_client.compute.begin_start, spec.name)
+            return ResourceStatus(spec.name, ResourceState.CREATING, detail="starting")
         instance = self.build_compute_instance(spec)
         self._call(
             f"create compute instance {spec.name}",
@@ -510,6 +518,21 @@ class AzureProvider:
         return [
             SizeSpec(s.name, int(s.v_cp_us or 0), float(s.memory_gb or 0), int(s.gpus or 0))
             for s in sizes
+        ]
+
+    def list_usage(self) -> list[dict[str, Any]]:
+        """Core and instance usage against the subscription's quotas in the
+        workspace's region (not part of the Provider interface: Azure only)."""
+        usages = self._call("list usage", lambda: list(self.ml_client.compute.list_usage()))
+        return [
+            {
+                "name": getattr(u.name, "value", None) or "",
+                "label": getattr(u.name, "localized_value", None) or "",
+                "current": u.current_value,
+                "limit": u.limit,
+                "unit": str(u.unit or ""),
+            }
+            for u in usages
         ]
 
     # --- jobs --------------------------------------------------------------

@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 from azure.ai.ml import MLClient
-from azure.ai.ml.entities import AmlCompute, ComputeInstance, VmSize, Workspace
+from azure.ai.ml.entities import (
+    AmlCompute,
+    ComputeInstance,
+    Usage,
+    UsageName,
+    VmSize,
+    Workspace,
+)
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceRequestError
 from azure.identity import ClientSecretCredential
 
@@ -102,6 +109,19 @@ class Group:
     def begin_delete(self, name: str) -> Poller:
         self._record("begin_delete", name)
         return Poller("delete")
+
+    def list_usage(self) -> list[Usage]:
+        self._record("list_usage")
+        return [
+            Usage(  # type: ignore[abstract]
+                name=UsageName(
+                    value="standardDSv2Family", localized_value="Standard DSv2 Family vCPUs"
+                ),
+                current_value=8,
+                limit=24,
+                unit="Count",
+            )
+        ]
 
     def list_sizes(self) -> list[VmSize]:
         self._record("list_sizes")
@@ -300,7 +320,14 @@ def test_workspace_create_sends_the_instance_once_and_does_not_wait(
     assert provider.workspace_create(spec).state == ResourceState.CREATING
     assert ml.methods() == ["get", "begin_create_or_update", "get"]
 
+    # Create on a stopped instance starts it (create means "exists and runs").
+    ml.compute.items["sg-ws-1"] = instance("sg-ws-1", "Stopped")
+    assert provider.workspace_create(spec).state == ResourceState.CREATING
+    assert ml.methods()[-2:] == ["get", "begin_start"]
+
     ml.compute.items["sg-ws-1"] = instance("sg-ws-1", "Running")
+    assert provider.workspace_create(spec).state == ResourceState.RUNNING
+    assert ml.methods().count("begin_create_or_update") == 1
     running = provider.workspace_status("sg-ws-1")
     assert running.state == ResourceState.RUNNING
     assert running.url == "https://x.instances.azureml.ms/lab"
@@ -438,6 +465,15 @@ def test_cluster_calls(provider: AzureProvider, ml: RecordingMLClient) -> None:
     assert provider.cluster_delete("sg-cl-1").state == ResourceState.DELETING
     assert ml.methods()[-1] == "begin_delete"
     assert provider.cluster_delete("sg-cl-404").state == ResourceState.DELETED
+    assert provider.list_usage() == [
+        {
+            "name": "standardDSv2Family",
+            "label": "Standard DSv2 Family vCPUs",
+            "current": 8,
+            "limit": 24,
+            "unit": "Count",
+        }
+    ]
     assert provider.list_sizes() == [
         SizeSpec("Standard_DS3_v2", 4, 14.0, 0),
         SizeSpec("Standard_NC6s_v3", 6, 112.0, 1),
