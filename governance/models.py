@@ -33,7 +33,7 @@ class AuditEvent(models.Model):
 
     ``hash`` is sha256 over ``previous_hash`` and the canonical encoding of the
     event's fields, so changing, removing or reordering any row breaks the chain
-    from that row on. The database rejects UPDATE and DELETE (see migration 0002).
+    from that row on. The database rejects UPDATE and DELETE (see migration 0003).
     """
 
     sequence = models.BigIntegerField(unique=True)

@@ -11,7 +11,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
 app = Celery("portal")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.task_queues = [Queue(name) for name in ("default", "provisioning", "training", "data")]
+# Queues by kind of work; CELERY_TASK_ROUTES in settings sends each app's tasks to one.
+QUEUES = ("default", "provisioning", "training", "data")
+app.conf.task_queues = [Queue(name) for name in QUEUES]
 app.autodiscover_tasks()
 
 
