@@ -6,3 +6,7 @@ from django.apps import AppConfig
 class WorkspacesConfig(AppConfig):
     name = "workspaces"
     verbose_name = "Workspaces"
+
+    def ready(self) -> None:
+        # Registers the "compute" approval kind.
+        from workspaces import services  # noqa: F401

@@ -1,0 +1,1052 @@
+"""Writes to workspaces, quotas, the catalog and usage, each audited in its transaction.
+
+Every state change of a workspace is a function here: the ones a person
+triggers (``workspace_request``, ``workspace_start``, ...) and the ones a
+Celery task records (``workspace_claim``, ``workspace_mark_running``, ...).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from governance.approvals import ApprovalKind, register
+from governance.models import ApprovalRequest, ApprovalState
+from governance.notifications import notify
+from governance.services import approval_request_create, approval_withdraw, audit_record
+from portal.models import User
+from projects.models import Membership, Project, Role
+from workspaces.models import (
+    HOURS_PER_MONTH,
+    BudgetAlert,
+    ComputeSize,
+    IdleShutdown,
+    Quota,
+    UsageInterval,
+    Workspace,
+    WorkspaceKind,
+    WorkspaceState,
+)
+from workspaces.selectors import (
+    Usage,
+    month_bounds,
+    project_budget,
+    quota_usage,
+    sizes_offered,
+    spend_month_to_date,
+    split_by_day,
+)
+
+COMPUTE_KIND = "compute"
+IDLE_MINUTES_RANGE = (15, 4320)  # Azure ML's own bounds for idle shutdown
+MAX_NODES = 100
+MAX_CIDRS = 50
+S = WorkspaceState
+
+
+class WorkspaceConflict(Exception):
+    """The action does not fit the workspace's state; HTTP 409."""
+
+    def __init__(self, message: str, state: str) -> None:
+        super().__init__(message)
+        self.state = state
+
+
+# --- validation ----------------------------------------------------------------
+
+
+def cidrs_normalize(values: Iterable[str]) -> list[str]:
+    """Validate addresses and CIDR ranges; return them normalized, without duplicates."""
+    result: list[str] = []
+    errors = []
+    items = [str(v).strip() for v in values if str(v).strip()]
+    if len(items) > MAX_CIDRS:
+        raise ValidationError({"allowed_ips": f"At most {MAX_CIDRS} entries."})
+    for item in items:
+        try:
+            network = ipaddress.ip_network(item, strict=True)
+        except ValueError:
+            errors.append(f"{item!r} is not an IP address or CIDR range (e.g. 203.0.113.7/32).")
+            continue
+        if str(network) not in result:
+            result.append(str(network))
+    if errors:
+        raise ValidationError({"allowed_ips": errors})
+    return result
+
+
+def _check_idle_minutes(minutes: int) -> None:
+    low, high = IDLE_MINUTES_RANGE
+    if not low <= minutes <= high:
+        raise ValidationError(
+            {"idle_shutdown_minutes": f"Between {low} and {high} minutes (3 days)."}
+        )
+
+
+def _size_offered(size: ComputeSize) -> None:
+    if not sizes_offered().filter(pk=size.pk).exists():
+        raise ValidationError({"size": f"{size.name} is not offered."})
+
+
+def _membership(actor: Any, project: Project) -> Membership | None:
+    return Membership.objects.filter(project=project, user=actor).first()
+
+
+def _require_writer(actor: Any, project: Project) -> Membership:
+    membership = _membership(actor, project)
+    if membership is None or not membership.can_write:
+        raise PermissionDenied("Only members who may change the project request compute.")
+    return membership
+
+
+def workspace_may_manage(*, user: Any, workspace: Workspace) -> bool:
+    """The owner and the project's leads start, stop, resize and delete it."""
+    if workspace.owner_id == user.pk:
+        return _membership(user, workspace.project) is not None
+    return Membership.objects.filter(
+        project_id=workspace.project_id, user=user, role=Role.LEAD
+    ).exists()
+
+
+def _require_manager(actor: Any, workspace: Workspace, *, staff_may: bool = False) -> None:
+    if staff_may and getattr(actor, "is_staff", False):
+        return
+    if not workspace_may_manage(user=actor, workspace=workspace):
+        raise PermissionDenied("Only its owner and the project's leads manage this workspace.")
+
+
+# --- quotas ----------------------------------------------------------------------
+
+
+def _defaults(prefix: str) -> dict[str, Any]:
+    return dict(settings.WORKSPACES_DEFAULT_QUOTAS[prefix])
+
+
+def quota_for_update(*, project: Project | None = None, user: Any = None) -> Quota:
+    """The quota row of a project or user, created from the defaults, locked
+    (SELECT ... FOR UPDATE) until the transaction ends."""
+    if project is not None:
+        quota, _ = Quota.objects.get_or_create(project=project, defaults=_defaults("project"))
+    else:
+        quota, _ = Quota.objects.get_or_create(user=user, defaults=_defaults("user"))
+    return Quota.objects.select_for_update().get(pk=quota.pk)
+
+
+@dataclass
+class QuotaDecision:
+    exceeded: list[str] = field(default_factory=list)
+    hourly: Decimal = Decimal(0)
+    monthly: Decimal = Decimal(0)
+
+    @property
+    def within(self) -> bool:
+        return not self.exceeded
+
+
+def _check_limits(
+    who: str, quota: Quota, usage: Usage, vcpus: int, gpus: int, running: int
+) -> list[str]:
+    problems = []
+    if usage.vcpus + vcpus > quota.max_vcpus:
+        problems.append(
+            f"{who} vCPUs: {usage.vcpus} in use + {vcpus} requested > {quota.max_vcpus}"
+        )
+    if gpus and usage.gpus + gpus > quota.max_gpus:
+        problems.append(f"{who} GPUs: {usage.gpus} in use + {gpus} requested > {quota.max_gpus}")
+    if running and usage.running + running > quota.max_running:
+        problems.append(
+            f"{who} running workspaces: {usage.running} + {running} > {quota.max_running}"
+        )
+    return problems
+
+
+def _quota_decide(
+    *, workspace: Workspace, size: ComputeSize, now: datetime | None = None
+) -> QuotaDecision:
+    """Check a workspace at ``size`` against its project's and owner's quotas
+    and budgets. Locks both quota rows (project first, then user, always in
+    that order), so concurrent requests take turns: call inside a transaction."""
+    project_quota = quota_for_update(project=workspace.project)
+    user_quota = quota_for_update(user=workspace.owner)
+    nodes = workspace.quota_nodes
+    vcpus, gpus = size.vcpus * nodes, size.gpus * nodes
+    running = 1 if workspace.kind == WorkspaceKind.NOTEBOOK else 0
+    exclude = workspace.pk
+    decision = QuotaDecision(
+        hourly=size.hourly_price * max(workspace.nodes, 1),
+    )
+    decision.monthly = (decision.hourly * HOURS_PER_MONTH).quantize(Decimal("0.01"))
+    decision.exceeded += _check_limits(
+        "Project",
+        project_quota,
+        quota_usage(project=workspace.project, exclude=exclude),
+        vcpus,
+        gpus,
+        running,
+    )
+    decision.exceeded += _check_limits(
+        "Your", user_quota, quota_usage(user=workspace.owner, exclude=exclude), vcpus, gpus, running
+    )
+    budget = project_budget(project=workspace.project, quota=project_quota)
+    if budget:
+        spent = spend_month_to_date(project=workspace.project, now=now)
+        if spent >= budget:
+            decision.exceeded.append(
+                f"Project budget: {spent:.2f} of {budget:.2f} spent this month"
+            )
+    if user_quota.monthly_budget:
+        spent = spend_month_to_date(user=workspace.owner, now=now)
+        if spent >= user_quota.monthly_budget:
+            decision.exceeded.append(
+                f"Your budget: {spent:.2f} of {user_quota.monthly_budget:.2f} spent this month"
+            )
+    return decision
+
+
+QUOTA_LIMITS = {"max_vcpus": 100_000, "max_gpus": 10_000, "max_running": 10_000}
+
+
+def quota_set(
+    *, actor: Any, project: Project | None = None, user: Any = None, **limits: Any
+) -> Quota:
+    """Change a project's or a user's quota (platform admins only)."""
+    if not getattr(actor, "is_staff", False):
+        raise PermissionDenied("Only platform admins change quotas.")
+    errors = {}
+    for name, high in QUOTA_LIMITS.items():
+        if name in limits and not 0 <= int(limits[name]) <= high:
+            errors[name] = f"Between 0 and {high}."
+    budget = limits.get("monthly_budget")
+    if budget is not None and not Decimal(0) <= Decimal(budget) <= Decimal(10**9):
+        errors["monthly_budget"] = "Between 0 and 1,000,000,000."
+    unknown = set(limits) - {*QUOTA_LIMITS, "monthly_budget"}
+    if unknown:
+        errors.update(dict.fromkeys(sorted(unknown), "Not a quota field."))
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        quota = quota_for_update(project=project, user=user)
+        before = {k: getattr(quota, k) for k in limits}
+        for name, value in limits.items():
+            setattr(quota, name, value)
+        quota.updated_at = timezone.now()
+        quota.save()
+        audit_record(
+            action="quota.changed",
+            actor=actor,
+            project=project,
+            obj=quota,
+            payload={
+                "subject": f"project:{project.slug}" if project else f"user:{user.username}",
+                "before": before,
+                "after": limits,
+            },
+        )
+    return quota
+
+
+# --- catalog -------------------------------------------------------------------------
+
+SIZE_FIELDS = (
+    "name",
+    "provider",
+    "region",
+    "vcpus",
+    "memory_gb",
+    "gpus",
+    "gpu_type",
+    "hourly_price",
+    "currency",
+    "price_date",
+    "enabled",
+)
+
+
+def compute_size_save(*, actor: Any, size: ComputeSize | None = None, **values: Any) -> ComputeSize:
+    """Add a size to the catalog or change one (platform admins only)."""
+    if not getattr(actor, "is_staff", False):
+        raise PermissionDenied("Only platform admins edit the compute catalog.")
+    unknown = set(values) - set(SIZE_FIELDS)
+    if unknown:
+        raise ValidationError(dict.fromkeys(sorted(unknown), "Not a size field."))
+    creating = size is None
+    size = size or ComputeSize()
+    before = {k: getattr(size, k) for k in values} if not creating else {}
+    for name, value in values.items():
+        setattr(size, name, value)
+    size.full_clean(validate_unique=True)
+    with transaction.atomic():
+        size.save()
+        audit_record(
+            action="compute_size.created" if creating else "compute_size.changed",
+            actor=actor,
+            obj=size,
+            payload={"name": size.name, "before": before, "after": values},
+        )
+    return size
+
+
+# --- usage metering --------------------------------------------------------------------
+
+
+def _usage_open(workspace: Workspace, now: datetime) -> None:
+    if (
+        workspace.nodes == 0
+        or UsageInterval.objects.filter(workspace=workspace, ended_at__isnull=True).exists()
+    ):
+        return
+    UsageInterval.objects.create(
+        workspace=workspace,
+        project_id=workspace.project_id,
+        user_id=workspace.owner_id,
+        size=workspace.size,
+        size_name=workspace.size.name,
+        hourly_price=workspace.size.hourly_price,
+        nodes=workspace.nodes,
+        started_at=now,
+        day=now.astimezone(UTC).date(),
+    )
+
+
+def _usage_close(workspace: Workspace, now: datetime) -> None:
+    """Close the open interval, cut at UTC midnights into one row per day."""
+    interval = (
+        UsageInterval.objects.select_for_update()
+        .filter(workspace=workspace, ended_at__isnull=True)
+        .first()
+    )
+    if interval is not None:
+        usage_interval_close(interval=interval, end=now)
+
+
+def usage_interval_close(*, interval: UsageInterval, end: datetime) -> None:
+    pieces = split_by_day(interval.started_at, max(end, interval.started_at))
+    if not pieces:
+        pieces = [(interval.started_at.date(), interval.started_at, interval.started_at)]
+    first_day, first_start, first_end = pieces[0]
+    interval.ended_at = first_end
+    interval.day = first_day
+    interval.cost = interval.cost_until(first_end)
+    interval.save(update_fields=["ended_at", "day", "cost"])
+    for day, piece_start, piece_end in pieces[1:]:
+        piece = UsageInterval(
+            workspace_id=interval.workspace_id,
+            project_id=interval.project_id,
+            user_id=interval.user_id,
+            size_id=interval.size_id,
+            size_name=interval.size_name,
+            hourly_price=interval.hourly_price,
+            nodes=interval.nodes,
+            started_at=piece_start,
+            ended_at=piece_end,
+            day=day,
+        )
+        piece.cost = piece.cost_until(piece_end)
+        piece.save()
+
+
+def usage_roll_over(*, now: datetime | None = None) -> int:
+    """Close open intervals that began before today (UTC) and open them again
+    at midnight, so open intervals stay short. Returns how many rolled over."""
+    now = now or timezone.now()
+    today = now.date()
+    rolled = 0
+    for interval_id in UsageInterval.objects.filter(
+        ended_at__isnull=True, day__lt=today
+    ).values_list("pk", flat=True):
+        with transaction.atomic():
+            interval = (
+                UsageInterval.objects.select_for_update()
+                .filter(pk=interval_id, ended_at__isnull=True)
+                .first()
+            )
+            if interval is None:
+                continue
+            midnight = datetime.combine(today, datetime.min.time(), tzinfo=now.tzinfo)
+            usage_interval_close(interval=interval, end=midnight)
+            UsageInterval.objects.create(
+                workspace_id=interval.workspace_id,
+                project_id=interval.project_id,
+                user_id=interval.user_id,
+                size_id=interval.size_id,
+                size_name=interval.size_name,
+                hourly_price=interval.hourly_price,
+                nodes=interval.nodes,
+                started_at=midnight,
+                day=today,
+            )
+            rolled += 1
+    return rolled
+
+
+def budget_alerts_check(*, project: Project, now: datetime | None = None) -> list[int]:
+    """Tell the project's leads once a month when spend crosses 80% and 100%
+    of the budget. Returns the thresholds announced now."""
+    now = now or timezone.now()
+    budget = project_budget(project=project)
+    if not budget:
+        return []
+    spent = spend_month_to_date(project=project, now=now)
+    month = month_bounds(now.date())[0].date()
+    announced = []
+    for percent in settings.WORKSPACES_BUDGET_ALERT_PERCENTS:
+        if spent * 100 < budget * percent:
+            continue
+        with transaction.atomic():
+            _, created = BudgetAlert.objects.get_or_create(
+                project=project, month=month, percent=percent
+            )
+            if not created:
+                continue
+            leads = User.objects.filter(memberships__project=project, memberships__role=Role.LEAD)
+            action = (
+                "new compute requests need an admin's approval"
+                if percent >= 100
+                else "new requests still run within quota"
+            )
+            notify(
+                users=leads,
+                text=(
+                    f"{project.name}: {percent}% of the monthly compute budget spent "
+                    f"({spent:.2f} of {budget:.2f}); {action}"
+                ),
+                url=f"/projects/{project.slug}/costs/",
+            )
+            audit_record(
+                action="budget.threshold_crossed",
+                project=project,
+                obj=project,
+                payload={"percent": percent, "spent": spent, "budget": budget},
+            )
+            announced.append(percent)
+    return announced
+
+
+# --- transitions a person triggers ---------------------------------------------------------
+
+
+def _transition(
+    workspace: Workspace,
+    state: str,
+    *,
+    actor: Any,
+    action: str,
+    reason: str | None = None,
+    payload: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Move a locked workspace to ``state`` and audit it (caller holds the transaction)."""
+    now = now or timezone.now()
+    previous = workspace.state
+    if previous == S.RUNNING and state != S.RUNNING:
+        _usage_close(workspace, now)
+    workspace.state = state
+    workspace.state_changed_at = now
+    workspace.task_id = ""
+    fields = ["state", "state_changed_at", "task_id"]
+    if reason is not None:
+        workspace.state_reason = reason[:500]
+        fields.append("state_reason")
+    workspace.save(update_fields=fields)
+    if state == S.RUNNING and previous != S.RUNNING:
+        _usage_open(workspace, now)
+    audit_record(
+        action=action,
+        actor=actor,
+        project=workspace.project,
+        obj=workspace,
+        payload={
+            "from": previous,
+            "to": state,
+            **({"reason": reason} if reason else {}),
+            **(payload or {}),
+        },
+    )
+
+
+def _locked(workspace_id: int) -> Workspace:
+    return (
+        Workspace.objects.select_for_update(of=("self",))
+        .select_related("project", "size", "owner", "requested_size")
+        .get(pk=workspace_id)
+    )
+
+
+def _queue(task_name: str, workspace_id: int) -> None:
+    from workspaces import tasks
+
+    task = getattr(tasks, task_name)
+    transaction.on_commit(lambda: task.delay(workspace_id=workspace_id))
+
+
+def _ask_admin(
+    *, actor: Any, workspace: Workspace, size: ComputeSize, decision: QuotaDecision, what: str
+) -> ApprovalRequest:
+    waiting = ApprovalRequest.objects.filter(
+        project=workspace.project, kind=COMPUTE_KIND, state=ApprovalState.PENDING
+    ).first()
+    if waiting is not None:
+        # One request of a kind per project waits at a time (governance
+        # supersedes older ones), so a second one would cancel the first.
+        raise WorkspaceConflict(
+            "Another compute request in this project is waiting for an admin's decision; "
+            "try again once it is decided.",
+            S.PENDING_APPROVAL,
+        )
+    workspace.quota_exceeded = decision.exceeded
+    workspace.save(update_fields=["quota_exceeded"])
+    request = approval_request_create(
+        actor=actor,
+        kind=COMPUTE_KIND,
+        project=workspace.project,
+        subject=workspace,
+        summary=(
+            f"{what} “{workspace.name}” at {size.name}: {decision.hourly:.2f} {size.currency}/h, "
+            f"≈{decision.monthly:.2f}/month if always on; exceeds " + "; ".join(decision.exceeded)
+        ),
+        requires_staff=True,
+        url=f"/projects/{workspace.project.slug}/workspaces/{workspace.pk}/",
+    )
+    workspace.approval = request
+    workspace.save(update_fields=["approval"])
+    return request
+
+
+def workspace_request(
+    *,
+    actor: Any,
+    project: Project,
+    name: str,
+    size: ComputeSize,
+    kind: str = WorkspaceKind.NOTEBOOK,
+    idle_shutdown_minutes: int = 60,
+    allowed_ips: Iterable[str] = (),
+    min_nodes: int = 0,
+    max_nodes: int = 1,
+) -> Workspace:
+    """Request a notebook workspace or a compute cluster.
+
+    Within the project's and the owner's quotas and budgets it is approved at
+    once and provisioning is queued after commit; beyond them a platform
+    admin decides (an approval request with the cost estimate and what is
+    exceeded).
+    """
+    _require_writer(actor, project)
+    name = (name or "").strip()
+    if not name or len(name) > 60:
+        raise ValidationError({"name": "Give a name of 1 to 60 characters."})
+    if kind not in WorkspaceKind.values:
+        raise ValidationError({"kind": "notebook or cluster."})
+    _check_idle_minutes(idle_shutdown_minutes)
+    cidrs = cidrs_normalize(allowed_ips)
+    if kind == WorkspaceKind.CLUSTER:
+        if not (0 <= min_nodes <= max_nodes and 1 <= max_nodes <= MAX_NODES):
+            raise ValidationError(
+                {"max_nodes": f"0 ≤ min_nodes ≤ max_nodes, and 1 ≤ max_nodes ≤ {MAX_NODES}."}
+            )
+    else:
+        min_nodes, max_nodes = 0, 1
+    _size_offered(size)
+    with transaction.atomic():
+        if (
+            Workspace.objects.filter(project=project, name=name)
+            .exclude(state__in=[S.DELETED, S.REJECTED])
+            .exists()
+        ):
+            raise ValidationError({"name": f"This project already has a workspace “{name}”."})
+        workspace = Workspace.objects.create(
+            project=project,
+            owner=actor,
+            name=name,
+            kind=kind,
+            provider=settings.CLOUD_PROVIDER,
+            size=size,
+            idle_shutdown_seconds=idle_shutdown_minutes * 60,
+            allowed_ips=cidrs,
+            min_nodes=min_nodes,
+            max_nodes=max_nodes,
+        )
+        audit_record(
+            action="workspace.requested",
+            actor=actor,
+            project=project,
+            obj=workspace,
+            payload={
+                "name": name,
+                "kind": kind,
+                "size": size.name,
+                "hourly_price": size.hourly_price,
+                "idle_shutdown_minutes": idle_shutdown_minutes,
+                "allowed_ips": cidrs,
+                "min_nodes": min_nodes,
+                "max_nodes": max_nodes,
+            },
+        )
+        decision = _quota_decide(workspace=workspace, size=size)
+        if decision.within:
+            _transition(
+                workspace,
+                S.APPROVED,
+                actor=actor,
+                action="workspace.approved",
+                payload={"by": "quota", "hourly_estimate": decision.hourly},
+            )
+            _queue("workspace_provision", workspace.pk)
+        else:
+            _ask_admin(actor=actor, workspace=workspace, size=size, decision=decision, what="New")
+            _transition(
+                workspace,
+                S.PENDING_APPROVAL,
+                actor=actor,
+                action="workspace.approval_requested",
+                payload={"exceeded": decision.exceeded, "hourly_estimate": decision.hourly},
+            )
+    return workspace
+
+
+def _conflict(workspace: Workspace, allowed: Iterable[str], verb: str) -> None:
+    if workspace.state not in allowed:
+        raise WorkspaceConflict(
+            f"Cannot {verb} a workspace that is {workspace.get_state_display().lower()}.",
+            workspace.state,
+        )
+
+
+def workspace_start(*, actor: Any, workspace: Workspace) -> Workspace:
+    """Start a stopped (or failed) notebook again: a request again, checked against quota."""
+    _require_manager(actor, workspace)
+    with transaction.atomic():
+        ws = _locked(workspace.pk)
+        if ws.kind == WorkspaceKind.CLUSTER:
+            raise WorkspaceConflict("A cluster scales its nodes itself.", ws.state)
+        _conflict(ws, (S.STOPPED, S.FAILED), "start")
+        decision = _quota_decide(workspace=ws, size=ws.size)
+        if decision.within:
+            _transition(
+                ws,
+                S.APPROVED,
+                actor=actor,
+                action="workspace.start_requested",
+                reason="",
+                payload={"by": "quota"},
+            )
+            _queue("workspace_provision", ws.pk)
+        else:
+            _ask_admin(actor=actor, workspace=ws, size=ws.size, decision=decision, what="Start")
+            _transition(
+                ws,
+                S.PENDING_APPROVAL,
+                actor=actor,
+                action="workspace.approval_requested",
+                reason="",
+                payload={"exceeded": decision.exceeded},
+            )
+    return ws
+
+
+def workspace_stop(
+    *, actor: Any, workspace: Workspace, reason: str = "", idle_seconds: float | None = None
+) -> Workspace:
+    """Stop a running notebook; metering stops now. ``idle_seconds`` marks an idle shutdown."""
+    if actor is not None:
+        _require_manager(actor, workspace, staff_may=True)
+    with transaction.atomic():
+        ws = _locked(workspace.pk)
+        if ws.kind == WorkspaceKind.CLUSTER:
+            raise WorkspaceConflict("A cluster scales down to its minimum by itself.", ws.state)
+        _conflict(ws, (S.RUNNING,), "stop")
+        now = timezone.now()
+        if idle_seconds is not None:
+            reason = reason or (
+                f"Stopped after {int(idle_seconds // 60)} idle minutes "
+                f"(idle shutdown after {ws.idle_shutdown_minutes})."
+            )
+            IdleShutdown.objects.create(
+                workspace=ws,
+                project=ws.project,
+                hourly_price=ws.size.hourly_price,
+                idle_seconds=int(idle_seconds),
+                stopped_at=now,
+            )
+        elif not reason:
+            reason = f"Stopped by {actor.get_username()}." if actor else "Stopped."
+        _transition(
+            ws,
+            S.STOPPING,
+            actor=actor,
+            action="workspace.idle_stopped" if idle_seconds is not None else "workspace.stopping",
+            reason=reason,
+            payload={"idle_seconds": int(idle_seconds)} if idle_seconds is not None else None,
+            now=now,
+        )
+        _queue("workspace_stop_task", ws.pk)
+    return ws
+
+
+def workspace_resize(*, actor: Any, workspace: Workspace, size: ComputeSize) -> Workspace:
+    """Change a notebook's size: a request again, checked against quota with
+    the new size in place of the old one."""
+    _require_manager(actor, workspace)
+    with transaction.atomic():
+        ws = _locked(workspace.pk)
+        if ws.kind == WorkspaceKind.CLUSTER:
+            raise WorkspaceConflict(
+                "A cluster's size is fixed; delete it and request a new one.", ws.state
+            )
+        _conflict(ws, (S.RUNNING, S.STOPPED), "resize")
+        if size.pk == ws.size_id:
+            raise ValidationError({"size": f"The workspace already is {size.name}."})
+        if ws.requested_size_id is not None:
+            raise WorkspaceConflict(
+                "A resize of this workspace is already waiting for an admin.", ws.state
+            )
+        _size_offered(size)
+        decision = _quota_decide(workspace=ws, size=size)
+        ws.requested_size = size
+        ws.save(update_fields=["requested_size"])
+        payload = {"from_size": ws.size.name, "to_size": size.name}
+        if decision.within:
+            _transition(
+                ws,
+                S.RESIZING,
+                actor=actor,
+                action="workspace.resizing",
+                reason="",
+                payload={**payload, "by": "quota"},
+            )
+            _queue("workspace_resize_task", ws.pk)
+        else:
+            _ask_admin(actor=actor, workspace=ws, size=size, decision=decision, what="Resize")
+            audit_record(
+                action="workspace.approval_requested",
+                actor=actor,
+                project=ws.project,
+                obj=ws,
+                payload={**payload, "exceeded": decision.exceeded},
+            )
+    return ws
+
+
+def workspace_delete(*, actor: Any, workspace: Workspace) -> Workspace:
+    """Delete the workspace and what the provider holds for it."""
+    _require_manager(actor, workspace, staff_may=True)
+    with transaction.atomic():
+        ws = _locked(workspace.pk)
+        _conflict(
+            ws,
+            (
+                S.RUNNING,
+                S.STOPPED,
+                S.FAILED,
+                S.APPROVED,
+                S.PENDING_APPROVAL,
+                S.REJECTED,
+                S.REQUESTED,
+            ),
+            "delete",
+        )
+        approval = ws.approval
+        if (
+            ws.state == S.PENDING_APPROVAL
+            and approval is not None
+            and approval.state == ApprovalState.PENDING
+            and approval.requested_by_id == actor.pk
+        ):
+            approval_withdraw(actor=actor, approval_id=approval.pk)
+            ws.refresh_from_db()
+            if ws.state == S.DELETED:
+                return ws
+        if ws.state in (S.PENDING_APPROVAL, S.REJECTED, S.REQUESTED) and not ws.provisioned:
+            _transition(ws, S.DELETED, actor=actor, action="workspace.deleted", reason="Deleted.")
+            return ws
+        _transition(
+            ws,
+            S.DELETING,
+            actor=actor,
+            action="workspace.deleting",
+            reason=f"Deleted by {actor.get_username()}.",
+        )
+        _queue("workspace_delete_task", ws.pk)
+    return ws
+
+
+def workspace_allowed_ips_set(
+    *, actor: Any, workspace: Workspace, cidrs: Iterable[str]
+) -> Workspace:
+    """Replace the workspace's IP allowlist; the provider applies it after commit."""
+    _require_manager(actor, workspace)
+    allowed = cidrs_normalize(cidrs)
+    with transaction.atomic():
+        ws = _locked(workspace.pk)
+        if ws.state in (S.DELETING, S.DELETED):
+            raise WorkspaceConflict("The workspace is deleted.", ws.state)
+        before = list(ws.allowed_ips)
+        if before == allowed:
+            return ws
+        ws.allowed_ips = allowed
+        ws.save(update_fields=["allowed_ips"])
+        audit_record(
+            action="workspace.allowed_ips_changed",
+            actor=actor,
+            project=ws.project,
+            obj=ws,
+            payload={"before": before, "after": allowed},
+        )
+        if ws.provisioned:
+            _queue("workspace_allowed_ips_apply", ws.pk)
+    return ws
+
+
+# --- outcomes a task records ------------------------------------------------------------
+
+# Operation -> (the state it works in, the states it may be claimed from).
+OPERATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "provision": (S.PROVISIONING, (S.APPROVED,)),
+    "stop": (S.STOPPING, ()),
+    "resize": (S.RESIZING, ()),
+    "delete": (S.DELETING, ()),
+}
+
+
+def workspace_claim(
+    *, workspace_id: int, operation: str, task_id: str, worker: str = "", attempt: bool = True
+) -> Workspace | None:
+    """Claim the workspace for one task run: a conditional update, so a
+    duplicate or late task finds nothing to do. The same task (a retry, or a
+    redelivery after its worker died) claims it again. With ``attempt``, the
+    run counts as an attempt at the provider call and is audited."""
+    working, sources = OPERATIONS[operation]
+    mine = Q(state=working) & (Q(task_id="") | Q(task_id=task_id))
+    with transaction.atomic():
+        claimed = Workspace.objects.filter(
+            Q(pk=workspace_id) & (mine | Q(state__in=sources))
+        ).update(state=working, task_id=task_id)
+        if not claimed:
+            return None
+        ws = _locked(workspace_id)
+        if attempt:
+            ws.attempts += 1
+            ws.save(update_fields=["attempts"])
+            audit_record(
+                action=f"workspace.{operation}_attempt",
+                project=ws.project,
+                obj=ws,
+                payload={"attempt": ws.attempts, "task_id": task_id, "worker": worker},
+            )
+    return ws
+
+
+def _outcome(workspace_id: int, working: str) -> Workspace | None:
+    ws = _locked(workspace_id)
+    return ws if ws.state == working else None
+
+
+def workspace_mark_running(
+    *, workspace_id: int, url: str = "", working: str = S.PROVISIONING
+) -> bool:
+    """Record that the provider runs the workspace (after provisioning or resizing)."""
+    with transaction.atomic():
+        ws = _outcome(workspace_id, working)
+        if ws is None:
+            return False
+        now = timezone.now()
+        payload: dict[str, Any] = {"attempts": ws.attempts}
+        if working == S.RESIZING and ws.requested_size is not None:
+            payload.update(from_size=ws.size.name, to_size=ws.requested_size.name)
+            ws.size = ws.requested_size
+            ws.requested_size = None
+            ws.approval = None
+        ws.url = url
+        ws.provisioned = True
+        ws.save(update_fields=["size", "requested_size", "approval", "url", "provisioned"])
+        IdleShutdown.objects.filter(workspace=ws, resumed_at__isnull=True).update(resumed_at=now)
+        _transition(
+            ws,
+            S.RUNNING,
+            actor=None,
+            action="workspace.running",
+            reason="",
+            payload=payload,
+            now=now,
+        )
+    return True
+
+
+def workspace_mark_stopped(
+    *, workspace_id: int, reason: str = "", working: str = S.STOPPING
+) -> bool:
+    with transaction.atomic():
+        ws = _outcome(workspace_id, working)
+        if ws is None:
+            return False
+        ws.url = ""
+        ws.save(update_fields=["url"])
+        _transition(
+            ws,
+            S.STOPPED,
+            actor=None,
+            action="workspace.stopped",
+            reason=reason or None,
+        )
+    return True
+
+
+def workspace_mark_deleted(*, workspace_id: int) -> bool:
+    with transaction.atomic():
+        ws = _outcome(workspace_id, S.DELETING)
+        if ws is None:
+            return False
+        ws.url = ""
+        ws.save(update_fields=["url"])
+        _transition(ws, S.DELETED, actor=None, action="workspace.deleted")
+    return True
+
+
+def workspace_mark_failed(*, workspace_id: int, reason: str, working: str | None = None) -> bool:
+    """Record that the provider could not do what was asked, and why."""
+    with transaction.atomic():
+        ws = _locked(workspace_id)
+        if working is not None and ws.state != working:
+            return False
+        if ws.state in (S.DELETED, S.FAILED):
+            return False
+        ws.requested_size = None
+        ws.url = ""
+        ws.save(update_fields=["requested_size", "url"])
+        _transition(
+            ws,
+            S.FAILED,
+            actor=None,
+            action="workspace.failed",
+            reason=reason or "The provider failed without saying why.",
+        )
+    return True
+
+
+def workspace_found_stopped(*, workspace_id: int, detail: str = "") -> bool:
+    """The provider reports stopped what the portal thought running (its own
+    idle shutdown or schedule, or the process ended): record it, stop metering."""
+    return workspace_mark_stopped(
+        workspace_id=workspace_id,
+        reason="Stopped outside the portal" + (f": {detail}" if detail else "") + ".",
+        working=S.RUNNING,
+    )
+
+
+# --- the approval kind -----------------------------------------------------------------
+
+
+def _subject(request: Any) -> Workspace | None:
+    ws = Workspace.objects.select_for_update().filter(pk=int(request.subject_id)).first()
+    if ws is None or ws.approval_id != request.pk:
+        return None  # superseded by a later request for it, or gone
+    return Workspace.objects.select_related("project", "size", "requested_size", "owner").get(
+        pk=ws.pk
+    )
+
+
+def _on_approved(*, request: Any, actor: Any) -> None:
+    ws = _subject(request)
+    if ws is None:
+        return
+    if ws.state == S.PENDING_APPROVAL:
+        _transition(
+            ws,
+            S.APPROVED,
+            actor=actor,
+            action="workspace.approved",
+            reason="",
+            payload={"by": "admin", "approval": request.pk},
+        )
+        _queue("workspace_provision", ws.pk)
+    elif ws.requested_size is not None and ws.state in (S.RUNNING, S.STOPPED):
+        _transition(
+            ws,
+            S.RESIZING,
+            actor=actor,
+            action="workspace.resizing",
+            reason="",
+            payload={"by": "admin", "approval": request.pk, "to_size": ws.requested_size.name},
+        )
+        _queue("workspace_resize_task", ws.pk)
+
+
+def _undecided(request: Any, actor: Any, verb: str) -> None:
+    ws = _subject(request)
+    if ws is None:
+        return
+    why = f"Request {verb}" + (f": {request.comment}" if request.comment else ".")
+    if ws.state == S.PENDING_APPROVAL:
+        if ws.provisioned:
+            target = S.STOPPED
+        elif verb == "withdrawn":
+            target = S.DELETED
+        else:
+            target = S.REJECTED
+        _transition(ws, target, actor=actor, action=f"workspace.request_{verb}", reason=why)
+    elif ws.requested_size is not None:
+        ws.requested_size = None
+        ws.approval = None
+        ws.save(update_fields=["requested_size", "approval"])
+        audit_record(
+            action=f"workspace.resize_{verb}",
+            actor=actor,
+            project=ws.project,
+            obj=ws,
+            payload={"reason": why},
+        )
+
+
+def _on_rejected(*, request: Any, actor: Any) -> None:
+    _undecided(request, actor, "rejected")
+
+
+def _on_withdrawn(*, request: Any, actor: Any) -> None:
+    _undecided(request, actor, "withdrawn")
+
+
+def _describe(*, request: Any) -> dict[str, Any]:
+    ws = (
+        Workspace.objects.select_related("size", "requested_size", "owner", "project")
+        .filter(pk=int(request.subject_id))
+        .first()
+    )
+    if ws is None:
+        return {}
+    size = ws.requested_size or ws.size
+    hourly = size.hourly_price * max(ws.nodes, 1)
+    return {
+        "workspace": ws.name,
+        "kind": ws.kind,
+        "state": ws.state,
+        "owner": ws.owner.username,
+        "size": size.name,
+        "current_size": ws.size.name if ws.requested_size else None,
+        "vcpus": size.vcpus * ws.quota_nodes,
+        "gpus": size.gpus * ws.quota_nodes,
+        "hourly_estimate": str(hourly),
+        "monthly_estimate_always_on": str((hourly * HOURS_PER_MONTH).quantize(Decimal("0.01"))),
+        "currency": size.currency,
+        "quota_exceeded": ws.quota_exceeded,
+    }
+
+
+register(
+    ApprovalKind(
+        name=COMPUTE_KIND,
+        on_approved=_on_approved,
+        on_rejected=_on_rejected,
+        on_withdrawn=_on_withdrawn,
+        describe=_describe,
+    )
+)

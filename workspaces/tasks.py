@@ -1,0 +1,285 @@
+"""Celery tasks (queue "provisioning"): thin, idempotent, retried.
+
+Each operation task claims its workspace with a conditional update
+(``workspace_claim``), calls the provider by the workspace's deterministic
+name, and records the outcome through a service. A provider answer that the
+work is still under way (CREATING, STOPPING, ...) re-schedules the same task
+to poll; a ``TransientProviderError`` retries with exponential backoff and
+jitter; after the last try, or on any other provider error,
+``workspace_mark_failed`` records why.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Task, shared_task
+from django.conf import settings
+
+from cloud.base import (
+    ClusterSpec,
+    ProviderError,
+    ResourceState,
+    ResourceStatus,
+    SizeSpec,
+    TransientProviderError,
+    WorkspaceSpec,
+)
+from workspaces.models import Workspace, WorkspaceKind, WorkspaceState
+
+logger = logging.getLogger(__name__)
+
+TASK_OPTIONS: dict[str, Any] = {
+    "bind": True,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "max_retries": None,  # counted by the task itself: polls and errors separately
+    "soft_time_limit": 240,
+    "time_limit": 300,
+}
+
+
+def backoff_seconds(errors: int) -> float:
+    """Exponential backoff with full jitter, capped."""
+    base: float = settings.WORKSPACES_RETRY_BASE_SECONDS
+    return random.uniform(base / 2, base * 2**errors)  # noqa: S311 - jitter, not crypto
+
+
+def _provider(ws: Workspace) -> Any:
+    from cloud import get_provider
+
+    return get_provider(ws.provider)
+
+
+def _size(ws: Workspace, *, requested: bool = False) -> SizeSpec:
+    size = ws.requested_size if requested and ws.requested_size else ws.size
+    return SizeSpec(size.name, size.vcpus, float(size.memory_gb), size.gpus)
+
+
+def _workspace_spec(ws: Workspace) -> WorkspaceSpec:
+    return WorkspaceSpec(
+        name=ws.provider_name,
+        size=_size(ws),
+        owner_username=ws.owner.username,
+        idle_shutdown_minutes=ws.idle_shutdown_minutes,
+        allowed_ips=tuple(ws.allowed_ips),
+    )
+
+
+def _cluster_spec(ws: Workspace) -> ClusterSpec:
+    return ClusterSpec(
+        name=ws.provider_name,
+        size=_size(ws),
+        min_nodes=ws.min_nodes,
+        max_nodes=ws.max_nodes,
+    )
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    working: str
+    done: ResourceState
+
+    def call(self, provider: Any, ws: Workspace) -> ResourceStatus:
+        cluster = ws.kind == WorkspaceKind.CLUSTER
+        if self.name == "provision":
+            if cluster:
+                return provider.cluster_create(_cluster_spec(ws))  # type: ignore[no-any-return]
+            if ws.provisioned:
+                return provider.workspace_start(ws.provider_name)  # type: ignore[no-any-return]
+            return provider.workspace_create(_workspace_spec(ws))  # type: ignore[no-any-return]
+        if self.name == "stop":
+            return provider.workspace_stop(ws.provider_name)  # type: ignore[no-any-return]
+        if self.name == "resize":
+            return provider.workspace_resize(ws.provider_name, _size(ws, requested=True))  # type: ignore[no-any-return]
+        if cluster:
+            return provider.cluster_delete(ws.provider_name)  # type: ignore[no-any-return]
+        return provider.workspace_delete(ws.provider_name)  # type: ignore[no-any-return]
+
+    def poll(self, provider: Any, ws: Workspace) -> ResourceStatus:
+        if self.name == "resize":  # convergent: each call advances one step
+            return self.call(provider, ws)
+        if ws.kind == WorkspaceKind.CLUSTER:
+            return provider.cluster_status(ws.provider_name)  # type: ignore[no-any-return]
+        return provider.workspace_status(ws.provider_name)  # type: ignore[no-any-return]
+
+
+OPERATIONS = {
+    "provision": Operation("provision", WorkspaceState.PROVISIONING, ResourceState.RUNNING),
+    "stop": Operation("stop", WorkspaceState.STOPPING, ResourceState.STOPPED),
+    "resize": Operation("resize", WorkspaceState.RESIZING, ResourceState.RUNNING),
+    "delete": Operation("delete", WorkspaceState.DELETING, ResourceState.DELETED),
+}
+
+
+def _record(op: Operation, ws: Workspace, status: ResourceStatus) -> None:
+    from workspaces import services
+
+    if op.done == ResourceState.RUNNING:
+        services.workspace_mark_running(workspace_id=ws.pk, url=status.url, working=op.working)
+    elif op.done == ResourceState.STOPPED:
+        services.workspace_mark_stopped(workspace_id=ws.pk)
+    else:
+        services.workspace_mark_deleted(workspace_id=ws.pk)
+
+
+def run_operation(task: Task, name: str, workspace_id: int, polls: int = 0, errors: int = 0) -> str:
+    from workspaces import services
+
+    op = OPERATIONS[name]
+    ws = services.workspace_claim(
+        workspace_id=workspace_id,
+        operation=name,
+        task_id=task.request.id or "",
+        worker=task.request.hostname or "",
+        attempt=polls == 0,
+    )
+    if ws is None:
+        return "nothing to claim"
+    provider = _provider(ws)
+    try:
+        status = op.call(provider, ws) if polls == 0 else op.poll(provider, ws)
+    except TransientProviderError as exc:
+        if errors + 1 >= settings.WORKSPACES_MAX_ERRORS:
+            services.workspace_mark_failed(
+                workspace_id=workspace_id,
+                reason=f"{name} failed after {errors + 1} tries: {exc}",
+                working=op.working,
+            )
+            return "failed"
+        logger.warning("workspace %s: %s: transient error, retrying: %s", workspace_id, name, exc)
+        raise task.retry(
+            kwargs={"workspace_id": workspace_id, "polls": 0, "errors": errors + 1},
+            countdown=backoff_seconds(errors),
+            exc=exc,
+        ) from exc
+    except ProviderError as exc:
+        services.workspace_mark_failed(
+            workspace_id=workspace_id, reason=f"{name} failed: {exc}", working=op.working
+        )
+        return "failed"
+    if status.state == op.done:
+        _record(op, ws, status)
+        return status.state
+    if status.state == ResourceState.FAILED or not _in_progress(status.state, op):
+        services.workspace_mark_failed(
+            workspace_id=workspace_id,
+            reason=f"{name}: the provider reports {status.state}"
+            + (f" ({status.detail})" if status.detail else ""),
+            working=op.working,
+        )
+        return "failed"
+    if polls + 1 > settings.WORKSPACES_MAX_POLLS:
+        services.workspace_mark_failed(
+            workspace_id=workspace_id,
+            reason=f"{name}: still {status.state} after {polls} checks; gave up",
+            working=op.working,
+        )
+        return "failed"
+    raise task.retry(
+        kwargs={"workspace_id": workspace_id, "polls": polls + 1, "errors": errors},
+        countdown=settings.WORKSPACES_POLL_SECONDS,
+    )
+
+
+def _in_progress(state: ResourceState, op: Operation) -> bool:
+    if op.name in ("provision", "resize"):
+        return state in (ResourceState.CREATING, ResourceState.STOPPING, ResourceState.STOPPED)
+    if op.name == "stop":
+        return state == ResourceState.STOPPING
+    return state == ResourceState.DELETING
+
+
+@shared_task(**TASK_OPTIONS)
+def workspace_provision(self: Task, *, workspace_id: int, polls: int = 0, errors: int = 0) -> str:
+    """Create (or start again) the workspace and wait until it runs."""
+    return run_operation(self, "provision", workspace_id, polls, errors)
+
+
+@shared_task(**TASK_OPTIONS)
+def workspace_stop_task(self: Task, *, workspace_id: int, polls: int = 0, errors: int = 0) -> str:
+    return run_operation(self, "stop", workspace_id, polls, errors)
+
+
+@shared_task(**TASK_OPTIONS)
+def workspace_resize_task(self: Task, *, workspace_id: int, polls: int = 0, errors: int = 0) -> str:
+    return run_operation(self, "resize", workspace_id, polls, errors)
+
+
+@shared_task(**TASK_OPTIONS)
+def workspace_delete_task(self: Task, *, workspace_id: int, polls: int = 0, errors: int = 0) -> str:
+    return run_operation(self, "delete", workspace_id, polls, errors)
+
+
+@shared_task(**TASK_OPTIONS)
+def workspace_allowed_ips_apply(self: Task, *, workspace_id: int, errors: int = 0) -> str:
+    """Hand the allowlist to the provider (idempotent: it sets the whole list)."""
+    ws = Workspace.objects.select_related("owner").filter(pk=workspace_id).first()
+    if ws is None or not ws.provisioned or ws.kind != WorkspaceKind.NOTEBOOK:
+        return "nothing to apply"
+    try:
+        _provider(ws).workspace_set_allowed_ips(ws.provider_name, tuple(ws.allowed_ips))
+    except TransientProviderError as exc:
+        if errors + 1 >= settings.WORKSPACES_MAX_ERRORS:
+            logger.error("workspace %s: allowlist not applied: %s", workspace_id, exc)
+            return "failed"
+        raise self.retry(
+            kwargs={"workspace_id": workspace_id, "errors": errors + 1},
+            countdown=backoff_seconds(errors),
+            exc=exc,
+        ) from exc
+    except ProviderError as exc:
+        logger.error("workspace %s: allowlist not applied: %s", workspace_id, exc)
+        return "failed"
+    return "applied"
+
+
+@shared_task(bind=True, acks_late=True, soft_time_limit=240, time_limit=300)
+def workspaces_idle_shutdown(self: Task) -> list[int]:
+    """Beat: stop notebooks idle longer than their setting; notice the ones the
+    provider stopped by itself (its own idle shutdown or schedule)."""
+    from workspaces import services
+
+    stopped = []
+    running = Workspace.objects.filter(
+        state=WorkspaceState.RUNNING, kind=WorkspaceKind.NOTEBOOK
+    ).select_related("owner", "project", "size")
+    for ws in running:
+        try:
+            status = _provider(ws).workspace_status(ws.provider_name)
+        except ProviderError as exc:
+            logger.warning("workspace %s: status unknown: %s", ws.pk, exc)
+            continue
+        if status.state in (ResourceState.STOPPED, ResourceState.DELETED):
+            services.workspace_found_stopped(workspace_id=ws.pk, detail=status.detail)
+            continue
+        if (
+            status.state == ResourceState.RUNNING
+            and status.idle_seconds is not None
+            and status.idle_seconds >= ws.idle_shutdown_seconds
+        ):
+            try:
+                services.workspace_stop(actor=None, workspace=ws, idle_seconds=status.idle_seconds)
+            except services.WorkspaceConflict:
+                continue  # someone changed it meanwhile
+            stopped.append(ws.pk)
+    return stopped
+
+
+@shared_task(bind=True, acks_late=True, soft_time_limit=240, time_limit=300)
+def workspaces_meter_usage(self: Task) -> dict[str, Any]:
+    """Beat: keep open usage intervals within one day, and announce budget thresholds."""
+    from projects.models import Project
+    from workspaces import services
+
+    rolled = services.usage_roll_over()
+    announced = {}
+    for project in Project.objects.filter(workspaces__isnull=False).distinct():
+        crossed = services.budget_alerts_check(project=project)
+        if crossed:
+            announced[project.slug] = crossed
+    return {"rolled_over": rolled, "announced": announced}
