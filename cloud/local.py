@@ -405,6 +405,8 @@ class LocalProvider:
                 "JUPYTER_CONFIG_DIR": str(directory / "jupyter-config"),
                 "JUPYTER_RUNTIME_DIR": str(directory / "jupyter-runtime"),
                 "IPYTHONDIR": str(directory / "ipython"),
+                # ~ is the workspace's own folder, as on an Azure ML instance.
+                "HOME": state["workdir"],
             }
         )
         log = directory / "server.log"
@@ -668,6 +670,7 @@ class LocalProvider:
         env = self._child_env(
             {
                 **job["environment"],
+                "HOME": str(directory),
                 "SG_JOB_NAME": job["name"],
                 "SG_OUTPUT_DIR": str(directory / "outputs"),
                 **{f"SG_INPUT_{k.upper()}": v for k, v in job["inputs"].items()},

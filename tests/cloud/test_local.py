@@ -139,6 +139,7 @@ def test_workspace_lifecycle_with_a_real_jupyter_server(
     assert token not in (tmp_path / "workspaces" / "sg-ws-1" / "server.log").read_text()
     environ = Path(f"/proc/{pid}/environ").read_bytes().decode()
     assert "must-not-leak" not in environ and "DJANGO_SECRET_KEY" not in environ
+    assert f"HOME={tmp_path / 'workspaces' / 'sg-ws-1' / 'work'}\0" in environ
     assert (
         oct((tmp_path / "workspaces" / "sg-ws-1" / "state.json").stat().st_mode & 0o777) == "0o600"
     )
