@@ -140,8 +140,8 @@ def run_operation(task: Task, name: str, workspace_id: int, polls: int = 0, erro
     )
     if ws is None:
         return "nothing to claim"
-    provider = _provider(ws)
     try:
+        provider = _provider(ws)
         status = op.call(provider, ws) if polls == 0 else op.poll(provider, ws)
     except TransientProviderError as exc:
         if errors + 1 >= settings.WORKSPACES_MAX_ERRORS:
