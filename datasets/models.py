@@ -32,7 +32,7 @@ class DataFormat(models.TextChoices):
     PARQUET = "parquet", "Parquet"
 
 
-class TestStatus(models.TextChoices):
+class ConnectionStatus(models.TextChoices):
     NEVER = "never", "Not tested"
     PENDING = "pending", "Queued"
     RUNNING = "running", "Testing"
@@ -60,7 +60,7 @@ class DataSource(models.Model):
     secret_names = models.JSONField(default=list, blank=True)
     refresh_cron = models.CharField(max_length=100, blank=True)
     test_status = models.CharField(
-        max_length=20, choices=TestStatus.choices, default=TestStatus.NEVER
+        max_length=20, choices=ConnectionStatus.choices, default=ConnectionStatus.NEVER
     )
     test_message = models.CharField(max_length=500, blank=True)
     tested_at = models.DateTimeField(null=True, blank=True)

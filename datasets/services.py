@@ -27,6 +27,7 @@ from datasets import connectors
 from datasets.crypto import secrets_decrypt, secrets_encrypt
 from datasets.egress import EgressRefused
 from datasets.models import (
+    ConnectionStatus,
     DataSource,
     Ingestion,
     IngestionStatus,
@@ -37,7 +38,6 @@ from datasets.models import (
     SourceKind,
     Split,
     SplitStatus,
-    TestStatus,
     Trigger,
     ValidationRule,
     ValidationStatus,
@@ -382,8 +382,8 @@ def source_test_request(*, actor: User, source: DataSource) -> DataSource:
     with transaction.atomic():
         claimed = (
             DataSource.objects.filter(pk=source.pk)
-            .exclude(test_status__in=[TestStatus.PENDING, TestStatus.RUNNING])
-            .update(test_status=TestStatus.PENDING, test_message="")
+            .exclude(test_status__in=[ConnectionStatus.PENDING, ConnectionStatus.RUNNING])
+            .update(test_status=ConnectionStatus.PENDING, test_message="")
         )
         if claimed:
             audit_record(
@@ -403,10 +403,10 @@ def source_test_execute(*, source_id: int) -> None:
     secrets = secrets_decrypt(source.secrets_encrypted)
     try:
         message = connectors.TESTERS[source.kind](source.config, secrets)
-        status = TestStatus.OK
+        status = ConnectionStatus.OK
     except Exception as exc:  # any failure is the test's answer
         message = _scrub_message(str(exc) or type(exc).__name__, secrets)
-        status = TestStatus.FAILED
+        status = ConnectionStatus.FAILED
     DataSource.objects.filter(pk=source_id).update(
         test_status=status, test_message=message[:500], tested_at=timezone.now()
     )

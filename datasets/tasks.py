@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from datasets import services
 from datasets.models import (
+    ConnectionStatus,
     DataSource,
     Ingestion,
     IngestionStatus,
@@ -22,7 +23,6 @@ from datasets.models import (
     ProfileStatus,
     Split,
     SplitStatus,
-    TestStatus,
     Trigger,
 )
 
@@ -127,8 +127,8 @@ def split_run(self: Any, *, split_id: int) -> None:
 )
 def source_test(self: Any, *, source_id: int) -> None:
     """Test the connection to one source."""
-    claimed = DataSource.objects.filter(pk=source_id, test_status=TestStatus.PENDING).update(
-        test_status=TestStatus.RUNNING
+    claimed = DataSource.objects.filter(pk=source_id, test_status=ConnectionStatus.PENDING).update(
+        test_status=ConnectionStatus.RUNNING
     )
     if not claimed:
         return
@@ -136,7 +136,7 @@ def source_test(self: Any, *, source_id: int) -> None:
         services.source_test_execute(source_id=source_id)
     except SoftTimeLimitExceeded:
         DataSource.objects.filter(pk=source_id).update(
-            test_status=TestStatus.FAILED, test_message="Timed out.", tested_at=timezone.now()
+            test_status=ConnectionStatus.FAILED, test_message="Timed out.", tested_at=timezone.now()
         )
 
 

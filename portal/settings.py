@@ -344,7 +344,7 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
     "ValidationRuleKindEnum": "datasets.models.RuleKind",
     "IngestionStatusEnum": "datasets.models.IngestionStatus",
     "SplitStatusEnum": "datasets.models.SplitStatus",
-    "ConnectionTestStatusEnum": "datasets.models.TestStatus",
+    "ConnectionStatusEnum": "datasets.models.ConnectionStatus",
 }
 # plotly.js for the profile charts, served from the plotly package itself.
 STATICFILES_FINDERS = [

@@ -66,7 +66,7 @@ def test_profile_of_a_multiclass_target_uses_the_correlation_ratio() -> None:
 def test_failing_rules_mark_the_snapshot_invalid_with_counts(
     upload_source: Any, ingest: Any, alice: Any, api_for: Any
 ) -> None:
-    for kind, column, params in [
+    rules: list[tuple[str, str, dict[str, Any]]] = [
         ("required", "customer_id", {}),
         ("required", "region", {}),
         ("type", "age", {"type": "integer"}),
@@ -76,7 +76,8 @@ def test_failing_rules_mark_the_snapshot_invalid_with_counts(
         ("unique", "customer_id", {}),
         ("unique", "plan", {}),
         ("min_rows", "", {"min": 500}),
-    ]:
+    ]
+    for kind, column, params in rules:
         services.rule_create(
             actor=alice, source=upload_source, kind=kind, column=column, params=params
         )
