@@ -12,7 +12,6 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -25,11 +24,11 @@ from rest_framework.views import APIView
 
 from portal.api import validation_detail
 from portal.models import User
-from projects.models import Project, Role
-from projects.permissions import get_membership, get_project_for_user
+from projects.models import Project
+from projects.permissions import get_project_for_user
 from workspaces import selectors, services
 from workspaces.models import ComputeSize, Quota, Workspace, WorkspaceKind
-from workspaces.permissions import get_workspace_for_user
+from workspaces.permissions import cost_scope, get_workspace_for_user
 
 
 def _paginated(request: Request, view: APIView, items: Any, serializer: Any, **kw: Any) -> Response:
@@ -441,29 +440,6 @@ class CostsOutput(serializers.Serializer):
     by_size = CostItem(many=True)
     by_workspace = CostItem(many=True)
     by_day = CostItem(many=True)
-
-
-def cost_scope(user: Any, slug: str) -> tuple[Any, Project | None]:
-    """The projects whose costs the user may see: one project for its lead
-    (or an admin), all projects for admins, the projects they lead for leads."""
-    if slug:
-        project = Project.objects.filter(slug=slug).first()
-        if project is None:
-            raise Http404("No such project.")
-        if user.is_staff:
-            return [project], project
-        membership = get_membership(user, project)
-        if membership is None:
-            raise Http404("No such project.")
-        if membership.role != Role.LEAD:
-            raise PermissionDenied("Project costs are for its leads and platform admins.")
-        return [project], project
-    if user.is_staff:
-        return None, None
-    led = selectors.projects_led_by(user=user)
-    if not led.exists():
-        raise PermissionDenied("Costs are for project leads and platform admins.")
-    return led, None
 
 
 class CostsApi(APIView):

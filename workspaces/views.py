@@ -1,0 +1,268 @@
+"""Workspace pages, the cost pages and the quota page. Each view validates,
+calls one service or selector, and renders; htmx polls get the page's partial."""
+
+from __future__ import annotations
+
+import csv
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from portal.models import User
+from projects.models import Project
+from projects.permissions import get_project_for_user
+from projects.selectors import projects_for_user
+from workspaces import selectors, services
+from workspaces.forms import AllowedIpsForm, QuotaForm, ResizeForm, WorkspaceRequestForm
+from workspaces.models import Quota
+from workspaces.permissions import cost_scope, get_workspace_for_user
+
+
+def _htmx(request: HttpRequest) -> bool:
+    return bool(getattr(request, "htmx", False))
+
+
+def _error_text(exc: ValidationError) -> str:
+    return " ".join(exc.messages)
+
+
+@login_required
+def my_workspaces(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "workspaces/my_workspaces.html",
+        {
+            "workspaces": selectors.workspaces_for_user(user=request.user),
+            "projects": projects_for_user(user=request.user),
+        },
+    )
+
+
+@login_required
+def workspace_list(request: HttpRequest, slug: str) -> HttpResponse:
+    project, membership = get_project_for_user(request.user, slug, write=request.method == "POST")
+    form = WorkspaceRequestForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            workspace = services.workspace_request(
+                actor=request.user, project=project, **form.service_kwargs()
+            )
+        except ValidationError as exc:
+            form.add_error(None, _error_text(exc))
+        except services.WorkspaceConflict as exc:
+            form.add_error(None, str(exc))
+        else:
+            if workspace.state == "pending_approval":
+                messages.info(
+                    request,
+                    f"“{workspace.name}” goes beyond the quota: a platform admin decides.",
+                )
+            else:
+                messages.success(request, f"“{workspace.name}” approved; provisioning started.")
+            return redirect("workspaces:detail", slug=project.slug, workspace_id=workspace.pk)
+    usage = selectors.quota_usage(project=project)
+    quota = Quota.objects.filter(project=project).first()
+    return render(
+        request,
+        "workspaces/workspace_list.html",
+        {
+            "project": project,
+            "membership": membership,
+            "can_request": membership is not None and membership.can_write,
+            "workspaces": selectors.workspaces_for_project(project=project),
+            "form": form,
+            "usage": usage,
+            "quota": quota,
+            "defaults": None if quota else _default_quota(),
+            "budget": selectors.budget_status(project=project),
+        },
+    )
+
+
+def _default_quota() -> dict[str, Any]:
+    from django.conf import settings
+
+    return dict(settings.WORKSPACES_DEFAULT_QUOTAS["project"])
+
+
+@login_required
+def workspace_detail(request: HttpRequest, slug: str, workspace_id: int) -> HttpResponse:
+    workspace, membership = get_workspace_for_user(request.user, slug, workspace_id)
+    context = {
+        "project": workspace.project,
+        "workspace": workspace,
+        "is_owner": workspace.owner_id == request.user.pk,
+        "can_manage": services.workspace_may_manage(user=request.user, workspace=workspace),
+        "is_staff": request.user.is_staff,
+        "cost": selectors.workspace_cost(workspace=workspace),
+    }
+    if _htmx(request):
+        return render(request, "workspaces/workspace_detail.html#state", context)
+    context.update(
+        history=selectors.workspace_history(workspace=workspace),
+        resize_form=ResizeForm(),
+        ips_form=AllowedIpsForm(initial={"allowed_ips": "\n".join(workspace.allowed_ips)}),
+    )
+    return render(request, "workspaces/workspace_detail.html", context)
+
+
+@login_required
+@require_POST
+def workspace_action(
+    request: HttpRequest, slug: str, workspace_id: int, action: str
+) -> HttpResponse:
+    workspace, _ = get_workspace_for_user(request.user, slug, workspace_id)
+    actor: Any = request.user
+    try:
+        if action == "start":
+            services.workspace_start(actor=actor, workspace=workspace)
+            done = "Start requested."
+        elif action == "stop":
+            services.workspace_stop(actor=actor, workspace=workspace)
+            done = "Stopping."
+        elif action == "delete":
+            services.workspace_delete(actor=actor, workspace=workspace)
+            done = "Deleting."
+        elif action == "resize":
+            form = ResizeForm(request.POST)
+            if not form.is_valid():
+                raise ValidationError("Choose a size.")
+            services.workspace_resize(
+                actor=actor, workspace=workspace, size=form.cleaned_data["size"]
+            )
+            workspace.refresh_from_db()
+            done = (
+                "Resize requested: a platform admin decides."
+                if workspace.approval_id and workspace.requested_size_id
+                else "Resizing."
+            )
+        elif action == "allowed-ips":
+            ips = AllowedIpsForm(request.POST)
+            ips.is_valid()
+            services.workspace_allowed_ips_set(
+                actor=actor, workspace=workspace, cidrs=ips.cleaned_data.get("allowed_ips", [])
+            )
+            done = "IP allowlist saved."
+        else:
+            raise Http404("No such action.")
+    except ValidationError as exc:
+        messages.error(request, _error_text(exc))
+    except services.WorkspaceConflict as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, done)
+    return redirect("workspaces:detail", slug=slug, workspace_id=workspace.pk)
+
+
+# --- costs -----------------------------------------------------------------------------
+
+
+def _month(request: HttpRequest) -> Any:
+    try:
+        return selectors.parse_month(request.GET.get("month"))
+    except ValueError:
+        messages.error(request, "A month as YYYY-MM; showing this month.")
+        return timezone.now().date().replace(day=1)
+
+
+def _csv_cell(value: Any) -> str:
+    text = str(value)
+    # Spreadsheets run cells that start like a formula.
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _csv(rows: list[selectors.CostRow], filename: str) -> HttpResponse:
+    response = HttpResponse(content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    writer = csv.writer(response)
+    writer.writerow(["day", "project", "user", "workspace", "size", "cost_usd"])
+    for r in rows:
+        writer.writerow(
+            [
+                r.day.isoformat(),
+                _csv_cell(r.project),
+                _csv_cell(r.user),
+                _csv_cell(r.workspace),
+                _csv_cell(r.size),
+                f"{r.cost:.4f}",
+            ]
+        )
+    return response
+
+
+def _costs_page(request: HttpRequest, projects: Any, project: Project | None) -> HttpResponse:
+    month = _month(request)
+    figures = selectors.cost_figures(month=month, projects=projects)
+    if request.GET.get("export") == "csv":
+        rows = selectors.costs_for_month(month=month, projects=projects)["rows"]
+        name = f"costs-{project.slug if project else 'all'}-{month:%Y-%m}.csv"
+        return _csv(rows, name)
+    return render(
+        request,
+        "workspaces/costs.html",
+        {
+            "project": project,
+            "month": month,
+            "figures": figures,
+            "summary": figures["summary"],
+            "budget": selectors.budget_status(project=project) if project else None,
+        },
+    )
+
+
+@login_required
+def project_costs(request: HttpRequest, slug: str) -> HttpResponse:
+    projects, project = cost_scope(request.user, slug)
+    return _costs_page(request, projects, project)
+
+
+@login_required
+def admin_costs(request: HttpRequest) -> HttpResponse:
+    if not request.user.is_staff:
+        raise PermissionDenied("The cost overview is for platform admins.")
+    return _costs_page(request, None, None)
+
+
+@login_required
+def quota_list(request: HttpRequest) -> HttpResponse:
+    if not request.user.is_staff:
+        raise PermissionDenied("Quotas are for platform admins.")
+    form = QuotaForm(request.POST or None)
+    if request.method == "POST":
+        subject: dict[str, Any] = {}
+        if request.POST.get("project"):
+            subject["project"] = Project.objects.filter(slug=request.POST["project"]).first()
+        elif request.POST.get("username"):
+            subject["user"] = User.objects.filter(username=request.POST["username"]).first()
+        if not subject or None in subject.values():
+            messages.error(request, "No such project or user.")
+        elif form.is_valid():
+            try:
+                services.quota_set(actor=request.user, **subject, **form.cleaned_data)
+            except ValidationError as exc:
+                messages.error(request, _error_text(exc))
+            else:
+                messages.success(request, "Quota saved.")
+                return redirect("workspaces:quotas")
+        else:
+            messages.error(request, "Check the limits: whole numbers, not negative.")
+    quotas = list(selectors.quotas_listed())
+    projects_without = Project.objects.exclude(
+        pk__in=[q.project_id for q in quotas if q.project_id]
+    )
+    return render(
+        request,
+        "workspaces/quotas.html",
+        {
+            "quotas": quotas,
+            "projects_without": projects_without,
+            "defaults": _default_quota(),
+            "form": form,
+        },
+    )
