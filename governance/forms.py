@@ -15,3 +15,8 @@ class AuditFilterForm(forms.Form):
         if data.get("since") and data.get("until") and data["since"] >= data["until"]:
             raise forms.ValidationError("“since” must be before “until”.")
         return data
+
+
+class DecisionForm(forms.Form):
+    decision = forms.ChoiceField(choices=[("approve", "Approve"), ("reject", "Reject")])
+    comment = forms.CharField(required=False, max_length=5000)

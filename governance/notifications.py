@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
+from django.utils import timezone
 
 from governance.models import Notification
 
@@ -33,3 +34,13 @@ def _send(recipients: list[str], text: str, url: str) -> None:
     except OSError:
         # The in-app notification stands; a mail outage must not undo a decision.
         logger.exception("could not send notification e-mail to %s", recipients)
+
+
+def notifications_mark_read(*, user: Any) -> int:
+    """Mark all the user's notifications read; return how many were unread.
+
+    Not audited: reading a notification decides nothing.
+    """
+    return Notification.objects.filter(user=user, read_at__isnull=True).update(
+        read_at=timezone.now()
+    )

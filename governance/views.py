@@ -1,13 +1,37 @@
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
-from django.shortcuts import render
+from typing import Any, cast
 
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_http_methods, require_POST
+
+from governance.approvals import kind_for
 from governance.exports import csv_lines, json_chunks
-from governance.forms import AuditFilterForm
-from governance.selectors import audit_events_filtered, user_may_see_audit
+from governance.forms import AuditFilterForm, DecisionForm
+from governance.models import ApprovalRequest, ApprovalState, Notification
+from governance.notifications import notifications_mark_read
+from governance.selectors import (
+    approval_for_user,
+    audit_events_filtered,
+    pending_approvals_for_user,
+    user_may_see_audit,
+)
+from governance.services import (
+    ApprovalConflict,
+    approval_decide,
+    approval_may_decide,
+    approval_withdraw,
+)
+from portal.http import client_ip
+from portal.models import User
 
 
 @login_required
@@ -38,4 +62,193 @@ def audit_list(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
         request,
         "governance/audit_list.html",
         {"form": form, "page": page, "query": query.urlencode()},
+    )
+
+
+# --- Approvals ----------------------------------------------------------------
+
+INBOX_TEMPLATE = "governance/approval_inbox.html"
+RECENT_REQUESTS = 20
+
+
+def requests_made_by(*, user: Any, limit: int = RECENT_REQUESTS) -> QuerySet[ApprovalRequest]:
+    """The user's own recent requests, newest first, in one query."""
+    return (
+        ApprovalRequest.objects.filter(requested_by=user)
+        .select_related("project", "decided_by")
+        .order_by("-created_at")[:limit]
+    )
+
+
+@login_required
+def approval_inbox(request: HttpRequest) -> HttpResponse:
+    """What waits for the current user's decision, across projects."""
+    return render(
+        request,
+        INBOX_TEMPLATE,
+        {
+            "pending": pending_approvals_for_user(user=request.user),
+            "mine": requests_made_by(user=request.user),
+        },
+    )
+
+
+def _subject_rows(approval: ApprovalRequest, subject: dict[str, Any]) -> list[tuple[str, str]]:
+    if approval.kind == "charter":
+        from projects.forms import charter_rows
+
+        return charter_rows(subject)
+    return [
+        (key.replace("_", " ").capitalize(), "" if value is None else str(value))
+        for key, value in subject.items()
+    ]
+
+
+def _decider(approval: ApprovalRequest) -> str:
+    from projects.models import Role
+
+    if approval.requires_staff:
+        return "A platform admin"
+    if approval.required_role in Role.values:
+        return f"A {Role(approval.required_role).label.lower()} of the project"
+    return approval.required_role or "—"
+
+
+def _approval_page(
+    request: HttpRequest,
+    approval: ApprovalRequest,
+    *,
+    error: str = "",
+    comment: str = "",
+    status: int = 200,
+) -> HttpResponse:
+    subject = kind_for(approval.kind).describe(request=approval)
+    may_decide = bool(getattr(approval, "may_decide", False))
+    why_not = ""
+    if approval.state == ApprovalState.PENDING and not may_decide:
+        _, why_not = approval_may_decide(user=request.user, request=approval)
+    return render(
+        request,
+        "governance/approval_detail.html",
+        {
+            "approval": approval,
+            "subject": subject,
+            "subject_rows": _subject_rows(approval, subject),
+            "may_decide": may_decide,
+            "why_not": why_not,
+            "decider": _decider(approval),
+            "is_requester": approval.requested_by_id == request.user.pk,
+            "error": error,
+            "comment": comment,
+        },
+        status=status,
+    )
+
+
+@login_required
+def approval_detail(request: HttpRequest, approval_id: int) -> HttpResponse:
+    approval = approval_for_user(user=request.user, approval_id=approval_id)
+    return _approval_page(request, approval)
+
+
+def _next_url(request: HttpRequest, default: str) -> str:
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return default
+
+
+@login_required
+@require_POST
+def approval_decide_view(request: HttpRequest, approval_id: int) -> HttpResponse:
+    """Approve or reject. From the inbox with htmx, the answer is the request's
+    row in its new state (or with the reason it was refused); without htmx, a
+    redirect back, or the detail page with the reason."""
+    approval_for_user(user=request.user, approval_id=approval_id)
+    form = DecisionForm(request.POST)
+    comment = request.POST.get("comment", "")
+    error, status = "", 200
+    if not form.is_valid():
+        error, status = (
+            "Choose to approve or to reject, with a comment of at most 5000 characters.",
+            400,
+        )
+    else:
+        approve = form.cleaned_data["decision"] == "approve"
+        try:
+            approval_decide(
+                actor=request.user,
+                approval_id=approval_id,
+                approve=approve,
+                comment=form.cleaned_data["comment"],
+                ip_address=client_ip(request),
+            )
+        except ValidationError as exc:
+            error, status = " ".join(exc.messages), 400
+        except PermissionDenied as exc:
+            error, status = str(exc) or "You may not decide this request.", 403
+        except ApprovalConflict as exc:
+            error, status = str(exc), 409
+    # Read it again: its state may have changed, by this decision or another one.
+    approval = approval_for_user(user=request.user, approval_id=approval_id)
+    if request.htmx:  # type: ignore[attr-defined]
+        return render(
+            request,
+            f"{INBOX_TEMPLATE}#approval_row",
+            {
+                "approval": approval,
+                "decidable": bool(approval.may_decide),  # type: ignore[attr-defined]
+                "error": error,
+                "comment": comment if error else "",
+            },
+            status=status,
+        )
+    if error:
+        return _approval_page(request, approval, error=error, comment=comment, status=status)
+    messages.success(request, f"{approval.project.name}: {approval.summary} — {approval.state}.")
+    return redirect(_next_url(request, reverse("governance:inbox")))
+
+
+@login_required
+@require_POST
+def approval_withdraw_view(request: HttpRequest, approval_id: int) -> HttpResponse:
+    approval = approval_for_user(user=request.user, approval_id=approval_id)
+    try:
+        approval_withdraw(actor=request.user, approval_id=approval_id)
+    except ApprovalConflict as exc:
+        return _approval_page(request, approval, error=str(exc), status=409)
+    messages.success(request, f"{approval.project.name}: {approval.summary} — withdrawn.")
+    return redirect("governance:approval", approval_id=approval_id)
+
+
+# --- Notifications --------------------------------------------------------------
+
+NOTIFICATIONS_SHOWN = 100
+
+
+def _safe_link(url: str) -> str:
+    # Notifications link inside the portal; anything else is shown without a link.
+    return url if url.startswith("/") and not url.startswith("//") else ""
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def notification_list(request: HttpRequest) -> HttpResponse:
+    """The user's notifications, newest first; POST marks them all read."""
+    user = cast(User, request.user)  # login_required
+    if request.method == "POST":
+        marked = notifications_mark_read(user=user)
+        messages.success(request, f"{marked} notification{'s' if marked != 1 else ''} marked read.")
+        return redirect("notifications")
+    notes = list(
+        Notification.objects.filter(user=user).order_by("-created_at")[:NOTIFICATIONS_SHOWN]
+    )
+    for note in notes:
+        note.link = _safe_link(note.url)  # type: ignore[attr-defined]
+    return render(
+        request,
+        "governance/notifications.html",
+        {"notes": notes, "unread": sum(1 for n in notes if n.read_at is None)},
     )

@@ -76,6 +76,8 @@ urlpatterns = [
     path("", include("datasets.urls")),
     path("", include("workspaces.urls")),
     path("audit/", governance_views.audit_list, name="audit"),
+    path("approvals/", include("governance.urls")),
+    path("notifications/", governance_views.notification_list, name="notifications"),
     path("admin/", admin.site.urls),
     path("api/", include((api_patterns, "api"))),
     path("api/", include("datasets.api_urls")),

@@ -139,7 +139,8 @@ def charter_draft_save(*, actor: User, project: Project, values: dict[str, Any])
     if unknown:
         raise ValidationError(dict.fromkeys(sorted(unknown), "Not a charter field."))
     with transaction.atomic():
-        Project.objects.select_for_update().filter(pk=project.pk).first()
+        # Lock the project and work on its current row, not the caller's copy.
+        project = Project.objects.select_for_update().get(pk=project.pk)
         latest = _latest_charter(project)
         merged = {**charter_values(latest), **values}
         errors = charter_errors(merged, complete=False)
@@ -182,7 +183,8 @@ def charter_draft_save(*, actor: User, project: Project, values: dict[str, Any])
 def charter_submit(*, actor: User, project: Project) -> Any:
     """Freeze the draft and ask the project's business approvers to sign it off."""
     with transaction.atomic():
-        Project.objects.select_for_update().filter(pk=project.pk).first()
+        # Lock the project and work on its current row, not the caller's copy.
+        project = Project.objects.select_for_update().get(pk=project.pk)
         draft = project.charters.filter(status=CharterStatus.DRAFT).first()
         if draft is None:
             raise ValidationError(
