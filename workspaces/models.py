@@ -119,10 +119,11 @@ ACTIVE_STATES = frozenset(
         WorkspaceState.RESIZING,
     }
 )
-# States a Celery task is working on; the page polls while in one of them.
+# States a Celery task (or an admin) is working on; the page polls while in one of them.
 BUSY_STATES = frozenset(
     {
         WorkspaceState.REQUESTED,
+        WorkspaceState.PENDING_APPROVAL,
         WorkspaceState.APPROVED,
         WorkspaceState.PROVISIONING,
         WorkspaceState.STOPPING,
