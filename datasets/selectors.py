@@ -3,7 +3,7 @@ plotly figures as plain dicts."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import Count, Max, Prefetch, QuerySet
@@ -49,7 +49,9 @@ def next_runs(sources: list[DataSource]) -> dict[int, datetime]:
         if task.crontab is None:
             continue
         schedule = task.crontab.schedule
-        runs[names[task.name]] = now + schedule.remaining_estimate(now)
+        when = now + schedule.remaining_estimate(now)
+        # Cron has minute resolution; the estimate is off by microseconds.
+        runs[names[task.name]] = (when + timedelta(seconds=30)).replace(second=0, microsecond=0)
     return runs
 
 
