@@ -234,6 +234,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Distinct names for choice sets that share a field name across apps.
+    "ENUM_NAME_OVERRIDES": {
+        "ApprovalStateEnum": "governance.models.ApprovalState",
+        "WorkspaceStateEnum": "workspaces.models.WorkspaceState",
+        "WorkspaceKindEnum": "workspaces.models.WorkspaceKind",
+    },
 }
 
 # --- Celery ---------------------------------------------------------------
@@ -339,7 +345,7 @@ DATA_EGRESS_ALLOWED_CIDRS = env.list(
 DATA_BATCH_BYTES = env.int("DATA_BATCH_BYTES", default=16 * 1024**2)
 DATA_PROFILE_MAX_ROWS = env.int("DATA_PROFILE_MAX_ROWS", default=5_000_000)
 # Distinct names for the data stage's choice sets in the API schema.
-SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] |= {
     "DataSourceKindEnum": "datasets.models.SourceKind",
     "ValidationRuleKindEnum": "datasets.models.RuleKind",
     "IngestionStatusEnum": "datasets.models.IngestionStatus",
