@@ -239,6 +239,11 @@ SPECTACULAR_SETTINGS = {
         "ApprovalStateEnum": "governance.models.ApprovalState",
         "WorkspaceStateEnum": "workspaces.models.WorkspaceState",
         "WorkspaceKindEnum": "workspaces.models.WorkspaceKind",
+        "DataSourceKindEnum": "datasets.models.SourceKind",
+        "ValidationRuleKindEnum": "datasets.models.RuleKind",
+        "IngestionStatusEnum": "datasets.models.IngestionStatus",
+        "SplitStatusEnum": "datasets.models.SplitStatus",
+        "ConnectionStatusEnum": "datasets.models.ConnectionStatus",
     },
 }
 
@@ -344,14 +349,6 @@ DATA_EGRESS_ALLOWED_CIDRS = env.list(
 # Bytes parsed per batch while ingesting, and the most rows a profile reads.
 DATA_BATCH_BYTES = env.int("DATA_BATCH_BYTES", default=16 * 1024**2)
 DATA_PROFILE_MAX_ROWS = env.int("DATA_PROFILE_MAX_ROWS", default=5_000_000)
-# Distinct names for the data stage's choice sets in the API schema.
-SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] |= {
-    "DataSourceKindEnum": "datasets.models.SourceKind",
-    "ValidationRuleKindEnum": "datasets.models.RuleKind",
-    "IngestionStatusEnum": "datasets.models.IngestionStatus",
-    "SplitStatusEnum": "datasets.models.SplitStatus",
-    "ConnectionStatusEnum": "datasets.models.ConnectionStatus",
-}
 # plotly.js for the profile charts, served from the plotly package itself.
 STATICFILES_FINDERS = [
     "django.contrib.staticfiles.finders.FileSystemFinder",
