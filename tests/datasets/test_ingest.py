@@ -49,13 +49,30 @@ def test_identical_content_is_stored_once_and_marked_unchanged(
 ) -> None:
     ingest(upload_source)
     before = [(p, p.stat().st_mtime_ns) for p in stored_files(storage)]
+    staging_mtime = (storage / "staging").stat().st_mtime_ns
 
     again = ingest(upload_source, name="same-again.csv")
+
+    # Not even a staging copy was written (and removed) for the re-upload.
+    assert (storage / "staging").stat().st_mtime_ns == staging_mtime
 
     assert again.status == IngestionStatus.UNCHANGED
     assert again.snapshot.version == 1
     assert Snapshot.objects.filter(source=upload_source).count() == 1
     assert [(p, p.stat().st_mtime_ns) for p in stored_files(storage)] == before
+
+
+def test_same_content_in_another_source_is_stored_once(
+    project: Any, upload_source: Any, ingest: Any, storage: Path, alice: Any
+) -> None:
+    from datasets import services
+
+    other = services.source_create(actor=alice, project=project, name="Copy", kind="upload")
+    ingest(upload_source)
+    copy = ingest(other)
+    assert copy.status == IngestionStatus.SUCCEEDED
+    assert copy.snapshot.version == 1
+    assert len(stored_files(storage)) == 1
 
 
 def test_new_content_makes_version_2_and_old_versions_stay_readable(
