@@ -179,6 +179,9 @@ class Workspace(models.Model):
     # What the request exceeded when an admin had to decide it.
     quota_exceeded = models.JSONField(default=list, blank=True)
     task_id = models.CharField(max_length=64, blank=True)
+    # When a task last claimed it (every run, polls included): a heartbeat, so
+    # an operation whose task was lost can be told from a slow one.
+    claimed_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     provisioned = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)

@@ -10,14 +10,14 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from governance.approvals import ApprovalKind, register
@@ -830,7 +830,7 @@ def workspace_claim(
     with transaction.atomic():
         claimed = Workspace.objects.filter(
             Q(pk=workspace_id) & (mine | Q(state__in=sources))
-        ).update(state=working, task_id=task_id)
+        ).update(state=working, task_id=task_id, claimed_at=timezone.now())
         if not claimed:
             return None
         ws = _locked(workspace_id)
@@ -844,6 +844,56 @@ def workspace_claim(
                 payload={"attempt": ws.attempts, "task_id": task_id, "worker": worker},
             )
     return ws
+
+
+# Which task carries on an operation left in each state.
+RESUMABLE: dict[str, str] = {
+    S.APPROVED: "workspace_provision",
+    S.PROVISIONING: "workspace_provision",
+    S.STOPPING: "workspace_stop_task",
+    S.RESIZING: "workspace_resize_task",
+    S.DELETING: "workspace_delete_task",
+}
+
+
+def workspace_operations_resume(
+    *, stale_after_seconds: float, now: datetime | None = None
+) -> list[int]:
+    """Dispatch again the operations no task has touched for a while.
+
+    A broker without redelivery (the embedded filesystem one) loses the task
+    of a worker that died; Redis redelivers only after its visibility
+    timeout. A task claims at every run (polls included), so an operation
+    whose last claim (or, unclaimed, whose state change) is older than
+    ``stale_after_seconds`` has no live task: clear its claim and send a new
+    one. Returns the workspaces resumed.
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=stale_after_seconds)
+    claimed_long_ago = Q(claimed_at__lt=cutoff) & Q(claimed_at__gte=F("state_changed_at"))
+    never_claimed = Q(state_changed_at__lt=cutoff) & (
+        Q(claimed_at__isnull=True) | Q(claimed_at__lt=F("state_changed_at"))
+    )
+    stale = Workspace.objects.filter(state__in=list(RESUMABLE)).filter(
+        claimed_long_ago | never_claimed
+    )
+    resumed = []
+    for ws in stale.select_related("project"):
+        with transaction.atomic():
+            updated = Workspace.objects.filter(
+                pk=ws.pk, state=ws.state, task_id=ws.task_id, claimed_at=ws.claimed_at
+            ).update(task_id="", claimed_at=now)
+            if not updated:
+                continue  # a task moved it meanwhile
+            audit_record(
+                action="workspace.operation_resumed",
+                project=ws.project,
+                obj=ws,
+                payload={"state": ws.state, "lost_task_id": ws.task_id},
+            )
+            _queue(RESUMABLE[ws.state], ws.pk)
+        resumed.append(ws.pk)
+    return resumed
 
 
 def _outcome(workspace_id: int, working: str) -> Workspace | None:

@@ -12,6 +12,7 @@ jitter; after the last try, or on any other provider error,
 from __future__ import annotations
 
 import logging
+import os
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +60,31 @@ def _size(ws: Workspace, *, requested: bool = False) -> SizeSpec:
     return SizeSpec(size.name, size.vcpus, float(size.memory_gb), size.gpus)
 
 
+def data_paths(ws: Workspace) -> tuple[str, ...]:
+    """The newest snapshot of each of the project's data sources, as local
+    files the workspace may read (only when snapshots are stored locally)."""
+    from datasets.models import Snapshot
+    from datasets.storage import default_store
+
+    store = default_store()
+    if not store.is_local:
+        return ()
+    paths: list[str] = []
+    seen: set[int] = set()
+    for source_id, key in (
+        Snapshot.objects.filter(source__project_id=ws.project_id)
+        .order_by("source_id", "-version")
+        .values_list("source_id", "storage_key")
+    ):
+        if source_id in seen:
+            continue
+        seen.add(source_id)
+        path = store.local_path(key)
+        if path and os.path.exists(path):
+            paths.append(path)
+    return tuple(paths)
+
+
 def _workspace_spec(ws: Workspace) -> WorkspaceSpec:
     return WorkspaceSpec(
         name=ws.provider_name,
@@ -66,6 +92,7 @@ def _workspace_spec(ws: Workspace) -> WorkspaceSpec:
         owner_username=ws.owner.username,
         idle_shutdown_minutes=ws.idle_shutdown_minutes,
         allowed_ips=tuple(ws.allowed_ips),
+        data_paths=data_paths(ws) if ws.provider == "local" else (),
     )
 
 
@@ -272,14 +299,18 @@ def workspaces_idle_shutdown(self: Task) -> list[int]:
 
 @shared_task(bind=True, acks_late=True, soft_time_limit=240, time_limit=300)
 def workspaces_meter_usage(self: Task) -> dict[str, Any]:
-    """Beat: keep open usage intervals within one day, and announce budget thresholds."""
+    """Beat: resume operations whose task was lost, keep open usage intervals
+    within one day, and announce budget thresholds."""
     from projects.models import Project
     from workspaces import services
 
+    resumed = services.workspace_operations_resume(
+        stale_after_seconds=settings.WORKSPACES_RESUME_AFTER_SECONDS
+    )
     rolled = services.usage_roll_over()
     announced = {}
     for project in Project.objects.filter(workspaces__isnull=False).distinct():
         crossed = services.budget_alerts_check(project=project)
         if crossed:
             announced[project.slug] = crossed
-    return {"rolled_over": rolled, "announced": announced}
+    return {"resumed": resumed, "rolled_over": rolled, "announced": announced}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -365,3 +366,67 @@ def test_quota_set_is_admin_only_validated_and_audited(
     event = AuditEvent.objects.get(action="quota.changed")
     assert event.payload["before"] == {"max_gpus": 0, "monthly_budget": None}
     assert selectors.project_budget(project=project) == Decimal(500)
+
+
+def test_operations_whose_task_was_lost_are_dispatched_again(
+    project: Any, bob: Any, alice: Any, small: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    from django.utils import timezone
+
+    lost = request(bob, project, small, name="lost")  # approved, its task never ran
+    slow = request(alice, project, small, name="slow")
+    services.workspace_claim(workspace_id=slow.pk, operation="provision", task_id="alive")
+    later = timezone.now() + timedelta(seconds=600)
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert services.workspace_operations_resume(stale_after_seconds=900, now=later) == []
+        resumed = services.workspace_operations_resume(
+            stale_after_seconds=900, now=later + timedelta(seconds=400)
+        )
+    # Both are stale by then: the one never claimed and the one whose last claim is old.
+    assert sorted(resumed) == sorted([lost.pk, slow.pk])
+    assert len(callbacks) == 2
+    slow.refresh_from_db()
+    assert slow.task_id == "" and slow.state == S.PROVISIONING
+    # The next task (a new id) claims it; the lost one's late delivery does not.
+    assert services.workspace_claim(workspace_id=slow.pk, operation="provision", task_id="new")
+    assert (
+        services.workspace_claim(workspace_id=slow.pk, operation="provision", task_id="alive")
+        is None
+    )
+    event = AuditEvent.objects.get(action="workspace.operation_resumed", object_id=str(slow.pk))
+    assert event.payload == {"state": "provisioning", "lost_task_id": "alive"}
+
+
+def test_the_newest_snapshot_of_each_source_is_given_to_the_workspace(
+    project: Any, alice: Any, bob: Any, small: Any, settings: Any, tmp_path: Any
+) -> None:
+    from datasets import services as data_services
+    from datasets.models import Snapshot
+    from datasets.storage import default_store, object_key
+    from workspaces.tasks import data_paths
+
+    settings.STAGEGATE_STORAGE_URL = f"file://{tmp_path / 'storage'}"
+    source = data_services.source_create(
+        actor=alice, project=project, name="Customers", kind="upload", location="on_prem"
+    )
+    store = default_store()
+    paths = []
+    for version, digest in ((1, "a" * 64), (2, "b" * 64)):
+        key = object_key(digest)
+        path = store.local_path(key)
+        assert path is not None
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write("x,y\n1,2\n")
+        paths.append(path)
+        Snapshot.objects.create(
+            source=source,
+            version=version,
+            sha256=digest,
+            size=8,
+            data_format="csv",
+            rows=1,
+            storage_key=key,
+        )
+    ws = request(bob, project, small)
+    assert data_paths(ws) == (paths[1],)
