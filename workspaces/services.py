@@ -667,8 +667,9 @@ def workspace_stop(
         _conflict(ws, (S.RUNNING,), "stop")
         now = timezone.now()
         if idle_seconds is not None:
+            minutes = int(idle_seconds // 60)
             reason = reason or (
-                f"Stopped after {int(idle_seconds // 60)} idle minutes "
+                f"Stopped after {minutes} idle minute{'' if minutes == 1 else 's'} "
                 f"(idle shutdown after {ws.idle_shutdown_minutes})."
             )
             IdleShutdown.objects.create(

@@ -430,3 +430,45 @@ def test_the_newest_snapshot_of_each_source_is_given_to_the_workspace(
         )
     ws = request(bob, project, small)
     assert data_paths(ws) == (paths[1],)
+
+
+def test_over_quota_resize_waits_for_an_admin_and_keeps_the_workspace_running(
+    project: Any, bob: Any, admin_user: Any, small: Any, gpu: Any
+) -> None:
+    ws = run(request(bob, project, small))
+    services.workspace_resize(actor=bob, workspace=ws, size=gpu)
+    ws.refresh_from_db()
+    assert ws.state == S.RUNNING and ws.requested_size == gpu and ws.approval is not None
+    with pytest.raises(services.WorkspaceConflict):
+        services.workspace_resize(actor=bob, workspace=ws, size=gpu)
+    assert ws.approval is not None
+    approval_decide(actor=admin_user, approval_id=ws.approval.pk, approve=True)
+    ws.refresh_from_db()
+    assert ws.state == S.RESIZING
+    assert services.workspace_claim(workspace_id=ws.pk, operation="resize", task_id="r")
+    services.workspace_mark_running(workspace_id=ws.pk, working=S.RESIZING)
+    ws.refresh_from_db()
+    assert ws.size == gpu and ws.requested_size is None and ws.approval is None
+
+
+def test_rejected_resize_keeps_the_old_size(
+    project: Any, bob: Any, admin_user: Any, small: Any, gpu: Any
+) -> None:
+    ws = run(request(bob, project, small))
+    services.workspace_resize(actor=bob, workspace=ws, size=gpu)
+    ws.refresh_from_db()
+    assert ws.approval is not None
+    approval_decide(
+        actor=admin_user, approval_id=ws.approval.pk, approve=False, comment="Use a T4 next month"
+    )
+    ws.refresh_from_db()
+    assert ws.state == S.RUNNING and ws.size == small and ws.requested_size is None
+    assert AuditEvent.objects.filter(action="workspace.resize_rejected").exists()
+
+
+def test_deleting_a_pending_request_withdraws_it(project: Any, bob: Any, gpu: Any) -> None:
+    ws = request(bob, project, gpu)
+    services.workspace_delete(actor=bob, workspace=ws)
+    ws.refresh_from_db()
+    assert ws.state == S.DELETED
+    assert ApprovalRequest.objects.get().state == ApprovalState.WITHDRAWN
