@@ -437,7 +437,7 @@ def snapshot_upload(*, actor: User, source: DataSource, upload: UploadedFile) ->
     staged = _reupload_of_latest(source, upload, store)
     if staged is None:
         upload.file.seek(0)  # type: ignore[union-attr]
-        staged = store.stage(file_chunks(upload.file), max_bytes=limit)  # type: ignore[arg-type]
+        staged = store.stage(upload.file, max_bytes=limit)  # type: ignore[arg-type]
     try:
         with transaction.atomic():
             DataSource.objects.select_for_update().filter(pk=source.pk).first()

@@ -182,3 +182,34 @@ def test_parquet_upload(upload_source: Any, ingest: Any) -> None:
     snapshot = ingestion.snapshot
     assert (snapshot.data_format, snapshot.rows) == ("parquet", 3)
     assert [c["type"] for c in snapshot.columns] == ["integer", "string"]
+
+
+def test_staging_hashes_files_and_chunk_streams_alike_and_cleans_up_on_error(
+    storage: Path,
+) -> None:
+    import io
+
+    from datasets.storage import CHUNK_BYTES, ObjectStore, TooLarge
+
+    store = ObjectStore()
+    data = bytes(range(256)) * (CHUNK_BYTES // 256 * 3 + 7)  # several ring buffers' worth
+    from_file = store.stage(io.BytesIO(data), max_bytes=len(data))
+    from_chunks = store.stage([data[:1000], data[1000:]], max_bytes=len(data))
+    assert from_file.sha256 == from_chunks.sha256 == hashlib.sha256(data).hexdigest()
+    assert (storage / from_file.key).read_bytes() == data
+    assert store.commit(from_file)[1] is True
+    assert store.commit(from_chunks)[1] is False
+    assert stored_files(storage) == [
+        storage / f"objects/sha256/{from_file.sha256[:2]}/{from_file.sha256[2:]}"
+    ]
+
+    with pytest.raises(TooLarge):
+        store.stage(io.BytesIO(data), max_bytes=len(data) - 1)
+
+    class Broken(io.RawIOBase):
+        def readinto(self, buffer: Any) -> int:
+            raise OSError("disk went away")
+
+    with pytest.raises(OSError, match="disk went away"):
+        store.stage(Broken())
+    assert len(stored_files(storage)) == 1
