@@ -16,6 +16,8 @@ def _split_cidrs(value: str) -> list[str]:
 
 
 class SizeChoiceField(forms.ModelChoiceField):
+    widget = forms.Select(attrs={"style": "max-width: 100%"})
+
     def label_from_instance(self, obj: Any) -> str:
         gpu = f", {obj.gpus}× {obj.gpu_type}" if obj.gpus else ""
         return (

@@ -373,6 +373,7 @@ def cost_figures(
         "layout": {
             **layout,
             "barmode": "stack",
+            "showlegend": True,
             "title": {"text": "Spend per day by project"},
             "yaxis": {"title": {"text": "USD"}},
         },
@@ -389,7 +390,12 @@ def cost_figures(
                     "y": [i["name"] for i in reversed(top)],
                 }
             ],
-            "layout": {**layout, "title": {"text": title}, "xaxis": {"title": {"text": "USD"}}},
+            "layout": {
+                **layout,
+                "title": {"text": title},
+                "xaxis": {"title": {"text": "USD"}},
+                "yaxis": {"automargin": True},
+            },
         }
 
     idle = {
