@@ -474,6 +474,10 @@ def _transition(
     )
 
 
+def _page(ws: Workspace) -> str:
+    return f"/projects/{ws.project.slug}/workspaces/{ws.pk}/"
+
+
 def _locked(workspace_id: int) -> Workspace:
     return (
         Workspace.objects.select_for_update(of=("self",))
@@ -515,7 +519,7 @@ def _ask_admin(
             f"≈{decision.monthly:.2f}/month if always on; exceeds " + "; ".join(decision.exceeded)
         ),
         requires_staff=True,
-        url=f"/projects/{workspace.project.slug}/workspaces/{workspace.pk}/",
+        url=_page(workspace),
     )
     workspace.approval = request
     workspace.save(update_fields=["approval"])
@@ -678,6 +682,11 @@ def workspace_stop(
                 hourly_price=ws.size.hourly_price,
                 idle_seconds=int(idle_seconds),
                 stopped_at=now,
+            )
+            notify(
+                users=[ws.owner],
+                text=f"{ws.project.name}: workspace “{ws.name}” stopped: {reason}",
+                url=_page(ws),
             )
         elif not reason:
             reason = f"Stopped by {actor.get_username()}." if actor else "Stopped."
@@ -974,12 +983,12 @@ def workspace_mark_failed(*, workspace_id: int, reason: str, working: str | None
         ws.requested_size = None
         ws.url = ""
         ws.save(update_fields=["requested_size", "url"])
-        _transition(
-            ws,
-            S.FAILED,
-            actor=None,
-            action="workspace.failed",
-            reason=reason or "The provider failed without saying why.",
+        reason = reason or "The provider failed without saying why."
+        _transition(ws, S.FAILED, actor=None, action="workspace.failed", reason=reason)
+        notify(
+            users=[ws.owner],
+            text=f"{ws.project.name}: workspace “{ws.name}” failed: {reason}",
+            url=_page(ws),
         )
     return True
 

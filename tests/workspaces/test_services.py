@@ -279,6 +279,7 @@ def test_claims_are_conditional(project: Any, bob: Any, small: Any) -> None:
     )
     ws.refresh_from_db()
     assert ws.state == S.FAILED and ws.state_reason == "quota at Azure"
+    assert Notification.objects.get(user=bob).text == "Churn: workspace “nb” failed: quota at Azure"
 
 
 def test_only_owner_and_lead_manage_a_workspace(
@@ -313,6 +314,9 @@ def test_idle_stop_records_why_and_the_avoided_cost(project: Any, bob: Any, smal
     ws.refresh_from_db()
     assert ws.state == S.STOPPING
     assert ws.state_reason == "Stopped after 62 idle minutes (idle shutdown after 60)."
+    note = Notification.objects.get(user=bob)
+    assert note.text == f"Churn: workspace “nb” stopped: {ws.state_reason}"
+    assert note.url == f"/projects/churn/workspaces/{ws.pk}/"
     shutdown = IdleShutdown.objects.get()
     later = shutdown.stopped_at + timedelta(hours=10)
     avoided = selectors.idle_cost_avoided(month=later.date(), now=later)
