@@ -213,3 +213,22 @@ def test_staging_hashes_files_and_chunk_streams_alike_and_cleans_up_on_error(
     with pytest.raises(OSError, match="disk went away"):
         store.stage(Broken())
     assert len(stored_files(storage)) == 1
+
+
+def test_seed_demo_adds_the_demo_upload_source_once(
+    db: Any, eager: None, django_capture_on_commit_callbacks: Any
+) -> None:
+    import io as _io
+
+    from django.core.management import call_command
+
+    from datasets.demo import DEMO_SOURCE
+    from datasets.models import DataSource
+
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("seed_demo", stdout=_io.StringIO())
+    call_command("seed_demo", stdout=_io.StringIO())
+    source = DataSource.objects.get(name=DEMO_SOURCE)
+    snapshot = Snapshot.objects.get(source=source)
+    assert (snapshot.version, snapshot.rows) == (1, 178)
+    assert "target" in [c["name"] for c in snapshot.columns]

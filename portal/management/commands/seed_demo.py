@@ -71,4 +71,7 @@ class Command(BaseCommand):
                     membership_add(
                         actor=users["lead"], project=project, user=users[username], role=role
                     )
+            from datasets.demo import demo_data_seed
+
+            demo_data_seed(project=project, actor=users["engineer"])
         self.stdout.write(f"Demo users (password {password!r}): {', '.join(DEMO_USERS)}")
