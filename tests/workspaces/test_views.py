@@ -121,7 +121,12 @@ def test_htmx_poll_returns_the_state_partial(
     services.workspace_claim(workspace_id=ws.pk, operation="provision", task_id="t")
     services.workspace_mark_running(workspace_id=ws.pk, url="http://127.0.0.1:9/lab?token=x")
     settled = client_for(bob).get(detail_url(ws), HTTP_HX_REQUEST="true").content.decode()
-    assert "hx-trigger" not in settled and "Open JupyterLab" in settled
+    # Running: the cost so far (and an idle stop) still show up, less often.
+    assert 'hx-trigger="every 30s"' in settled and "Open JupyterLab" in settled
+    services.workspace_stop(actor=bob, workspace=ws)
+    services.workspace_mark_stopped(workspace_id=ws.pk)
+    stopped = client_for(bob).get(detail_url(ws), HTTP_HX_REQUEST="true").content.decode()
+    assert "hx-trigger" not in stopped and "Stopped by bob." in stopped
 
 
 @pytest.mark.parametrize(
