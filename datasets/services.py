@@ -14,6 +14,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -73,6 +74,8 @@ KIND_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]]
 STORAGE_FIELDS = ("container", "path")
 CRON_FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
 PROGRESS_EVERY_SECONDS = 0.5
+# Longer than the ingestion task's hard time limit (tasks.TASK_OPTIONS).
+STALE_AFTER = timedelta(minutes=65)
 
 
 class SourceInUse(Exception):
@@ -505,6 +508,12 @@ def source_pull_request(
         raise ValidationError({"kind": "Upload sources take files; upload a new version."})
     with transaction.atomic():
         DataSource.objects.select_for_update().filter(pk=source.pk).first()
+        # A run older than the task's hard time limit lost its worker.
+        stale_before = timezone.now() - STALE_AFTER
+        for lost in source.ingestions.filter(
+            status=IngestionStatus.RUNNING, started_at__lt=stale_before
+        ):
+            ingestion_mark_failed(ingestion_id=lost.pk, error="The worker was lost; pull again.")
         running = source.ingestions.filter(
             status__in=[IngestionStatus.PENDING, IngestionStatus.RUNNING]
         ).first()

@@ -133,3 +133,24 @@ def test_schedule_creates_a_periodic_task_and_the_refresh_queues_a_pull(
 
     api.patch(f"/api/projects/churn/sources/{source_id}/", {"refresh_cron": ""}, format="json")
     assert not PeriodicTask.objects.filter(name=f"datasets.source.{source_id}.refresh").exists()
+
+
+def test_a_pull_lost_with_its_worker_is_failed_by_the_next_pull(project: Any, alice: Any) -> None:
+    source = services.source_create(
+        actor=alice,
+        project=project,
+        name="H",
+        kind="https",
+        config={"url": "https://example.com/a.csv"},
+    )
+    lost = Ingestion.objects.create(
+        source=source,
+        trigger=Trigger.MANUAL,
+        status=IngestionStatus.RUNNING,
+        started_at=timezone.now() - timedelta(hours=2),
+    )
+    fresh = services.source_pull_request(actor=alice, source=source)
+    lost.refresh_from_db()
+    assert lost.status == IngestionStatus.FAILED and "worker was lost" in lost.error
+    assert fresh.pk != lost.pk and fresh.status == IngestionStatus.PENDING
+    assert services.source_pull_request(actor=alice, source=source).pk == fresh.pk
