@@ -519,7 +519,6 @@ def _ask_admin(
             f"≈{decision.monthly:.2f}/month if always on; exceeds " + "; ".join(decision.exceeded)
         ),
         requires_staff=True,
-        url=_page(workspace),
     )
     workspace.approval = request
     workspace.save(update_fields=["approval"])
