@@ -142,3 +142,20 @@ def test_idle_beat_stops_idle_notebooks_and_notices_stopped_ones(
     assert idle.state == S.STOPPING and idle.state_reason.startswith("Stopped after 1 idle minute ")
     assert gone.state == S.STOPPED
     assert gone.state_reason == "Stopped outside the portal: idle shutdown by Azure."
+
+
+def test_beat_runs_the_idle_and_metering_tasks_on_the_provisioning_queue() -> None:
+    from django.conf import settings
+
+    from portal.celery import app
+
+    entries = {
+        k: v for k, v in settings.CELERY_BEAT_SCHEDULE.items() if k.startswith("workspaces-")
+    }
+    assert {e["task"] for e in entries.values()} == {
+        "workspaces.tasks.workspaces_idle_shutdown",
+        "workspaces.tasks.workspaces_meter_usage",
+    }
+    for entry in entries.values():
+        assert entry["task"] in app.tasks
+        assert app.amqp.router.route({}, entry["task"])["queue"].name == "provisioning"
