@@ -1096,7 +1096,8 @@ def _describe(*, request: Any) -> dict[str, Any]:
         "hourly_estimate": str(hourly),
         "monthly_estimate_always_on": str((hourly * HOURS_PER_MONTH).quantize(Decimal("0.01"))),
         "currency": size.currency,
-        "quota_exceeded": ws.quota_exceeded,
+        # One line, as the approval page shows it.
+        "quota_exceeded": "; ".join(ws.quota_exceeded),
     }
 
 

@@ -79,6 +79,7 @@ def test_gpu_request_goes_to_platform_admins_with_estimate_and_exceeded_quota(
 
     described = kind_for("compute").describe(request=approval)
     assert described["gpus"] == 1 and described["monthly_estimate_always_on"] == "383.98"
+    assert described["quota_exceeded"] == "; ".join(ws.quota_exceeded)
 
 
 def test_admin_approval_queues_provisioning_and_four_eyes_hold(
