@@ -139,7 +139,10 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     """Connects to an address checked beforehand, verifying the host's certificate."""
 
     def __init__(self, host: str, address: str, port: int) -> None:
-        super().__init__(host, port, timeout=CONNECT_TIMEOUT, context=ssl.create_default_context())
+        from django.conf import settings
+
+        context = ssl.create_default_context(cafile=settings.DATA_HTTPS_CA_FILE or None)
+        super().__init__(host, port, timeout=CONNECT_TIMEOUT, context=context)
         self._address = address
 
     def connect(self) -> None:

@@ -349,6 +349,8 @@ DATA_EGRESS_ALLOWED_CIDRS = env.list(
 # Bytes parsed per batch while ingesting, and the most rows a profile reads.
 DATA_BATCH_BYTES = env.int("DATA_BATCH_BYTES", default=16 * 1024**2)
 DATA_PROFILE_MAX_ROWS = env.int("DATA_PROFILE_MAX_ROWS", default=5_000_000)
+# Extra CA bundle trusted by HTTPS sources (an internal CA); blank: the system's.
+DATA_HTTPS_CA_FILE = env.str("DATA_HTTPS_CA_FILE", default="")
 # plotly.js for the profile charts, served from the plotly package itself.
 STATICFILES_FINDERS = [
     "django.contrib.staticfiles.finders.FileSystemFinder",
