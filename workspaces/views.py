@@ -253,9 +253,16 @@ def quota_list(request: HttpRequest) -> HttpResponse:
         else:
             messages.error(request, "Check the limits: whole numbers, not negative.")
     quotas = list(selectors.quotas_listed())
-    projects_without = Project.objects.exclude(
-        pk__in=[q.project_id for q in quotas if q.project_id]
+    by_project, by_user = selectors.usage_by_project_and_user()
+    empty = selectors.Usage()
+    for q in quotas:
+        held = by_project.get(q.project_id or 0) if q.project_id else by_user.get(q.user_id or 0)
+        q.usage = held or empty  # type: ignore[attr-defined]
+    projects_without = list(
+        Project.objects.exclude(pk__in=[q.project_id for q in quotas if q.project_id])
     )
+    for p in projects_without:
+        p.usage = by_project.get(p.pk, empty)  # type: ignore[attr-defined]
     return render(
         request,
         "workspaces/quotas.html",

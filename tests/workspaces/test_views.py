@@ -237,6 +237,7 @@ def test_quota_page_saves_through_the_service(
     client = client_for(admin_user)
     page = client.get("/quotas/").content.decode()
     assert "project churn" in page and "(defaults)" in page
+    assert "0 vCPU, 0 GPU, 0 running" in page
     saved = client.post(
         "/quotas/",
         {
@@ -282,7 +283,12 @@ def test_list_pages_query_counts_do_not_grow(
         ws = services.workspace_request(actor=bob, project=project, name=f"w{i}", size=small)
         _spend(ws, "1.0000", day)
 
-    pages = {"/workspaces/": bob, "/projects/churn/workspaces/": bob, "/costs/": admin_user}
+    pages = {
+        "/workspaces/": bob,
+        "/projects/churn/workspaces/": bob,
+        "/costs/": admin_user,
+        "/quotas/": admin_user,
+    }
     add(0)
     one = {}
     for url, user in pages.items():
@@ -297,4 +303,4 @@ def test_list_pages_query_counts_do_not_grow(
         client = client_for(user)
         with django_assert_num_queries(one[url]):
             page = client.get(url)
-        assert b"w7" in page.content
+        assert b"w7" in page.content or b"16 vCPU, 0 GPU, 8 running" in page.content
