@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import re
+import ssl
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -628,6 +629,7 @@ def ingestion_execute(*, ingestion_id: int) -> None:
         pa.ArrowException,
         UnicodeDecodeError,
         KeyError,
+        ssl.SSLError,  # a certificate problem does not go away by retrying
     ) as exc:
         text = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
         ingestion_mark_failed(
