@@ -118,18 +118,28 @@ def approval_request_create(
     required_role: str = "",
     requires_staff: bool = False,
     url: str = "",
+    supersede_kind: bool = False,
 ) -> Any:
-    """Open a request for a decision and notify those who may decide."""
+    """Open a request for a decision and notify those who may decide.
+
+    A pending request for the same subject is superseded by the new one; with
+    ``supersede_kind`` every pending request of this kind in the project is (a
+    new charter version replaces the one still waiting).
+    """
     from governance.models import ApprovalRequest, ApprovalState
     from governance.notifications import notify
     from portal.models import User
     from projects.models import Membership
 
     with transaction.atomic():
-        # A newer request for the same kind of subject in a project replaces older ones.
-        for stale in ApprovalRequest.objects.select_for_update().filter(
+        stale_requests = ApprovalRequest.objects.select_for_update().filter(
             project=project, kind=kind, state=ApprovalState.PENDING
-        ):
+        )
+        if not supersede_kind:
+            stale_requests = stale_requests.filter(
+                subject_type=subject._meta.label_lower, subject_id=str(subject.pk)
+            )
+        for stale in stale_requests:
             stale.state = ApprovalState.SUPERSEDED
             stale.save(update_fields=["state"])
             audit_record(

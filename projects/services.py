@@ -215,6 +215,7 @@ def charter_submit(*, actor: User, project: Project) -> Any:
             subject=draft,
             summary=f"Sign off charter v{draft.number}",
             required_role=Role.BUSINESS_APPROVER,
+            supersede_kind=True,
         )
     return request
 

@@ -496,17 +496,6 @@ def _queue(task_name: str, workspace_id: int) -> None:
 def _ask_admin(
     *, actor: Any, workspace: Workspace, size: ComputeSize, decision: QuotaDecision, what: str
 ) -> ApprovalRequest:
-    waiting = ApprovalRequest.objects.filter(
-        project=workspace.project, kind=COMPUTE_KIND, state=ApprovalState.PENDING
-    ).first()
-    if waiting is not None:
-        # One request of a kind per project waits at a time (governance
-        # supersedes older ones), so a second one would cancel the first.
-        raise WorkspaceConflict(
-            "Another compute request in this project is waiting for an admin's decision; "
-            "try again once it is decided.",
-            S.PENDING_APPROVAL,
-        )
     workspace.quota_exceeded = decision.exceeded
     workspace.save(update_fields=["quota_exceeded"])
     request = approval_request_create(

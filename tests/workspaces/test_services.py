@@ -110,14 +110,17 @@ def test_rejection_records_the_reason(project: Any, bob: Any, admin_user: Any, g
     assert ws.state_reason == "Request rejected: No GPUs in Q4"
 
 
-def test_a_second_over_quota_request_waits_for_the_first(
+def test_over_quota_requests_in_one_project_wait_side_by_side(
     project: Any, bob: Any, alice: Any, gpu: Any
 ) -> None:
     request(bob, project, gpu, name="one")
-    with pytest.raises(services.WorkspaceConflict):
-        request(alice, project, gpu, name="two")
-    assert Workspace.objects.count() == 1  # the transaction rolled back
-    assert ApprovalRequest.objects.get().state == ApprovalState.PENDING
+    request(alice, project, gpu, name="two")
+    # Each workspace has its own request; a second one cancels nothing.
+    assert Workspace.objects.count() == 2
+    assert list(ApprovalRequest.objects.values_list("state", flat=True)) == [
+        ApprovalState.PENDING,
+        ApprovalState.PENDING,
+    ]
 
 
 def test_vcpu_and_running_limits_count_active_workspaces_only(
