@@ -315,8 +315,10 @@ if _storage_connection:
 DATA_UPLOAD_MAX_BYTES = env.int("DATA_UPLOAD_MAX_BYTES", default=2 * 1024**3)
 # Keys that encrypt data source credentials (MultiFernet): comma-separated,
 # newest first; `manage.py rotate_data_secrets` re-encrypts with the first.
-# Without them: derived from the development secret key under DEBUG, else
-# generated once into var/ (as `make run` does for the secret key).
+# Without them: derived from the development secret key under DEBUG; in the
+# embedded setup (SQLite, one machine) generated once into var/, as `make run`
+# does for the secret key; anywhere else the portal refuses to start, since
+# processes on several machines must share one set of keys.
 _field_keys = secret("FIELD_ENCRYPTION_KEYS") or ""
 if not _field_keys:
     if DEBUG:
@@ -326,16 +328,31 @@ if not _field_keys:
         _field_keys = base64.urlsafe_b64encode(
             hashlib.sha256(f"field-encryption:{SECRET_KEY}".encode()).digest()
         ).decode()
-    else:
+    elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         _key_file = VAR_DIR / "field_encryption_key"
         if not _key_file.exists():
             from cryptography.fernet import Fernet
 
             VAR_DIR.mkdir(parents=True, exist_ok=True)
-            _fd = os.open(_key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(_fd, "w") as _f:
-                _f.write(Fernet.generate_key().decode())
-        _field_keys = _key_file.read_text().strip()
+            try:
+                _fd = os.open(_key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass  # another process (web, worker, beat) made it first
+            else:
+                with os.fdopen(_fd, "w") as _f:
+                    _f.write(Fernet.generate_key().decode())
+        for _ in range(50):  # the other process may still be writing it
+            _field_keys = _key_file.read_text().strip()
+            if _field_keys:
+                break
+            import time
+
+            time.sleep(0.1)
+    else:
+        raise environ.ImproperlyConfigured(
+            "Set FIELD_ENCRYPTION_KEYS or FIELD_ENCRYPTION_KEYS_FILE: the keys that encrypt "
+            "data source credentials, the same in every web and worker process."
+        )
 FIELD_ENCRYPTION_KEYS = [k.strip() for k in _field_keys.split(",") if k.strip()]
 # Outbound connections from data sources may not reach loopback, link-local
 # or private addresses, except these networks (CIDR, comma-separated). The

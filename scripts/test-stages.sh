@@ -7,6 +7,7 @@ BIN=.venv/bin
 export DJANGO_SETTINGS_MODULE=portal.settings
 export DJANGO_SECRET_KEY="test-only-$(date +%s%N)"
 export STATIC_MANIFEST=false
+export FIELD_ENCRYPTION_KEYS="$($BIN/python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')"
 export STAGEGATE_VAR_DIR="$(mktemp -d -t stagegate-var-XXXXXX)"
 trap 'rm -rf "$STAGEGATE_VAR_DIR"' EXIT
 mkdir -p "$STAGEGATE_VAR_DIR/static"

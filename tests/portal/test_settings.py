@@ -68,3 +68,25 @@ def test_secrets_can_come_from_files(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["from-a-file-" + "k" * 40, "False"]
+
+
+def test_encryption_keys_are_required_outside_the_embedded_setup() -> None:
+    environment = {"DJANGO_SECRET_KEY": "x" * 50, "FIELD_ENCRYPTION_KEYS": ""}
+    result = django_shell("print(1)", **environment)
+    assert result.returncode != 0
+    assert "Set FIELD_ENCRYPTION_KEYS or FIELD_ENCRYPTION_KEYS_FILE" in result.stderr
+
+
+def test_embedded_setup_makes_one_encryption_key_and_keeps_it(tmp_path: Path) -> None:
+    code = "from django.conf import settings; print(settings.FIELD_ENCRYPTION_KEYS[0])"
+    environment = {
+        "DJANGO_SECRET_KEY": "x" * 50,
+        "FIELD_ENCRYPTION_KEYS": "",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "STAGEGATE_VAR_DIR": str(tmp_path),
+    }
+    first = django_shell(code, **environment)
+    second = django_shell(code, **environment)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == second.stdout
+    assert (tmp_path / "field_encryption_key").stat().st_mode & 0o777 == 0o600
