@@ -252,7 +252,8 @@ def test_over_quota_request_via_api(api_for: Any, bob: Any, gpu: Any, project: A
     assert body["state"] == "pending_approval" and body["approval"] is not None
     assert "Project GPUs: 0 in use + 1 requested > 0" in body["quota_exceeded"]
     again = api_for(bob).post(BASE, {"name": "gpu2", "size": gpu.name}, format="json")
-    assert again.status_code == 409 and again.json()["state"] == "pending_approval"
+    assert again.status_code == 201 and again.json()["state"] == "pending_approval"
+    assert again.json()["approval"] != body["approval"]
 
 
 @pytest.mark.parametrize("who", ["alice", "bob", "carol", "charlie"])

@@ -207,10 +207,10 @@ def test_fifty_concurrent_requests_near_the_quota_with_two_workers(
             t.start()
         for t in threads:
             t.join()
-        assert sorted(set(outcomes)) == ["approved", "conflict", "pending_approval"]
+        # Three fit; the other 47 wait for an admin instead of squeezing in.
+        assert sorted(set(outcomes)) == ["approved", "pending_approval"]
         assert outcomes.count("approved") == 3
-        assert outcomes.count("pending_approval") == 1
-        assert outcomes.count("conflict") == 46
+        assert outcomes.count("pending_approval") == 47
         approved = list(Workspace.objects.filter(state__in=[S.APPROVED, S.PROVISIONING, S.RUNNING]))
         assert len(approved) == 3
         for ws in approved:
