@@ -105,7 +105,7 @@ def test_workspace_lifecycle_with_a_real_jupyter_server(
     servers = [
         p
         for p in psutil.process_iter(["cmdline"])
-        if "sg-ws-1/work" in " ".join(p.info["cmdline"] or [])
+        if f"{tmp_path}/workspaces/sg-ws-1/work" in " ".join(p.info["cmdline"] or [])
     ]
     assert [p.pid for p in servers] == [pid]
 

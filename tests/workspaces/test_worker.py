@@ -19,6 +19,7 @@ from typing import Any
 
 import psutil
 import pytest
+from django.conf import settings
 from django.db import connection
 
 from governance.models import AuditEvent
@@ -66,7 +67,8 @@ def http_get(url: str, token: str | None = None) -> int:
 
 
 def servers_for(ws: Workspace) -> list[psutil.Process]:
-    marker = f"/{ws.provider_name}/work"
+    # This run's own provider root: other runs on the machine use the same names.
+    marker = f"{settings.LOCAL_PROVIDER_ROOT}/{ws.provider_name}/work"
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
