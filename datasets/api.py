@@ -34,9 +34,8 @@ from datasets.models import (
 from datasets.permissions import get_snapshot_for_user, get_source_for_user, get_split_for_user
 from datasets.selectors import next_runs, source_ingestions, source_snapshots, sources_for_project
 from datasets.storage import TooLarge, default_store
-from portal.api import validation_detail
+from portal.api import paginated, validation_detail
 from portal.models import User
-from projects.api import _paginated
 from projects.permissions import get_project_for_user
 
 
@@ -347,7 +346,7 @@ class SnapshotListApi(APIView):
     @extend_schema(responses=SnapshotOutput(many=True))
     def get(self, request: Request, slug: str, source_id: int) -> Response:
         _, source = get_source_for_user(request.user, slug, source_id)
-        return _paginated(request, self, source_snapshots(source=source), SnapshotOutput)
+        return paginated(request, self, source_snapshots(source=source), SnapshotOutput)
 
     @extend_schema(
         request={

@@ -7,7 +7,10 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from rest_framework import exceptions
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 
@@ -32,3 +35,10 @@ def validation_detail(exc: Any) -> Any:
     if hasattr(exc, "message_dict"):
         return exc.message_dict
     return {"detail": exc.messages}
+
+
+def paginated(request: Request, view: APIView, items: Any, serializer: Any, **kw: Any) -> Response:
+    """One page of ``items`` in the API's pagination envelope."""
+    paginator = PageNumberPagination()
+    page: Any = paginator.paginate_queryset(items, request, view=view)
+    return paginator.get_paginated_response(serializer(page, many=True, **kw).data)

@@ -1,19 +1,17 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from portal.api import validation_detail
+from portal.api import paginated, validation_detail
 from portal.models import User
 from projects.models import Membership, Project, Role
 from projects.permissions import LEAD_ONLY, get_project_for_user
@@ -57,16 +55,10 @@ class MemberInput(serializers.Serializer):
     role = serializers.ChoiceField(choices=Role.choices)
 
 
-def _paginated(request: Request, view: APIView, queryset: Any, serializer: type) -> Response:
-    paginator = PageNumberPagination()
-    page: Any = paginator.paginate_queryset(queryset, request, view=view)
-    return paginator.get_paginated_response(serializer(page, many=True).data)
-
-
 class ProjectListApi(APIView):
     @extend_schema(responses=ProjectOutput(many=True))
     def get(self, request: Request) -> Response:
-        return _paginated(request, self, projects_for_user(user=request.user), ProjectOutput)
+        return paginated(request, self, projects_for_user(user=request.user), ProjectOutput)
 
     @extend_schema(request=ProjectCreateInput, responses={201: ProjectOutput})
     def post(self, request: Request) -> Response:
@@ -98,7 +90,7 @@ class MemberListApi(APIView):
     @extend_schema(responses=MemberOutput(many=True))
     def get(self, request: Request, slug: str) -> Response:
         project, _ = get_project_for_user(request.user, slug)
-        return _paginated(request, self, project_members(project=project), MemberOutput)
+        return paginated(request, self, project_members(project=project), MemberOutput)
 
     @extend_schema(request=MemberInput, responses={201: MemberOutput})
     def post(self, request: Request, slug: str) -> Response:

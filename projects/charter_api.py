@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from governance.api import ApprovalOutput
-from portal.api import validation_detail
+from portal.api import paginated, validation_detail
 from projects.charter import METRIC_CHOICES, DeploymentMode, QuestionType
 from projects.models import CharterVersion
 from projects.permissions import get_project_for_user
@@ -115,10 +115,8 @@ class CharterApi(APIView):
 class CharterVersionListApi(APIView):
     @extend_schema(responses=CharterOutput(many=True))
     def get(self, request: Request, slug: str) -> Response:
-        from projects.api import _paginated
-
         project, _ = get_project_for_user(request.user, slug)
-        return _paginated(request, self, charter_versions(project=project), CharterOutput)
+        return paginated(request, self, charter_versions(project=project), CharterOutput)
 
 
 class CharterVersionDetailApi(APIView):

@@ -17,24 +17,17 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from portal.api import validation_detail
+from portal.api import paginated, validation_detail
 from portal.models import User
 from projects.models import Project
 from projects.permissions import get_project_for_user
 from workspaces import selectors, services
 from workspaces.models import ComputeSize, Quota, Workspace, WorkspaceKind
 from workspaces.permissions import cost_scope, get_workspace_for_user
-
-
-def _paginated(request: Request, view: APIView, items: Any, serializer: Any, **kw: Any) -> Response:
-    paginator = PageNumberPagination()
-    page: Any = paginator.paginate_queryset(items, request, view=view)
-    return paginator.get_paginated_response(serializer(page, many=True, **kw).data)
 
 
 def _call(fn: Any, **kwargs: Any) -> Any:
@@ -98,7 +91,7 @@ class ComputeSizeListApi(APIView):
     @extend_schema(responses=ComputeSizeOutput(many=True))
     def get(self, request: Request) -> Response:
         sizes = ComputeSize.objects.all() if request.user.is_staff else selectors.sizes_offered()
-        return _paginated(request, self, sizes, ComputeSizeOutput)
+        return paginated(request, self, sizes, ComputeSizeOutput)
 
     @extend_schema(request=ComputeSizeInput, responses={201: ComputeSizeOutput})
     def post(self, request: Request) -> Response:
@@ -223,7 +216,7 @@ class WorkspaceListApi(APIView):
     @extend_schema(responses=WorkspaceOutput(many=True))
     def get(self, request: Request, slug: str) -> Response:
         project, _ = get_project_for_user(request.user, slug)
-        return _paginated(
+        return paginated(
             request,
             self,
             selectors.workspaces_for_project(project=project),
@@ -380,7 +373,7 @@ class QuotaListApi(APIView):
     @extend_schema(responses=QuotaOutput(many=True))
     def get(self, request: Request) -> Response:
         _require_staff(request)
-        return _paginated(request, self, selectors.quotas_listed(), QuotaOutput)
+        return paginated(request, self, selectors.quotas_listed(), QuotaOutput)
 
 
 class _QuotaApi(APIView):
