@@ -60,10 +60,10 @@ def main() -> None:
         from django.core.files.uploadedfile import UploadedFile
         from django.core.management import call_command
 
+        from accounts.models import User
         from datasets.models import Ingestion
         from datasets.services import snapshot_upload, source_create
         from portal.celery import app
-        from portal.models import User
         from projects.services import project_create
 
         app.conf.task_always_eager = True

@@ -58,12 +58,13 @@ def main() -> int:
 
     call_command("migrate", verbosity=0)
 
-    from governance.models import AuditEvent
-    from portal.models import User
+    from accounts.models import User
+    from audit.models import AuditEvent
+    from compute.models import ComputeSize
     from projects.services import project_create
     from tests.conftest import start_worker, stop_worker
     from workspaces import services
-    from workspaces.models import ComputeSize, Workspace
+    from workspaces.models import Workspace
 
     lead, _ = User.objects.get_or_create(username="bench-lead")
     admin, _ = User.objects.get_or_create(username="bench-admin", is_staff=True)

@@ -19,6 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.models import User
 from datasets import services
 from datasets.models import (
     DataSource,
@@ -34,9 +35,8 @@ from datasets.models import (
 from datasets.permissions import get_snapshot_for_user, get_source_for_user, get_split_for_user
 from datasets.selectors import next_runs, source_ingestions, source_snapshots, sources_for_project
 from datasets.storage import TooLarge, default_store
-from portal.api import paginated, validation_detail
-from portal.models import User
 from projects.permissions import get_project_for_user
+from web.api import paginated, validation_detail
 
 
 class Conflict(APIException):

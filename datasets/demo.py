@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from accounts.models import User
 from datasets.models import DataSource
 from datasets.services import snapshot_upload, source_create
-from portal.models import User
 from projects.models import Project
 
 DEMO_SOURCE = "Wine measurements (demo)"

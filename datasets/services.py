@@ -26,6 +26,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
+from accounts.models import User
+from audit.services import audit_record
+from charter.selectors import charter_current, charter_signed_off
 from datasets import connectors
 from datasets.crypto import secrets_decrypt, secrets_encrypt
 from datasets.egress import EgressRefused
@@ -50,10 +53,7 @@ from datasets.readers import FORMATS, format_for_name, read_table, sniff, table_
 from datasets.rules import evaluate, rule_errors
 from datasets.splitting import split_indices, table_bytes
 from datasets.storage import ObjectStore, Staged, TooLarge, default_store, file_chunks, object_key
-from governance.services import audit_record
-from portal.models import User
 from projects.models import Project
-from projects.selectors import charter_current, charter_signed_off
 
 logger = logging.getLogger(__name__)
 

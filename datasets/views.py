@@ -13,6 +13,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from charter.selectors import charter_current, charter_signed_off
 from datasets import services
 from datasets.forms import RuleForm, ScheduleForm, SourceForm, SplitForm, UploadForm
 from datasets.models import Ingestion
@@ -29,7 +30,6 @@ from datasets.selectors import (
 )
 from datasets.storage import TooLarge
 from projects.permissions import get_project_for_user
-from projects.selectors import charter_current, charter_signed_off
 
 
 def _can_write(membership: Any) -> bool:

@@ -11,9 +11,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from audit.models import AuditEvent
 from governance.approvals import kind_for
 from governance.forms import AuditFilterForm
-from governance.models import ApprovalRequest, ApprovalState, AuditEvent
+from governance.models import ApprovalRequest, ApprovalState
 from governance.selectors import (
     approval_for_user,
     approvals_visible_to,
@@ -26,8 +27,8 @@ from governance.services import (
     approval_may_decide,
     approval_withdraw,
 )
-from portal.api import form_errors, validation_detail
-from portal.http import client_ip
+from web.api import form_errors, validation_detail
+from web.http import client_ip
 
 
 class AuditEventOutput(serializers.ModelSerializer):

@@ -7,7 +7,8 @@ from typing import Any
 
 from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, Q, QuerySet
 
-from governance.models import ApprovalRequest, ApprovalState, AuditEvent
+from audit.models import AuditEvent
+from governance.models import ApprovalRequest, ApprovalState
 from projects.models import Membership, Role
 
 

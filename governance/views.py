@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -11,13 +11,12 @@ from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpRespons
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_POST
 
+from audit.exports import csv_lines, json_chunks
 from governance.approvals import kind_for
-from governance.exports import csv_lines, json_chunks
 from governance.forms import AuditFilterForm, DecisionForm
-from governance.models import ApprovalRequest, ApprovalState, Notification
-from governance.notifications import notifications_mark_read
+from governance.models import ApprovalRequest, ApprovalState
 from governance.selectors import (
     approval_for_user,
     audit_events_filtered,
@@ -30,8 +29,7 @@ from governance.services import (
     approval_may_decide,
     approval_withdraw,
 )
-from portal.http import client_ip
-from portal.models import User
+from web.http import client_ip
 
 
 @login_required
@@ -95,7 +93,7 @@ def approval_inbox(request: HttpRequest) -> HttpResponse:
 
 def _subject_rows(approval: ApprovalRequest, subject: dict[str, Any]) -> list[tuple[str, str]]:
     if approval.kind == "charter":
-        from projects.forms import charter_rows
+        from charter.forms import charter_rows
 
         return charter_rows(subject)
     return [
@@ -224,31 +222,3 @@ def approval_withdraw_view(request: HttpRequest, approval_id: int) -> HttpRespon
 
 
 # --- Notifications --------------------------------------------------------------
-
-NOTIFICATIONS_SHOWN = 100
-
-
-def _safe_link(url: str) -> str:
-    # Notifications link inside the portal; anything else is shown without a link.
-    return url if url.startswith("/") and not url.startswith("//") else ""
-
-
-@login_required
-@require_http_methods(["GET", "POST"])
-def notification_list(request: HttpRequest) -> HttpResponse:
-    """The user's notifications, newest first; POST marks them all read."""
-    user = cast(User, request.user)  # login_required
-    if request.method == "POST":
-        marked = notifications_mark_read(user=user)
-        messages.success(request, f"{marked} notification{'s' if marked != 1 else ''} marked read.")
-        return redirect("notifications")
-    notes = list(
-        Notification.objects.filter(user=user).order_by("-created_at")[:NOTIFICATIONS_SHOWN]
-    )
-    for note in notes:
-        note.link = _safe_link(note.url)  # type: ignore[attr-defined]
-    return render(
-        request,
-        "governance/notifications.html",
-        {"notes": notes, "unread": sum(1 for n in notes if n.read_at is None)},
-    )

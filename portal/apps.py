@@ -6,6 +6,3 @@ from django.apps import AppConfig
 class PortalConfig(AppConfig):
     name = "portal"
     verbose_name = "Portal"
-
-    def ready(self) -> None:
-        from portal import signals  # noqa: F401  (connects the auth audit receivers)

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from portal.models import PersonalAccessToken, User
+from accounts.models import User
 from projects.models import Membership
 
 
 def dashboard_memberships(*, user: User) -> QuerySet[Membership]:
     """The user's projects with their stage and the user's role, in one query."""
     return Membership.objects.filter(user=user).select_related("project").order_by("project__name")
-
-
-def user_tokens(*, user: User) -> QuerySet[PersonalAccessToken]:
-    return PersonalAccessToken.objects.filter(user=user).order_by("-created_at")

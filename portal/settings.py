@@ -55,11 +55,18 @@ INSTALLED_APPS = [
     "django_celery_results",
     "django_celery_beat",
     "axes",
-    "portal",
-    "governance",
+    # The core, bottom to top (docs/architecture.md).
+    "audit",
+    "accounts",
     "projects",
+    "governance",
+    "compute",
+    # The stages, in order.
+    "charter",
     "datasets",
     "workspaces",
+    # The Django project and the site-level pages.
+    "portal",
 ]
 
 MIDDLEWARE = [
@@ -77,7 +84,7 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "portal.urls"
 WSGI_APPLICATION = "portal.wsgi.application"
-AUTH_USER_MODEL = "portal.User"
+AUTH_USER_MODEL = "accounts.User"
 
 TEMPLATES = [
     {
@@ -141,13 +148,13 @@ AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 PROXY_COUNT = env.int("DJANGO_PROXY_COUNT", default=0)
-AXES_CLIENT_IP_CALLABLE = "portal.http.client_ip"
+AXES_CLIENT_IP_CALLABLE = "web.http.client_ip"
 
 # Optional single sign-on with Microsoft Entra ID (OpenID Connect).
 OIDC_ENABLED = bool(os.environ.get("OIDC_RP_CLIENT_ID"))
 if OIDC_ENABLED:
     INSTALLED_APPS.append("mozilla_django_oidc")
-    AUTHENTICATION_BACKENDS.append("portal.oidc.EntraIDBackend")
+    AUTHENTICATION_BACKENDS.append("accounts.oidc.EntraIDBackend")
     OIDC_RP_CLIENT_ID = env.str("OIDC_RP_CLIENT_ID")
     OIDC_RP_CLIENT_SECRET = secret("OIDC_RP_CLIENT_SECRET") or ""
     _tenant = env.str("OIDC_TENANT_ID", default="common")
@@ -214,7 +221,7 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="stagegate@localhost"
 # --- REST API -------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "portal.authentication.BearerTokenAuthentication",
+        "accounts.authentication.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -222,7 +229,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "EXCEPTION_HANDLER": "portal.api.exception_handler",
+    "EXCEPTION_HANDLER": "web.api.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {

@@ -6,11 +6,21 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from accounts import views as accounts_views
+from charter import api as charter_api
+from charter import urls as charter_urls
 from governance import api as governance_api
 from governance import views as governance_views
 from portal import views
 from projects import api as projects_api
-from projects import charter_api
+from projects import urls as projects_urls
+
+# /projects/...: the project pages, then each stage's pages of one project.
+project_patterns = [
+    *projects_urls.urlpatterns,
+    path("<slug:slug>/", views.project_detail, name="detail"),
+    *charter_urls.urlpatterns,
+]
 
 api_patterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
@@ -70,14 +80,18 @@ urlpatterns = [
         name="login",
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("accounts/profile/", views.profile, name="profile"),
-    path("accounts/tokens/<int:token_id>/revoke/", views.token_revoke_view, name="token_revoke"),
-    path("projects/", include("projects.urls")),
+    path("accounts/profile/", accounts_views.profile, name="profile"),
+    path(
+        "accounts/tokens/<int:token_id>/revoke/",
+        accounts_views.token_revoke_view,
+        name="token_revoke",
+    ),
+    path("projects/", include((project_patterns, "projects"))),
     path("", include("datasets.urls")),
     path("", include("workspaces.urls")),
     path("audit/", governance_views.audit_list, name="audit"),
     path("approvals/", include("governance.urls")),
-    path("notifications/", governance_views.notification_list, name="notifications"),
+    path("notifications/", accounts_views.notification_list, name="notifications"),
     path("admin/", admin.site.urls),
     path("api/", include((api_patterns, "api"))),
     path("api/", include("datasets.api_urls")),

@@ -1,21 +1,30 @@
+"""Site-level pages: the home dashboard, a project's page across its stages, health."""
+
 from __future__ import annotations
 
-from django.contrib import messages
+from typing import Any
+
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET
 
+from charter.selectors import (
+    Gate,
+    charter_current,
+    charter_gate,
+    charter_pending_approval,
+    charter_signed_off,
+    charter_summary,
+)
 from governance.selectors import pending_approvals_for_user
-from portal.forms import TokenForm
 from portal.health import health
-from portal.http import client_ip
-from portal.selectors import dashboard_memberships, user_tokens
-from portal.services import token_create, token_revoke
-
-NEW_TOKEN_SESSION_KEY = "portal:new_token"  # noqa: S105 (a session key name)
+from portal.selectors import dashboard_memberships
+from projects.forms import MemberForm
+from projects.models import Project, Stage
+from projects.permissions import get_project_for_user
+from projects.selectors import project_members
 
 
 @login_required
@@ -37,47 +46,45 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse(report, status=200 if report["ok"] else 503)
 
 
+def _progress(project: Project, gate: Gate) -> list[dict[str, Any]]:
+    order = list(Stage.values)
+    here = order.index(project.stage) if project.stage in order else 0
+    strip = []
+    for i, (value, label) in enumerate(Stage.choices):
+        state = "done" if i < here else "current" if i == here else "todo"
+        strip.append(
+            {
+                "value": value,
+                "label": label,
+                "state": state,
+                "gate": gate if value == Stage.CHARTER else None,
+            }
+        )
+    return strip
+
+
 @login_required
-def profile(request: HttpRequest) -> HttpResponse:
-    form = TokenForm()
-    if request.method == "POST":
-        form = TokenForm(request.POST)
-        if form.is_valid():
-            try:
-                _, raw = token_create(
-                    user=request.user,  # type: ignore[arg-type]
-                    name=form.cleaned_data["name"],
-                    ip_address=client_ip(request),
-                )
-            except ValidationError as exc:
-                form.add_error(None, exc)
-            else:
-                # Post/redirect/get, so a reload cannot create a second token;
-                # the raw value waits in the session for one page view only.
-                request.session[NEW_TOKEN_SESSION_KEY] = raw
-                return redirect("profile")
-    response = render(
+def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    project, membership = get_project_for_user(request.user, slug)
+    current = charter_current(project=project)
+    signed = charter_signed_off(project=project)
+    gate = charter_gate(current, signed)
+    return render(
         request,
-        "portal/profile.html",
+        "portal/project_detail.html",
         {
-            "form": form,
-            "new_token": request.session.pop(NEW_TOKEN_SESSION_KEY, None),
-            "tokens": user_tokens(user=request.user),  # type: ignore[arg-type]
+            "project": project,
+            "membership": membership,
+            "members": project_members(project=project),
+            "is_lead": membership is not None and membership.role == "lead",
+            "member_form": MemberForm(),
+            "may_write": membership is not None and membership.can_write,
+            "charter": current,
+            "charter_approval": charter_pending_approval(project, current),
+            "charter_summary": charter_summary(current),
+            "gate": gate,
+            "progress": _progress(project, gate),
         },
     )
-    # The page may show a token once; never let a cache keep it.
-    response["Cache-Control"] = "no-store"
-    return response
 
 
-@login_required
-@require_POST
-def token_revoke_view(request: HttpRequest, token_id: int) -> HttpResponse:
-    from portal.models import PersonalAccessToken
-
-    try:
-        token = token_revoke(user=request.user, token_id=token_id, ip_address=client_ip(request))  # type: ignore[arg-type]
-    except PersonalAccessToken.DoesNotExist:
-        return HttpResponse("No such token.", status=404)
-    messages.success(request, f"Token “{token.name}” revoked.")
-    return redirect("profile")

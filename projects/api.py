@@ -11,12 +11,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from portal.api import paginated, validation_detail
-from portal.models import User
+from accounts.models import User
 from projects.models import Membership, Project, Role
 from projects.permissions import LEAD_ONLY, get_project_for_user
 from projects.selectors import project_members, projects_for_user
 from projects.services import membership_add, membership_remove, project_create, project_update
+from web.api import paginated, validation_detail
 
 
 class ProjectOutput(serializers.ModelSerializer):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import factory
 
-from portal.models import User
+from accounts.models import User
 from projects.models import Membership, Project, Role
 
 PASSWORD = "correct horse battery staple"

@@ -21,12 +21,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from portal.api import paginated, validation_detail
-from portal.models import User
+from accounts.models import User
+from compute import selectors as compute_selectors
+from compute import services as compute_services
+from compute.models import ComputeSize, Quota
 from projects.models import Project
 from projects.permissions import get_project_for_user
+from web.api import paginated, validation_detail
 from workspaces import selectors, services
-from workspaces.models import ComputeSize, Quota, Workspace, WorkspaceKind
+from workspaces.models import Workspace, WorkspaceKind
 from workspaces.permissions import cost_scope, get_workspace_for_user
 
 
@@ -90,7 +93,7 @@ class ComputeSizeListApi(APIView):
 
     @extend_schema(responses=ComputeSizeOutput(many=True))
     def get(self, request: Request) -> Response:
-        sizes = ComputeSize.objects.all() if request.user.is_staff else selectors.sizes_offered()
+        sizes = ComputeSize.objects.all() if request.user.is_staff else compute_selectors.sizes_offered()
         return paginated(request, self, sizes, ComputeSizeOutput)
 
     @extend_schema(request=ComputeSizeInput, responses={201: ComputeSizeOutput})
@@ -99,14 +102,14 @@ class ComputeSizeListApi(APIView):
             raise PermissionDenied("Only platform admins edit the compute catalog.")
         data = ComputeSizeInput(data=request.data)
         data.is_valid(raise_exception=True)
-        size = _call(services.compute_size_save, actor=request.user, **data.validated_data)
+        size = _call(compute_services.compute_size_save, actor=request.user, **data.validated_data)
         return Response(ComputeSizeOutput(size).data, status=status.HTTP_201_CREATED)
 
 
 class ComputeSizeDetailApi(APIView):
     @extend_schema(responses=ComputeSizeOutput)
     def get(self, request: Request, size_id: int) -> Response:
-        sizes = ComputeSize.objects.all() if request.user.is_staff else selectors.sizes_offered()
+        sizes = ComputeSize.objects.all() if request.user.is_staff else compute_selectors.sizes_offered()
         return Response(ComputeSizeOutput(get_object_or_404(sizes, pk=size_id)).data)
 
     @extend_schema(request=ComputeSizeInput, responses=ComputeSizeOutput)
@@ -117,7 +120,7 @@ class ComputeSizeDetailApi(APIView):
         data = ComputeSizeInput(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         size = _call(
-            services.compute_size_save, actor=request.user, size=size, **data.validated_data
+            compute_services.compute_size_save, actor=request.user, size=size, **data.validated_data
         )
         return Response(ComputeSizeOutput(size).data)
 
@@ -206,7 +209,7 @@ class AllowedIpsInput(serializers.Serializer):
 
 
 def _size_named(name: str) -> ComputeSize:
-    size = selectors.sizes_offered().filter(name=name).first()
+    size = compute_selectors.sizes_offered().filter(name=name).first()
     if size is None:
         raise ValidationError({"size": [f"Unknown size {name!r}; see /api/compute-sizes/."]})
     return size
@@ -348,10 +351,10 @@ class QuotaOutput(serializers.ModelSerializer):
 
 
 class QuotaInput(serializers.Serializer):
-    max_vcpus = serializers.IntegerField(min_value=0, max_value=services.QUOTA_LIMITS["max_vcpus"])
-    max_gpus = serializers.IntegerField(min_value=0, max_value=services.QUOTA_LIMITS["max_gpus"])
+    max_vcpus = serializers.IntegerField(min_value=0, max_value=compute_services.QUOTA_LIMITS["max_vcpus"])
+    max_gpus = serializers.IntegerField(min_value=0, max_value=compute_services.QUOTA_LIMITS["max_gpus"])
     max_running = serializers.IntegerField(
-        min_value=0, max_value=services.QUOTA_LIMITS["max_running"]
+        min_value=0, max_value=compute_services.QUOTA_LIMITS["max_running"]
     )
     monthly_budget = serializers.DecimalField(
         max_digits=12,
@@ -373,7 +376,7 @@ class QuotaListApi(APIView):
     @extend_schema(responses=QuotaOutput(many=True))
     def get(self, request: Request) -> Response:
         _require_staff(request)
-        return paginated(request, self, selectors.quotas_listed(), QuotaOutput)
+        return paginated(request, self, compute_selectors.quotas_listed(), QuotaOutput)
 
 
 class _QuotaApi(APIView):
@@ -399,7 +402,7 @@ class _QuotaApi(APIView):
         subject = self._subject(**kwargs)
         data = QuotaInput(data=request.data)
         data.is_valid(raise_exception=True)
-        quota = _call(services.quota_set, actor=request.user, **subject, **data.validated_data)
+        quota = _call(compute_services.quota_set, actor=request.user, **subject, **data.validated_data)
         return Response(QuotaOutput(quota).data)
 
 
@@ -431,7 +434,7 @@ class CostsOutput(serializers.Serializer):
     by_project = CostItem(many=True)
     by_user = CostItem(many=True)
     by_size = CostItem(many=True)
-    by_workspace = CostItem(many=True)
+    by_workspace = CostItem(many=True, source="by_resource")
     by_day = CostItem(many=True)
 
 
@@ -445,17 +448,17 @@ class CostsApi(APIView):
     )
     def get(self, request: Request) -> Response:
         try:
-            month = selectors.parse_month(request.query_params.get("month"))
+            month = compute_selectors.parse_month(request.query_params.get("month"))
         except ValueError as exc:
             raise ValidationError({"month": ["A month as YYYY-MM."]}) from exc
         projects, project = cost_scope(request.user, request.query_params.get("project", ""))
         data = selectors.costs_for_month(month=month, projects=projects)
         budget = forecast = None
         if project is not None and month == timezone.now().date().replace(day=1):
-            status_ = selectors.budget_status(project=project)
+            status_ = compute_selectors.budget_status(project=project)
             budget, forecast = status_.budget, status_.forecast
         elif project is not None:
-            budget = selectors.project_budget(project=project)
+            budget = compute_selectors.project_budget(project=project)
         return Response(
             CostsOutput({**data, "currency": "USD", "budget": budget, "forecast": forecast}).data
         )

@@ -8,5 +8,8 @@ class WorkspacesConfig(AppConfig):
     verbose_name = "Workspaces"
 
     def ready(self) -> None:
-        # Registers the "compute" approval kind.
-        from workspaces import services  # noqa: F401
+        from compute import consumers
+        from workspaces import services  # noqa: F401  (registers the "compute" approval kind)
+        from workspaces.selectors import workspace_holdings
+
+        consumers.register("workspaces.workspace", workspace_holdings)

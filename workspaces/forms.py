@@ -6,9 +6,10 @@ from typing import Any
 
 from django import forms
 
+from compute.selectors import sizes_offered
+from compute.services import QUOTA_LIMITS
 from workspaces.models import WorkspaceKind
-from workspaces.selectors import sizes_offered
-from workspaces.services import IDLE_MINUTES_RANGE, MAX_NODES, QUOTA_LIMITS
+from workspaces.services import IDLE_MINUTES_RANGE, MAX_NODES
 
 
 def _split_cidrs(value: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""Writes to workspaces, quotas, the catalog and usage, each audited in its transaction.
+"""Writes to workspaces, each audited in its transaction.
 
 Every state change of a workspace is a function here: the ones a person
 triggers (``workspace_request``, ``workspace_start``, ...) and the ones a
@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -20,32 +19,16 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from accounts.notifications import notify
+from audit.services import audit_record
+from compute.models import HOURS_PER_MONTH, ComputeSize
+from compute.selectors import sizes_offered
+from compute.services import Demand, QuotaDecision, quota_decide, usage_close, usage_open
 from governance.approvals import ApprovalKind, register
 from governance.models import ApprovalRequest, ApprovalState
-from governance.notifications import notify
-from governance.services import approval_request_create, approval_withdraw, audit_record
-from portal.models import User
+from governance.services import approval_request_create, approval_withdraw
 from projects.models import Membership, Project, Role
-from workspaces.models import (
-    HOURS_PER_MONTH,
-    BudgetAlert,
-    ComputeSize,
-    IdleShutdown,
-    Quota,
-    UsageInterval,
-    Workspace,
-    WorkspaceKind,
-    WorkspaceState,
-)
-from workspaces.selectors import (
-    Usage,
-    month_bounds,
-    project_budget,
-    quota_usage,
-    sizes_offered,
-    spend_month_to_date,
-    split_by_day,
-)
+from workspaces.models import IdleShutdown, Workspace, WorkspaceKind, WorkspaceState
 
 COMPUTE_KIND = "compute"
 IDLE_MINUTES_RANGE = (15, 4320)  # Azure ML's own bounds for idle shutdown
@@ -125,311 +108,22 @@ def _require_manager(actor: Any, workspace: Workspace, *, staff_may: bool = Fals
         raise PermissionDenied("Only its owner and the project's leads manage this workspace.")
 
 
-# --- quotas ----------------------------------------------------------------------
-
-
-def _defaults(prefix: str) -> dict[str, Any]:
-    return dict(settings.WORKSPACES_DEFAULT_QUOTAS[prefix])
-
-
-def quota_for_update(*, project: Project | None = None, user: Any = None) -> Quota:
-    """The quota row of a project or user, created from the defaults, locked
-    (SELECT ... FOR UPDATE) until the transaction ends."""
-    if project is not None:
-        quota, _ = Quota.objects.get_or_create(project=project, defaults=_defaults("project"))
-    else:
-        quota, _ = Quota.objects.get_or_create(user=user, defaults=_defaults("user"))
-    return Quota.objects.select_for_update().get(pk=quota.pk)
-
-
-@dataclass
-class QuotaDecision:
-    exceeded: list[str] = field(default_factory=list)
-    hourly: Decimal = Decimal(0)
-    monthly: Decimal = Decimal(0)
-
-    @property
-    def within(self) -> bool:
-        return not self.exceeded
-
-
-def _check_limits(
-    who: str, quota: Quota, usage: Usage, vcpus: int, gpus: int, running: int
-) -> list[str]:
-    problems = []
-    if usage.vcpus + vcpus > quota.max_vcpus:
-        problems.append(
-            f"{who} vCPUs: {usage.vcpus} in use + {vcpus} requested > {quota.max_vcpus}"
-        )
-    if gpus and usage.gpus + gpus > quota.max_gpus:
-        problems.append(f"{who} GPUs: {usage.gpus} in use + {gpus} requested > {quota.max_gpus}")
-    if running and usage.running + running > quota.max_running:
-        problems.append(
-            f"{who} running workspaces: {usage.running} + {running} > {quota.max_running}"
-        )
-    return problems
-
-
-def _quota_decide(
-    *, workspace: Workspace, size: ComputeSize, now: datetime | None = None
-) -> QuotaDecision:
-    """Check a workspace at ``size`` against its project's and owner's quotas
-    and budgets. Locks both quota rows (project first, then user, always in
-    that order), so concurrent requests take turns: call inside a transaction."""
-    project_quota = quota_for_update(project=workspace.project)
-    user_quota = quota_for_update(user=workspace.owner)
-    nodes = workspace.quota_nodes
-    vcpus, gpus = size.vcpus * nodes, size.gpus * nodes
-    running = 1 if workspace.kind == WorkspaceKind.NOTEBOOK else 0
-    exclude = workspace.pk
-    decision = QuotaDecision(
-        hourly=size.hourly_price * max(workspace.nodes, 1),
-    )
-    decision.monthly = (decision.hourly * HOURS_PER_MONTH).quantize(Decimal("0.01"))
-    decision.exceeded += _check_limits(
-        "Project",
-        project_quota,
-        quota_usage(project=workspace.project, exclude=exclude),
-        vcpus,
-        gpus,
-        running,
-    )
-    decision.exceeded += _check_limits(
-        "Your", user_quota, quota_usage(user=workspace.owner, exclude=exclude), vcpus, gpus, running
-    )
-    budget = project_budget(project=workspace.project, quota=project_quota)
-    if budget:
-        spent = spend_month_to_date(project=workspace.project, now=now)
-        if spent >= budget:
-            decision.exceeded.append(
-                f"Project budget: {spent:.2f} of {budget:.2f} spent this month"
-            )
-    if user_quota.monthly_budget:
-        spent = spend_month_to_date(user=workspace.owner, now=now)
-        if spent >= user_quota.monthly_budget:
-            decision.exceeded.append(
-                f"Your budget: {spent:.2f} of {user_quota.monthly_budget:.2f} spent this month"
-            )
-    return decision
-
-
-QUOTA_LIMITS = {"max_vcpus": 100_000, "max_gpus": 10_000, "max_running": 10_000}
-
-
-def quota_set(
-    *, actor: Any, project: Project | None = None, user: Any = None, **limits: Any
-) -> Quota:
-    """Change a project's or a user's quota (platform admins only)."""
-    if not getattr(actor, "is_staff", False):
-        raise PermissionDenied("Only platform admins change quotas.")
-    errors = {}
-    for name, high in QUOTA_LIMITS.items():
-        if name in limits and not 0 <= int(limits[name]) <= high:
-            errors[name] = f"Between 0 and {high}."
-    budget = limits.get("monthly_budget")
-    if budget is not None and not Decimal(0) <= Decimal(budget) <= Decimal(10**9):
-        errors["monthly_budget"] = "Between 0 and 1,000,000,000."
-    unknown = set(limits) - {*QUOTA_LIMITS, "monthly_budget"}
-    if unknown:
-        errors.update(dict.fromkeys(sorted(unknown), "Not a quota field."))
-    if errors:
-        raise ValidationError(errors)
-    with transaction.atomic():
-        quota = quota_for_update(project=project, user=user)
-        before = {k: getattr(quota, k) for k in limits}
-        for name, value in limits.items():
-            setattr(quota, name, value)
-        quota.updated_at = timezone.now()
-        quota.save()
-        audit_record(
-            action="quota.changed",
-            actor=actor,
-            project=project,
-            obj=quota,
-            payload={
-                "subject": f"project:{project.slug}" if project else f"user:{user.username}",
-                "before": before,
-                "after": limits,
-            },
-        )
-    return quota
-
-
-# --- catalog -------------------------------------------------------------------------
-
-SIZE_FIELDS = (
-    "name",
-    "provider",
-    "region",
-    "vcpus",
-    "memory_gb",
-    "gpus",
-    "gpu_type",
-    "hourly_price",
-    "currency",
-    "price_date",
-    "enabled",
-)
-
-
-def compute_size_save(*, actor: Any, size: ComputeSize | None = None, **values: Any) -> ComputeSize:
-    """Add a size to the catalog or change one (platform admins only)."""
-    if not getattr(actor, "is_staff", False):
-        raise PermissionDenied("Only platform admins edit the compute catalog.")
-    unknown = set(values) - set(SIZE_FIELDS)
-    if unknown:
-        raise ValidationError(dict.fromkeys(sorted(unknown), "Not a size field."))
-    creating = size is None
-    size = size or ComputeSize()
-    before = {k: getattr(size, k) for k in values} if not creating else {}
-    for name, value in values.items():
-        setattr(size, name, value)
-    size.full_clean(validate_unique=True)
-    with transaction.atomic():
-        size.save()
-        audit_record(
-            action="compute_size.created" if creating else "compute_size.changed",
-            actor=actor,
-            obj=size,
-            payload={"name": size.name, "before": before, "after": values},
-        )
-    return size
-
-
-# --- usage metering --------------------------------------------------------------------
-
-
-def _usage_open(workspace: Workspace, now: datetime) -> None:
-    if (
-        workspace.nodes == 0
-        or UsageInterval.objects.filter(workspace=workspace, ended_at__isnull=True).exists()
-    ):
-        return
-    UsageInterval.objects.create(
-        workspace=workspace,
-        project_id=workspace.project_id,
-        user_id=workspace.owner_id,
-        size=workspace.size,
-        size_name=workspace.size.name,
-        hourly_price=workspace.size.hourly_price,
-        nodes=workspace.nodes,
-        started_at=now,
-        day=now.astimezone(UTC).date(),
+def workspace_demand(workspace: Workspace, size: ComputeSize) -> Demand:
+    """What the workspace at ``size`` asks of the quotas: a notebook one machine
+    and one running slot, a cluster its size times its maximum nodes."""
+    return Demand(
+        size=size,
+        quota_nodes=workspace.quota_nodes,
+        billed_nodes=workspace.nodes,
+        running=1 if workspace.kind == WorkspaceKind.NOTEBOOK else 0,
+        resource=("workspaces.workspace", workspace.pk) if workspace.pk else None,
     )
 
 
-def _usage_close(workspace: Workspace, now: datetime) -> None:
-    """Close the open interval, cut at UTC midnights into one row per day."""
-    interval = (
-        UsageInterval.objects.select_for_update()
-        .filter(workspace=workspace, ended_at__isnull=True)
-        .first()
+def _quota_decide(workspace: Workspace, size: ComputeSize) -> QuotaDecision:
+    return quota_decide(
+        project=workspace.project, user=workspace.owner, demand=workspace_demand(workspace, size)
     )
-    if interval is not None:
-        usage_interval_close(interval=interval, end=now)
-
-
-def usage_interval_close(*, interval: UsageInterval, end: datetime) -> None:
-    pieces = split_by_day(interval.started_at, max(end, interval.started_at))
-    if not pieces:
-        pieces = [(interval.started_at.date(), interval.started_at, interval.started_at)]
-    first_day, first_start, first_end = pieces[0]
-    interval.ended_at = first_end
-    interval.day = first_day
-    interval.cost = interval.cost_until(first_end)
-    interval.save(update_fields=["ended_at", "day", "cost"])
-    for day, piece_start, piece_end in pieces[1:]:
-        piece = UsageInterval(
-            workspace_id=interval.workspace_id,
-            project_id=interval.project_id,
-            user_id=interval.user_id,
-            size_id=interval.size_id,
-            size_name=interval.size_name,
-            hourly_price=interval.hourly_price,
-            nodes=interval.nodes,
-            started_at=piece_start,
-            ended_at=piece_end,
-            day=day,
-        )
-        piece.cost = piece.cost_until(piece_end)
-        piece.save()
-
-
-def usage_roll_over(*, now: datetime | None = None) -> int:
-    """Close open intervals that began before today (UTC) and open them again
-    at midnight, so open intervals stay short. Returns how many rolled over."""
-    now = now or timezone.now()
-    today = now.date()
-    rolled = 0
-    for interval_id in UsageInterval.objects.filter(
-        ended_at__isnull=True, day__lt=today
-    ).values_list("pk", flat=True):
-        with transaction.atomic():
-            interval = (
-                UsageInterval.objects.select_for_update()
-                .filter(pk=interval_id, ended_at__isnull=True)
-                .first()
-            )
-            if interval is None:
-                continue
-            midnight = datetime.combine(today, datetime.min.time(), tzinfo=now.tzinfo)
-            usage_interval_close(interval=interval, end=midnight)
-            UsageInterval.objects.create(
-                workspace_id=interval.workspace_id,
-                project_id=interval.project_id,
-                user_id=interval.user_id,
-                size_id=interval.size_id,
-                size_name=interval.size_name,
-                hourly_price=interval.hourly_price,
-                nodes=interval.nodes,
-                started_at=midnight,
-                day=today,
-            )
-            rolled += 1
-    return rolled
-
-
-def budget_alerts_check(*, project: Project, now: datetime | None = None) -> list[int]:
-    """Tell the project's leads once a month when spend crosses 80% and 100%
-    of the budget. Returns the thresholds announced now."""
-    now = now or timezone.now()
-    budget = project_budget(project=project)
-    if not budget:
-        return []
-    spent = spend_month_to_date(project=project, now=now)
-    month = month_bounds(now.date())[0].date()
-    announced = []
-    for percent in settings.WORKSPACES_BUDGET_ALERT_PERCENTS:
-        if spent * 100 < budget * percent:
-            continue
-        with transaction.atomic():
-            _, created = BudgetAlert.objects.get_or_create(
-                project=project, month=month, percent=percent
-            )
-            if not created:
-                continue
-            leads = User.objects.filter(memberships__project=project, memberships__role=Role.LEAD)
-            action = (
-                "new compute requests need an admin's approval"
-                if percent >= 100
-                else "new requests still run within quota"
-            )
-            notify(
-                users=leads,
-                text=(
-                    f"{project.name}: {percent}% of the monthly compute budget spent "
-                    f"({spent:.2f} of {budget:.2f}); {action}"
-                ),
-                url=f"/projects/{project.slug}/costs/",
-            )
-            audit_record(
-                action="budget.threshold_crossed",
-                project=project,
-                obj=project,
-                payload={"percent": percent, "spent": spent, "budget": budget},
-            )
-            announced.append(percent)
-    return announced
 
 
 # --- transitions a person triggers ---------------------------------------------------------
@@ -449,7 +143,7 @@ def _transition(
     now = now or timezone.now()
     previous = workspace.state
     if previous == S.RUNNING and state != S.RUNNING:
-        _usage_close(workspace, now)
+        usage_close(resource=workspace, now=now)
     workspace.state = state
     workspace.state_changed_at = now
     workspace.task_id = ""
@@ -459,7 +153,15 @@ def _transition(
         fields.append("state_reason")
     workspace.save(update_fields=fields)
     if state == S.RUNNING and previous != S.RUNNING:
-        _usage_open(workspace, now)
+        usage_open(
+            resource=workspace,
+            name=workspace.name,
+            project_id=workspace.project_id,
+            user_id=workspace.owner_id,
+            size=workspace.size,
+            nodes=workspace.nodes,
+            now=now,
+        )
     audit_record(
         action=action,
         actor=actor,
@@ -584,7 +286,7 @@ def workspace_request(
                 "max_nodes": max_nodes,
             },
         )
-        decision = _quota_decide(workspace=workspace, size=size)
+        decision = _quota_decide(workspace, size)
         if decision.within:
             _transition(
                 workspace,
@@ -622,7 +324,7 @@ def workspace_start(*, actor: Any, workspace: Workspace) -> Workspace:
         if ws.kind == WorkspaceKind.CLUSTER:
             raise WorkspaceConflict("A cluster scales its nodes itself.", ws.state)
         _conflict(ws, (S.STOPPED, S.FAILED), "start")
-        decision = _quota_decide(workspace=ws, size=ws.size)
+        decision = _quota_decide(ws, ws.size)
         if decision.within:
             _transition(
                 ws,
@@ -709,7 +411,7 @@ def workspace_resize(*, actor: Any, workspace: Workspace, size: ComputeSize) -> 
                 "A resize of this workspace is already waiting for an admin.", ws.state
             )
         _size_offered(size)
-        decision = _quota_decide(workspace=ws, size=size)
+        decision = _quota_decide(ws, size)
         ws.requested_size = size
         ws.save(update_fields=["requested_size"])
         payload = {"from_size": ws.size.name, "to_size": size.name}

@@ -29,6 +29,8 @@ from cloud.base import (
     TransientProviderError,
     WorkspaceSpec,
 )
+from compute import selectors as compute_selectors
+from compute import services as compute_services
 from workspaces.models import Workspace, WorkspaceKind, WorkspaceState
 
 logger = logging.getLogger(__name__)
@@ -301,16 +303,15 @@ def workspaces_idle_shutdown(self: Task) -> list[int]:
 def workspaces_meter_usage(self: Task) -> dict[str, Any]:
     """Beat: resume operations whose task was lost, keep open usage intervals
     within one day, and announce budget thresholds."""
-    from projects.models import Project
     from workspaces import services
 
     resumed = services.workspace_operations_resume(
         stale_after_seconds=settings.WORKSPACES_RESUME_AFTER_SECONDS
     )
-    rolled = services.usage_roll_over()
+    rolled = compute_services.usage_roll_over()
     announced = {}
-    for project in Project.objects.filter(workspaces__isnull=False).distinct():
-        crossed = services.budget_alerts_check(project=project)
+    for project in compute_selectors.projects_with_usage():
+        crossed = compute_services.budget_alerts_check(project=project)
         if crossed:
             announced[project.slug] = crossed
     return {"resumed": resumed, "rolled_over": rolled, "announced": announced}

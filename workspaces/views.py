@@ -14,13 +14,15 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from portal.models import User
+from accounts.models import User
+from compute import selectors as compute_selectors
+from compute import services as compute_services
+from compute.models import Quota
 from projects.models import Project
 from projects.permissions import get_project_for_user
 from projects.selectors import projects_for_user
 from workspaces import selectors, services
 from workspaces.forms import AllowedIpsForm, QuotaForm, ResizeForm, WorkspaceRequestForm
-from workspaces.models import Quota
 from workspaces.permissions import cost_scope, get_workspace_for_user
 
 
@@ -66,7 +68,7 @@ def workspace_list(request: HttpRequest, slug: str) -> HttpResponse:
             else:
                 messages.success(request, f"“{workspace.name}” approved; provisioning started.")
             return redirect("workspaces:detail", slug=project.slug, workspace_id=workspace.pk)
-    usage = selectors.quota_usage(project=project)
+    usage = compute_selectors.quota_usage(project=project)
     quota = Quota.objects.filter(project=project).first()
     return render(
         request,
@@ -80,7 +82,7 @@ def workspace_list(request: HttpRequest, slug: str) -> HttpResponse:
             "usage": usage,
             "quota": quota,
             "defaults": None if quota else _default_quota(),
-            "budget": selectors.budget_status(project=project),
+            "budget": compute_selectors.budget_status(project=project),
         },
     )
 
@@ -165,7 +167,7 @@ def workspace_action(
 
 def _month(request: HttpRequest) -> Any:
     try:
-        return selectors.parse_month(request.GET.get("month"))
+        return compute_selectors.parse_month(request.GET.get("month"))
     except ValueError:
         messages.error(request, "A month as YYYY-MM; showing this month.")
         return timezone.now().date().replace(day=1)
@@ -177,7 +179,7 @@ def _csv_cell(value: Any) -> str:
     return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def _csv(rows: list[selectors.CostRow], filename: str) -> HttpResponse:
+def _csv(rows: list[compute_selectors.CostRow], filename: str) -> HttpResponse:
     response = HttpResponse(content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     writer = csv.writer(response)
@@ -188,7 +190,7 @@ def _csv(rows: list[selectors.CostRow], filename: str) -> HttpResponse:
                 r.day.isoformat(),
                 _csv_cell(r.project),
                 _csv_cell(r.user),
-                _csv_cell(r.workspace),
+                _csv_cell(r.resource),
                 _csv_cell(r.size),
                 f"{r.cost:.4f}",
             ]
@@ -211,7 +213,7 @@ def _costs_page(request: HttpRequest, projects: Any, project: Project | None) ->
             "month": month,
             "figures": figures,
             "summary": figures["summary"],
-            "budget": selectors.budget_status(project=project) if project else None,
+            "budget": compute_selectors.budget_status(project=project) if project else None,
         },
     )
 
@@ -244,7 +246,7 @@ def quota_list(request: HttpRequest) -> HttpResponse:
             messages.error(request, "No such project or user.")
         elif form.is_valid():
             try:
-                services.quota_set(actor=request.user, **subject, **form.cleaned_data)
+                compute_services.quota_set(actor=request.user, **subject, **form.cleaned_data)
             except ValidationError as exc:
                 messages.error(request, _error_text(exc))
             else:
@@ -252,9 +254,9 @@ def quota_list(request: HttpRequest) -> HttpResponse:
                 return redirect("workspaces:quotas")
         else:
             messages.error(request, "Check the limits: whole numbers, not negative.")
-    quotas = list(selectors.quotas_listed())
-    by_project, by_user = selectors.usage_by_project_and_user()
-    empty = selectors.Usage()
+    quotas = list(compute_selectors.quotas_listed())
+    by_project, by_user = compute_selectors.usage_by_project_and_user()
+    empty = compute_selectors.Usage()
     for q in quotas:
         held = by_project.get(q.project_id or 0) if q.project_id else by_user.get(q.user_id or 0)
         q.usage = held or empty  # type: ignore[attr-defined]

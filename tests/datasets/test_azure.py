@@ -12,10 +12,10 @@ from typing import Any
 import fsspec
 import pytest
 
+from audit.models import AuditEvent
 from datasets import services
 from datasets.models import IngestionStatus, Snapshot
 from datasets.storage import ObjectStore, default_store
-from governance.models import AuditEvent
 from tests.datasets.conftest import CSV
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from audit.models import AuditEvent
 from datasets.models import Ingestion, IngestionStatus, Snapshot
-from governance.models import AuditEvent
 from tests.datasets.conftest import CSV, csv_file, stored_files
 
 

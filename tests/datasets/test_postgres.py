@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from django.db import connection
 
+from audit.models import AuditEvent
 from datasets import services
 from datasets.models import ConnectionStatus, DataSource, IngestionStatus, Snapshot
-from governance.models import AuditEvent
 
 PASSWORD = "Pg-Source-Password-42"  # noqa: S105
 

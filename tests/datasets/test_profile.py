@@ -7,10 +7,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from charter.models import CharterVersion
 from datasets import services
 from datasets.models import ProfileStatus
 from datasets.profiling import profile_table
-from projects.models import CharterVersion
 
 
 def test_profile_per_column_and_dataset(

@@ -7,9 +7,9 @@ import json
 import logging
 from typing import Any
 
+from audit.models import AuditEvent
 from datasets import services
 from datasets.models import DataSource
-from governance.models import AuditEvent
 
 SECRETS = {
     "postgres": {"password": "PgPass-Z9x-never-shown"},

@@ -12,10 +12,10 @@ import pytest
 from cryptography.fernet import Fernet
 from django.core.management import call_command
 
+from audit.models import AuditEvent
 from datasets import services
 from datasets.crypto import secrets_decrypt
 from datasets.models import DataSource
-from governance.models import AuditEvent
 
 PASSWORD = "pg-Sup3r-secret-PASSWORD"  # noqa: S105
 SAS = "sv=2024-01-01&sig=TopSecretSignatureValue"

@@ -9,11 +9,11 @@ import pyarrow.parquet as pq
 import pytest
 from django.core.exceptions import ValidationError
 
+from audit.models import AuditEvent
+from charter.models import CharterVersion
 from datasets import services
 from datasets.models import Split, SplitStatus
 from datasets.storage import default_store, object_key
-from governance.models import AuditEvent
-from projects.models import CharterVersion
 
 
 def read_split(sha: str) -> Any:

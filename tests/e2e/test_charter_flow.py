@@ -11,9 +11,10 @@ import pytest
 from django.core.management import call_command
 from playwright.sync_api import Page, expect
 
+from charter.models import CharterStatus, CharterVersion
 from governance.models import ApprovalRequest
 from portal.management.commands.seed_demo import DEMO_PROJECT, demo_password
-from projects.models import CharterStatus, CharterVersion, Project, Stage
+from projects.models import Project, Stage
 from tests.e2e.test_login import LOGIN_PATH, sign_in
 
 pytestmark = pytest.mark.e2e
@@ -115,8 +116,8 @@ def test_charter_is_written_submitted_and_signed_off_in_place(page: Page, demo: 
 
 
 def test_rejection_without_comment_is_explained_in_the_row(page: Page, demo: None) -> None:
-    from portal.models import User
-    from projects.services import charter_draft_save, charter_submit
+    from accounts.models import User
+    from charter.services import charter_draft_save, charter_submit
     from tests.projects.test_charter import GOOD
 
     project = Project.objects.get(slug=DEMO_PROJECT)

@@ -10,8 +10,8 @@ import pytest
 from django.core.management import call_command
 from playwright.sync_api import Page, expect
 
+from accounts.models import PersonalAccessToken
 from portal.management.commands.seed_demo import demo_password
-from portal.models import PersonalAccessToken
 from tests.e2e.conftest import assert_static_assets_load
 
 pytestmark = pytest.mark.e2e

@@ -13,12 +13,13 @@ import pytest
 from django.apps import apps as django_apps
 from playwright.sync_api import Browser, Page, expect
 
+from compute.models import ComputeSize
 from tests.conftest import start_worker, stop_worker
 from tests.e2e.conftest import assert_static_assets_load
-from workspaces.models import ComputeSize, Workspace
+from workspaces.models import Workspace
 
 pytestmark = pytest.mark.e2e
-seed = importlib.import_module("workspaces.migrations.0002_seed_compute_catalog")
+seed = importlib.import_module("compute.migrations.0002_seed_compute_catalog")
 
 
 @pytest.fixture

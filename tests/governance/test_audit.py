@@ -10,9 +10,9 @@ import pytest
 from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
 
-from governance.exports import neutralise
-from governance.models import AuditEvent
-from governance.services import audit_chain_verify, audit_record
+from audit.exports import neutralise
+from audit.models import AuditEvent
+from audit.services import audit_chain_verify, audit_record
 
 
 def test_chain_links_each_event_to_the_previous(db: Any, alice: Any) -> None:

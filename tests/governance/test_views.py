@@ -8,9 +8,12 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from governance.models import ApprovalRequest, AuditEvent, Notification
-from projects.models import CharterStatus, CharterVersion, Stage
-from projects.services import charter_draft_save, charter_submit
+from accounts.models import Notification
+from audit.models import AuditEvent
+from charter.models import CharterStatus, CharterVersion
+from charter.services import charter_draft_save, charter_submit
+from governance.models import ApprovalRequest
+from projects.models import Stage
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 from tests.projects.test_charter import GOOD
 

@@ -7,9 +7,9 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from governance.models import AuditEvent
-from portal.models import PersonalAccessToken, hash_token
-from portal.services import token_create, token_revoke
+from accounts.models import PersonalAccessToken, hash_token
+from accounts.services import token_create, token_revoke
+from audit.models import AuditEvent
 
 
 def test_login_and_logout_are_audited(db: Any, client: Any, alice: Any, password: str) -> None:
@@ -118,7 +118,7 @@ def test_create_api_token_command_unknown_user(db: Any) -> None:
 
 
 def test_seed_demo_is_idempotent(db: Any) -> None:
-    from portal.models import User
+    from accounts.models import User
     from projects.models import Membership
 
     call_command("seed_demo", stdout=io.StringIO())

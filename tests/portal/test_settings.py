@@ -39,7 +39,7 @@ def test_single_sign_on_with_entra_id_settings() -> None:
     result = django_shell(
         "from django.conf import settings; from django.urls import reverse; "
         "print(reverse('oidc_authentication_init')); print(settings.OIDC_OP_TOKEN_ENDPOINT); "
-        "print('portal.oidc.EntraIDBackend' in settings.AUTHENTICATION_BACKENDS)",
+        "print('accounts.oidc.EntraIDBackend' in settings.AUTHENTICATION_BACKENDS)",
         DJANGO_SECRET_KEY="x" * 50,
         OIDC_RP_CLIENT_ID="client-id",
         OIDC_RP_CLIENT_SECRET="client-secret",

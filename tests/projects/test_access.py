@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from governance.models import AuditEvent
+from audit.models import AuditEvent
 from projects.models import Membership
 from tests.factories import MembershipFactory, ProjectFactory
 

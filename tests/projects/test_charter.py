@@ -10,10 +10,13 @@ from django.core import mail
 from django.core.exceptions import ValidationError
 from django.db import connection
 
-from governance.models import ApprovalRequest, AuditEvent, Notification
-from governance.services import ApprovalConflict, approval_decide, audit_chain_verify
-from projects.models import CharterStatus, CharterVersion
-from projects.services import charter_draft_save, charter_submit
+from accounts.models import Notification
+from audit.models import AuditEvent
+from audit.services import audit_chain_verify
+from charter.models import CharterStatus, CharterVersion
+from charter.services import charter_draft_save, charter_submit
+from governance.models import ApprovalRequest
+from governance.services import ApprovalConflict, approval_decide
 from tests.factories import MembershipFactory
 
 GOOD = {

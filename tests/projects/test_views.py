@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
+from charter.models import CharterStatus, CharterVersion
+from charter.services import charter_draft_save, charter_submit
 from governance.models import ApprovalRequest
 from governance.services import approval_decide
-from projects.models import CharterStatus, CharterVersion
-from projects.services import charter_draft_save, charter_submit
 from tests.projects.test_charter import GOOD
 
 # The charter as the HTML form posts it.

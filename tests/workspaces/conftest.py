@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from django.apps import apps as django_apps
 
-from workspaces.models import ComputeSize
+from compute.models import ComputeSize
 
-seed_migration = importlib.import_module("workspaces.migrations.0002_seed_compute_catalog")
+seed_migration = importlib.import_module("compute.migrations.0002_seed_compute_catalog")
 
 
 @pytest.fixture

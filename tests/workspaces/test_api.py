@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 
-from governance.models import AuditEvent
+from audit.models import AuditEvent
+from compute import services as compute_services
+from compute.models import ComputeSize, Quota, UsageInterval
 from workspaces import services
-from workspaces.models import ComputeSize, Quota, UsageInterval, Workspace, WorkspaceState
+from workspaces.models import Workspace, WorkspaceState
 
 S = WorkspaceState
 pytestmark = pytest.mark.django_db
@@ -242,7 +244,7 @@ def test_cluster_request_and_unsupported_actions(
     stop = api_for(bob).post(f"{BASE}{ws_id}/stop/")
     assert stop.status_code == 409 and stop.json()["state"] == "running"
     # min_nodes 0: nothing is billed while the cluster sits idle.
-    assert not UsageInterval.objects.filter(workspace_id=ws_id).exists()
+    assert not UsageInterval.objects.filter(resource_type="workspaces.workspace", resource_id=ws_id).exists()
 
 
 def test_over_quota_request_via_api(api_for: Any, bob: Any, gpu: Any, project: Any) -> None:
@@ -325,10 +327,10 @@ def test_workspace_list_query_count_does_not_grow(
     admin_user: Any,
     django_assert_num_queries: Any,
 ) -> None:
-    services.quota_set(
+    compute_services.quota_set(
         actor=admin_user, project=project, max_vcpus=1000, max_gpus=0, max_running=100
     )
-    services.quota_set(actor=admin_user, user=bob, max_vcpus=1000, max_gpus=0, max_running=100)
+    compute_services.quota_set(actor=admin_user, user=bob, max_vcpus=1000, max_gpus=0, max_running=100)
     services.workspace_request(actor=bob, project=project, name="w0", size=small)
     api = api_for(bob)
     with django_assert_num_queries(4):

@@ -10,17 +10,15 @@ from typing import Any
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from governance.models import ApprovalRequest, ApprovalState, AuditEvent, Notification
+from accounts.models import Notification
+from audit.models import AuditEvent
+from compute import selectors as compute_selectors
+from compute import services as compute_services
+from compute.models import BudgetAlert, Quota, UsageInterval
+from governance.models import ApprovalRequest, ApprovalState
 from governance.services import approval_decide
 from workspaces import selectors, services
-from workspaces.models import (
-    BudgetAlert,
-    IdleShutdown,
-    Quota,
-    UsageInterval,
-    Workspace,
-    WorkspaceState,
-)
+from workspaces.models import IdleShutdown, Workspace, WorkspaceState
 
 S = WorkspaceState
 pytestmark = pytest.mark.django_db
@@ -146,7 +144,7 @@ def test_vcpu_and_running_limits_count_active_workspaces_only(
 def test_user_quota_applies_across_projects(
     project: Any, bob: Any, small: Any, admin_user: Any
 ) -> None:
-    services.quota_set(actor=admin_user, user=bob, max_vcpus=2, max_gpus=0, max_running=1)
+    compute_services.quota_set(actor=admin_user, user=bob, max_vcpus=2, max_gpus=0, max_running=1)
     assert request(bob, project, small, name="one").state == S.APPROVED
     second = request(bob, project, small, name="two")
     assert second.state == S.PENDING_APPROVAL
@@ -162,7 +160,9 @@ def test_budget_at_100_percent_needs_an_admin_and_80_percent_tells_the_lead(
     now = datetime.now(UTC)
     # 85 of 100 spent this month: one closed interval worth 85.
     UsageInterval.objects.create(
-        workspace=ws,
+        resource_type="workspaces.workspace",
+        resource_id=ws.pk,
+        resource_name=ws.name,
         project=project,
         user=bob,
         size=small,
@@ -173,14 +173,14 @@ def test_budget_at_100_percent_needs_an_admin_and_80_percent_tells_the_lead(
         day=now.date(),
         cost=Decimal(85),
     )
-    assert services.budget_alerts_check(project=project) == [80]
-    assert services.budget_alerts_check(project=project) == []  # once a month
+    assert compute_services.budget_alerts_check(project=project) == [80]
+    assert compute_services.budget_alerts_check(project=project) == []  # once a month
     note = Notification.objects.get(user=alice)
     assert "80% of the monthly compute budget" in note.text
     assert not Notification.objects.filter(user=bob).exists()
     assert request(bob, project, small, name="two").state == S.APPROVED
     UsageInterval.objects.filter(cost=85).update(cost=Decimal(100))
-    assert services.budget_alerts_check(project=project) == [100]
+    assert compute_services.budget_alerts_check(project=project) == [100]
     third = request(bob, project, small, name="three")
     assert third.state == S.PENDING_APPROVAL
     assert third.quota_exceeded[-1].startswith("Project budget: 100")
@@ -229,7 +229,7 @@ def test_lifecycle_transitions_are_audited_and_metered(
 ) -> None:
     ws = run(request(bob, project, small))
     assert ws.state == S.RUNNING and ws.provisioned
-    assert UsageInterval.objects.get(workspace=ws).ended_at is None
+    assert UsageInterval.objects.get(resource_type="workspaces.workspace", resource_id=ws.pk).ended_at is None
     with pytest.raises(services.WorkspaceConflict) as err:
         services.workspace_start(actor=bob, workspace=ws)
     assert err.value.state == S.RUNNING
@@ -242,7 +242,7 @@ def test_lifecycle_transitions_are_audited_and_metered(
     assert services.workspace_mark_running(workspace_id=ws.pk, working=S.RESIZING)
     ws.refresh_from_db()
     assert ws.size == medium and ws.requested_size is None
-    intervals = list(UsageInterval.objects.filter(workspace=ws).order_by("started_at"))
+    intervals = list(UsageInterval.objects.filter(resource_type="workspaces.workspace", resource_id=ws.pk).order_by("started_at"))
     assert [i.size_name for i in intervals] == [small.name, medium.name]
     assert intervals[0].ended_at is not None and intervals[1].hourly_price == medium.hourly_price
     services.workspace_stop(actor=bob, workspace=ws)
@@ -329,13 +329,13 @@ def test_idle_stop_records_why_and_the_avoided_cost(project: Any, bob: Any, smal
 
 def test_usage_is_split_by_day_and_priced_at_the_time(project: Any, bob: Any, small: Any) -> None:
     ws = run(request(bob, project, small))
-    interval = UsageInterval.objects.get(workspace=ws)
+    interval = UsageInterval.objects.get(resource_type="workspaces.workspace", resource_id=ws.pk)
     start = datetime(2026, 3, 30, 22, 0, tzinfo=UTC)
     interval.started_at, interval.day = start, start.date()
     interval.save()
-    services.usage_interval_close(interval=interval, end=start + timedelta(hours=28))
+    compute_services.usage_interval_close(interval=interval, end=start + timedelta(hours=28))
     rows = list(
-        UsageInterval.objects.filter(workspace=ws).order_by("day").values_list("day", "cost")
+        UsageInterval.objects.filter(resource_type="workspaces.workspace", resource_id=ws.pk).order_by("day").values_list("day", "cost")
     )
     assert [d.isoformat() for d, _ in rows] == ["2026-03-30", "2026-03-31", "2026-04-01"]
     price = small.hourly_price
@@ -351,14 +351,14 @@ def test_usage_is_split_by_day_and_priced_at_the_time(project: Any, bob: Any, sm
 
 def test_roll_over_keeps_open_intervals_within_a_day(project: Any, bob: Any, small: Any) -> None:
     ws = run(request(bob, project, small))
-    interval = UsageInterval.objects.get(workspace=ws)
+    interval = UsageInterval.objects.get(resource_type="workspaces.workspace", resource_id=ws.pk)
     interval.started_at = interval.started_at - timedelta(days=2)
     interval.day = interval.started_at.date()
     interval.save()
-    assert services.usage_roll_over() == 1
-    assert UsageInterval.objects.filter(workspace=ws, ended_at__isnull=False).count() == 2
+    assert compute_services.usage_roll_over() == 1
+    assert UsageInterval.objects.filter(resource_type="workspaces.workspace", resource_id=ws.pk, ended_at__isnull=False).count() == 2
     assert (
-        UsageInterval.objects.get(workspace=ws, ended_at__isnull=True).day
+        UsageInterval.objects.get(resource_type="workspaces.workspace", resource_id=ws.pk, ended_at__isnull=True).day
         == datetime.now(UTC).date()
     )
 
@@ -367,13 +367,13 @@ def test_quota_set_is_admin_only_validated_and_audited(
     project: Any, alice: Any, admin_user: Any
 ) -> None:
     with pytest.raises(PermissionDenied):
-        services.quota_set(actor=alice, project=project, max_gpus=4)
+        compute_services.quota_set(actor=alice, project=project, max_gpus=4)
     with pytest.raises(ValidationError):
-        services.quota_set(actor=admin_user, project=project, max_vcpus=-1)
-    services.quota_set(actor=admin_user, project=project, max_gpus=2, monthly_budget=Decimal(500))
+        compute_services.quota_set(actor=admin_user, project=project, max_vcpus=-1)
+    compute_services.quota_set(actor=admin_user, project=project, max_gpus=2, monthly_budget=Decimal(500))
     event = AuditEvent.objects.get(action="quota.changed")
     assert event.payload["before"] == {"max_gpus": 0, "monthly_budget": None}
-    assert selectors.project_budget(project=project) == Decimal(500)
+    assert compute_selectors.project_budget(project=project) == Decimal(500)
 
 
 def test_operations_whose_task_was_lost_are_dispatched_again(

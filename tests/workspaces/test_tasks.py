@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 import cloud
+from audit.models import AuditEvent
 from cloud.base import ResourceState, ResourceStatus, TransientProviderError
-from governance.models import AuditEvent
 from workspaces import services, tasks
 from workspaces.models import Workspace, WorkspaceState
 

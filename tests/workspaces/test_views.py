@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 
+from compute import services as compute_services
+from compute.models import Quota, UsageInterval
 from workspaces import services
-from workspaces.models import Quota, UsageInterval, Workspace, WorkspaceState
+from workspaces.models import Workspace, WorkspaceState
 
 S = WorkspaceState
 pytestmark = pytest.mark.django_db
@@ -170,7 +172,9 @@ def test_my_workspaces(client_for: Any, bob: Any, charlie: Any, running: Workspa
 
 def _spend(ws: Workspace, amount: str, day: datetime) -> None:
     UsageInterval.objects.create(
-        workspace=ws,
+        resource_type="workspaces.workspace",
+        resource_id=ws.pk,
+        resource_name=ws.name,
         project=ws.project,
         user=ws.owner,
         size=ws.size,
@@ -205,9 +209,10 @@ def test_admin_pages_access(
 
 def test_cost_page_charts_and_csv(client_for: Any, admin_user: Any, running: Workspace) -> None:
     day = datetime(2026, 2, 10, 9, tzinfo=UTC)
-    _spend(running, "12.5000", day)
+    # Cost rows keep the name the workspace had while it ran.
     running.name = "=HYPERLINK(1)"
     running.save()
+    _spend(running, "12.5000", day)
     client = client_for(admin_user)
     page = client.get("/costs/?month=2026-02").content.decode()
     assert "12.50 USD" in page
@@ -273,10 +278,10 @@ def test_list_pages_query_counts_do_not_grow(
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    services.quota_set(
+    compute_services.quota_set(
         actor=admin_user, project=project, max_vcpus=1000, max_gpus=0, max_running=100
     )
-    services.quota_set(actor=admin_user, user=bob, max_vcpus=1000, max_gpus=0, max_running=100)
+    compute_services.quota_set(actor=admin_user, user=bob, max_vcpus=1000, max_gpus=0, max_running=100)
     day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
     def add(i: int) -> None:

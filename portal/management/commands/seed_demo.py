@@ -6,7 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from portal.models import User
+from accounts.models import User
 from projects.models import Membership, Project, Role
 from projects.services import membership_add, project_create
 

@@ -1,0 +1,19 @@
+"""The request type views take: signed in, with django-htmx's details."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest
+from django_htmx.middleware import HtmxDetails
+
+from accounts.models import User
+
+
+class AuthedRequest(HttpRequest):
+    """A request that passed ``login_required``: ``user`` is a real ``User``.
+
+    Views behind ``login_required`` annotate their request with this type, so
+    the user and ``htmx`` are typed without casts.
+    """
+
+    user: User
+    htmx: HtmxDetails

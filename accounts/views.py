@@ -1,0 +1,93 @@
+"""The user's own pages: profile with personal access tokens, notifications."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from accounts.forms import TokenForm
+from accounts.http import AuthedRequest
+from accounts.models import Notification, PersonalAccessToken
+from accounts.notifications import notifications_mark_read
+from accounts.selectors import user_tokens
+from accounts.services import token_create, token_revoke
+from web.http import client_ip
+
+NEW_TOKEN_SESSION_KEY = "portal:new_token"  # noqa: S105 (a session key name)
+NOTIFICATIONS_SHOWN = 100
+
+
+@login_required
+def profile(request: AuthedRequest) -> HttpResponse:
+    form = TokenForm()
+    if request.method == "POST":
+        form = TokenForm(request.POST)
+        if form.is_valid():
+            try:
+                _, raw = token_create(
+                    user=request.user,  # type: ignore[arg-type]
+                    name=form.cleaned_data["name"],
+                    ip_address=client_ip(request),
+                )
+            except ValidationError as exc:
+                form.add_error(None, exc)
+            else:
+                # Post/redirect/get, so a reload cannot create a second token;
+                # the raw value waits in the session for one page view only.
+                request.session[NEW_TOKEN_SESSION_KEY] = raw
+                return redirect("profile")
+    response = render(
+        request,
+        "accounts/profile.html",
+        {
+            "form": form,
+            "new_token": request.session.pop(NEW_TOKEN_SESSION_KEY, None),
+            "tokens": user_tokens(user=request.user),  # type: ignore[arg-type]
+        },
+    )
+    # The page may show a token once; never let a cache keep it.
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_POST
+def token_revoke_view(request: AuthedRequest, token_id: int) -> HttpResponse:
+    try:
+        token = token_revoke(user=request.user, token_id=token_id, ip_address=client_ip(request))  # type: ignore[arg-type]
+    except PersonalAccessToken.DoesNotExist:
+        return HttpResponse("No such token.", status=404)
+    messages.success(request, f"Token “{token.name}” revoked.")
+    return redirect("profile")
+
+
+
+
+def _safe_link(url: str) -> str:
+    # Notifications link inside the portal; anything else is shown without a link.
+    return url if url.startswith("/") and not url.startswith("//") else ""
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def notification_list(request: AuthedRequest) -> HttpResponse:
+    """The user's notifications, newest first; POST marks them all read."""
+    user = request.user
+    if request.method == "POST":
+        marked = notifications_mark_read(user=user)
+        messages.success(request, f"{marked} notification{'s' if marked != 1 else ''} marked read.")
+        return redirect("notifications")
+    notes = list(
+        Notification.objects.filter(user=user).order_by("-created_at")[:NOTIFICATIONS_SHOWN]
+    )
+    for note in notes:
+        note.link = _safe_link(note.url)  # type: ignore[attr-defined]
+    return render(
+        request,
+        "accounts/notifications.html",
+        {"notes": notes, "unread": sum(1 for n in notes if n.read_at is None)},
+    )
