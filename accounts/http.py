@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 from django_htmx.middleware import HtmxDetails
+from rest_framework.request import Request
 
 from accounts.models import User
 
@@ -17,3 +18,9 @@ class AuthedRequest(HttpRequest):
 
     user: User
     htmx: HtmxDetails
+
+
+class AuthedApiRequest(Request):
+    """A DRF request that passed authentication (``IsAuthenticated``)."""
+
+    user: User

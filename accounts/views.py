@@ -29,7 +29,7 @@ def profile(request: AuthedRequest) -> HttpResponse:
         if form.is_valid():
             try:
                 _, raw = token_create(
-                    user=request.user,  # type: ignore[arg-type]
+                    user=request.user,
                     name=form.cleaned_data["name"],
                     ip_address=client_ip(request),
                 )
@@ -46,7 +46,7 @@ def profile(request: AuthedRequest) -> HttpResponse:
         {
             "form": form,
             "new_token": request.session.pop(NEW_TOKEN_SESSION_KEY, None),
-            "tokens": user_tokens(user=request.user),  # type: ignore[arg-type]
+            "tokens": user_tokens(user=request.user),
         },
     )
     # The page may show a token once; never let a cache keep it.
@@ -58,13 +58,11 @@ def profile(request: AuthedRequest) -> HttpResponse:
 @require_POST
 def token_revoke_view(request: AuthedRequest, token_id: int) -> HttpResponse:
     try:
-        token = token_revoke(user=request.user, token_id=token_id, ip_address=client_ip(request))  # type: ignore[arg-type]
+        token = token_revoke(user=request.user, token_id=token_id, ip_address=client_ip(request))
     except PersonalAccessToken.DoesNotExist:
         return HttpResponse("No such token.", status=404)
     messages.success(request, f"Token “{token.name}” revoked.")
     return redirect("profile")
-
-
 
 
 def _safe_link(url: str) -> str:

@@ -60,6 +60,7 @@ def main() -> int:
 
     from accounts.models import User
     from audit.models import AuditEvent
+    from compute import services as compute_services
     from compute.models import ComputeSize
     from projects.services import project_create
     from tests.conftest import start_worker, stop_worker
@@ -69,8 +70,10 @@ def main() -> int:
     lead, _ = User.objects.get_or_create(username="bench-lead")
     admin, _ = User.objects.get_or_create(username="bench-admin", is_staff=True)
     project = project_create(actor=lead, name="Bench", slug=f"bench-{int(time.time())}")
-    services.quota_set(actor=admin, project=project, max_vcpus=64, max_gpus=0, max_running=50)
-    services.quota_set(actor=admin, user=lead, max_vcpus=64, max_gpus=0, max_running=50)
+    compute_services.quota_set(
+        actor=admin, project=project, max_vcpus=64, max_gpus=0, max_running=50
+    )
+    compute_services.quota_set(actor=admin, user=lead, max_vcpus=64, max_gpus=0, max_running=50)
     size = ComputeSize.objects.get(name=args.size)
 
     worker = start_worker("bench", "provisioning")

@@ -9,10 +9,10 @@ from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.http import AuthedApiRequest
 from charter.models import CharterVersion
 from charter.rules import METRIC_CHOICES, DeploymentMode, QuestionType
 from charter.selectors import charter_current, charter_versions
@@ -89,7 +89,7 @@ class CharterApi(APIView):
     """The current charter: the draft if there is one, else the latest version."""
 
     @extend_schema(responses=CharterOutput)
-    def get(self, request: Request, slug: str) -> Response:
+    def get(self, request: AuthedApiRequest, slug: str) -> Response:
         project, _ = get_project_for_user(request.user, slug)
         current = charter_current(project=project)
         if current is None:
@@ -97,13 +97,13 @@ class CharterApi(APIView):
         return Response(CharterOutput(current).data)
 
     @extend_schema(request=CharterInput, responses=CharterOutput)
-    def put(self, request: Request, slug: str) -> Response:
+    def put(self, request: AuthedApiRequest, slug: str) -> Response:
         project, _ = get_project_for_user(request.user, slug, write=True)
         data = CharterInput(data=request.data)
         data.is_valid(raise_exception=True)
         try:
             draft = charter_draft_save(
-                actor=request.user,  # type: ignore[arg-type]
+                actor=request.user,
                 project=project,
                 values=dict(data.validated_data),
             )
@@ -114,14 +114,14 @@ class CharterApi(APIView):
 
 class CharterVersionListApi(APIView):
     @extend_schema(responses=CharterOutput(many=True))
-    def get(self, request: Request, slug: str) -> Response:
+    def get(self, request: AuthedApiRequest, slug: str) -> Response:
         project, _ = get_project_for_user(request.user, slug)
         return paginated(request, self, charter_versions(project=project), CharterOutput)
 
 
 class CharterVersionDetailApi(APIView):
     @extend_schema(responses=CharterOutput)
-    def get(self, request: Request, slug: str, number: int) -> Response:
+    def get(self, request: AuthedApiRequest, slug: str, number: int) -> Response:
         project, _ = get_project_for_user(request.user, slug)
         version = charter_versions(project=project).filter(number=number).first()
         if version is None:
@@ -131,10 +131,10 @@ class CharterVersionDetailApi(APIView):
 
 class CharterSubmitApi(APIView):
     @extend_schema(request=None, responses={201: ApprovalOutput})
-    def post(self, request: Request, slug: str) -> Response:
+    def post(self, request: AuthedApiRequest, slug: str) -> Response:
         project, _ = get_project_for_user(request.user, slug, write=True)
         try:
-            approval = charter_submit(actor=request.user, project=project)  # type: ignore[arg-type]
+            approval = charter_submit(actor=request.user, project=project)
         except DjangoValidationError as exc:
             raise ValidationError(validation_detail(exc)) from exc
         return Response(

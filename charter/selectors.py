@@ -30,7 +30,6 @@ def charter_signed_off(*, project: Project) -> CharterVersion | None:
     return charter_versions(project=project).filter(status=CharterStatus.APPROVED).first()
 
 
-
 @dataclass(frozen=True)
 class Gate:
     """The state of the charter gate as the progress strip shows it."""
@@ -113,5 +112,3 @@ def charter_pending_approval(
         .order_by("-created_at")
         .first()
     )
-
-

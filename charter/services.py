@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from audit.services import audit_record
+from charter.forms import charter_rows
 from charter.models import CHARTER_KIND, CharterStatus, CharterVersion
 from charter.rules import CHARTER_FIELDS, EDITABLE_FIELDS, METRICS, charter_errors
 from governance.approvals import ApprovalKind, register
@@ -177,5 +178,7 @@ register(
         on_rejected=_on_charter_rejected,
         on_withdrawn=_on_charter_withdrawn,
         describe=_describe_charter,
+        rows=charter_rows,
+        label="Charter sign-off",
     )
 )

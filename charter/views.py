@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from accounts.http import AuthedRequest
 from charter.forms import CHARTER_LABELS, CharterForm, charter_display, charter_rows
 from charter.rules import CHARTER_FIELDS
 from charter.selectors import charter_current, charter_pending_approval, charter_versions
@@ -53,7 +54,7 @@ def _charter_page(
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def charter_detail(request: HttpRequest, slug: str) -> HttpResponse:
+def charter_detail(request: AuthedRequest, slug: str) -> HttpResponse:
     """The current charter; members who may write edit the draft here."""
     if request.method != "POST":
         project, membership = get_project_for_user(request.user, slug)
@@ -63,7 +64,7 @@ def charter_detail(request: HttpRequest, slug: str) -> HttpResponse:
     if form.is_valid():
         try:
             draft = charter_draft_save(
-                actor=request.user,  # type: ignore[arg-type]
+                actor=request.user,
                 project=project,
                 values=dict(form.cleaned_data),
             )
@@ -77,10 +78,10 @@ def charter_detail(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def charter_submit_view(request: HttpRequest, slug: str) -> HttpResponse:
+def charter_submit_view(request: AuthedRequest, slug: str) -> HttpResponse:
     project, membership = get_project_for_user(request.user, slug, write=True)
     try:
-        approval = charter_submit(actor=request.user, project=project)  # type: ignore[arg-type]
+        approval = charter_submit(actor=request.user, project=project)
     except ValidationError as exc:
         # Show the draft as saved, with the messages on the fields that are missing.
         current = charter_current(project=project)
@@ -94,7 +95,7 @@ def charter_submit_view(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @login_required
-def charter_version_list(request: HttpRequest, slug: str) -> HttpResponse:
+def charter_version_list(request: AuthedRequest, slug: str) -> HttpResponse:
     project, _ = get_project_for_user(request.user, slug)
     versions = list(charter_versions(project=project))
     return render(
@@ -113,7 +114,7 @@ def _version_number(raw: str | None) -> int | None:
 
 
 @login_required
-def charter_compare(request: HttpRequest, slug: str) -> HttpResponse:
+def charter_compare(request: AuthedRequest, slug: str) -> HttpResponse:
     """Two charter versions side by side, changed fields marked."""
     project, _ = get_project_for_user(request.user, slug)
     versions = list(charter_versions(project=project))
@@ -157,5 +158,3 @@ def charter_compare(request: HttpRequest, slug: str) -> HttpResponse:
         ],
     )
     return render(request, "charter/charter_compare.html", context)
-
-

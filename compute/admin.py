@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
+from accounts.models import User
 from compute.models import ComputeSize, Quota
 from compute.services import SIZE_FIELDS, compute_size_save
 
@@ -29,6 +31,8 @@ class ComputeSizeAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: ComputeSize, form: Any, change: bool) -> None:
         values = {f: getattr(obj, f) for f in SIZE_FIELDS if not change or f in form.changed_data}
         target = ComputeSize.objects.get(pk=obj.pk) if change else None
+        if not isinstance(request.user, User):  # the admin site signs users in
+            raise PermissionDenied
         saved = compute_size_save(actor=request.user, size=target, **values)
         obj.pk = saved.pk
 

@@ -15,10 +15,10 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.http import AuthedApiRequest
 from accounts.models import User
 from datasets import services
 from datasets.models import (
@@ -233,7 +233,7 @@ def _owner(username: str | None) -> User | None:
 
 class SourceListApi(APIView):
     @extend_schema(responses=SourceOutput(many=True))
-    def get(self, request: Request, slug: str) -> Response:
+    def get(self, request: AuthedApiRequest, slug: str) -> Response:
         project, _ = get_project_for_user(request.user, slug)
         sources = sources_for_project(project=project)
         from rest_framework.pagination import PageNumberPagination
@@ -245,14 +245,14 @@ class SourceListApi(APIView):
         return paginator.get_paginated_response(data)
 
     @extend_schema(request=SourceInput, responses={201: SourceOutput})
-    def post(self, request: Request, slug: str) -> Response:
+    def post(self, request: AuthedApiRequest, slug: str) -> Response:
         project, _ = get_project_for_user(request.user, slug, write=True)
         data = SourceInput(data=request.data)
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
         values["owner"] = _owner(values.pop("owner", None))
         try:
-            source = services.source_create(actor=request.user, project=project, **values)  # type: ignore[arg-type]
+            source = services.source_create(actor=request.user, project=project, **values)
         except DjangoValidationError as exc:
             raise _invalid(exc) from exc
         source = sources_for_project(project=project).get(pk=source.pk)
@@ -261,12 +261,12 @@ class SourceListApi(APIView):
 
 class SourceDetailApi(APIView):
     @extend_schema(responses=SourceOutput)
-    def get(self, request: Request, slug: str, source_id: int) -> Response:
+    def get(self, request: AuthedApiRequest, slug: str, source_id: int) -> Response:
         project, source = get_source_for_user(request.user, slug, source_id)
         return Response(SourceOutput(sources_for_project(project=project).get(pk=source.pk)).data)
 
     @extend_schema(request=SourceUpdateInput, responses=SourceOutput)
-    def patch(self, request: Request, slug: str, source_id: int) -> Response:
+    def patch(self, request: AuthedApiRequest, slug: str, source_id: int) -> Response:
         project, source = get_source_for_user(request.user, slug, source_id, write=True)
         data = SourceUpdateInput(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
@@ -274,16 +274,16 @@ class SourceDetailApi(APIView):
         if "owner" in values:
             values["owner"] = _owner(values["owner"])
         try:
-            services.source_update(actor=request.user, source=source, **values)  # type: ignore[arg-type]
+            services.source_update(actor=request.user, source=source, **values)
         except DjangoValidationError as exc:
             raise _invalid(exc) from exc
         return Response(SourceOutput(sources_for_project(project=project).get(pk=source.pk)).data)
 
     @extend_schema(responses={204: None, 409: None})
-    def delete(self, request: Request, slug: str, source_id: int) -> Response:
+    def delete(self, request: AuthedApiRequest, slug: str, source_id: int) -> Response:
         _, source = get_source_for_user(request.user, slug, source_id, write=True)
         try:
-            services.source_delete(actor=request.user, source=source)  # type: ignore[arg-type]
+            services.source_delete(actor=request.user, source=source)
         except services.SourceInUse as exc:
             raise Conflict(str(exc)) from exc
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -291,10 +291,10 @@ class SourceDetailApi(APIView):
 
 class SourceTestApi(APIView):
     @extend_schema(request=None, responses={202: SourceOutput})
-    def post(self, request: Request, slug: str, source_id: int) -> Response:
+    def post(self, request: AuthedApiRequest, slug: str, source_id: int) -> Response:
         project, source = get_source_for_user(request.user, slug, source_id, write=True)
         try:
-            services.source_test_request(actor=request.user, source=source)  # type: ignore[arg-type]
+            services.source_test_request(actor=request.user, source=source)
         except DjangoValidationError as exc:
             raise _invalid(exc) from exc
         source = sources_for_project(project=project).get(pk=source.pk)
@@ -303,10 +303,10 @@ class SourceTestApi(APIView):
 
 class SourcePullApi(APIView):
     @extend_schema(request=None, responses={202: IngestionOutput})
-    def post(self, request: Request, slug: str, source_id: int) -> Response:
+    def post(self, request: AuthedApiRequest, slug: str, source_id: int) -> Response:
         _, source = get_source_for_user(request.user, slug, source_id, write=True)
         try:
-            ingestion = services.source_pull_request(actor=request.user, source=source)  # type: ignore[arg-type]
+            ingestion = services.source_pull_request(actor=request.user, source=source)
         except DjangoValidationError as exc:
             raise _invalid(exc) from exc
         return Response(IngestionOutput(ingestion).data, status=status.HTTP_202_ACCEPTED)
@@ -314,7 +314,7 @@ class SourcePullApi(APIView):
 
 class IngestionListApi(APIView):
     @extend_schema(responses=IngestionOutput(many=True))
-    def get(self, request: Request, slug: str, source_id: int) -> Response:
+    def get(self, request: AuthedApiRequest, slug: str, source_id: int) -> Response:
         _, source = get_source_for_user(request.user, slug, source_id)
         return Response(
             IngestionOutput(source_ingestions(source=source, limit=100), many=True).data
@@ -323,7 +323,9 @@ class IngestionListApi(APIView):
 
 class IngestionDetailApi(APIView):
     @extend_schema(responses=IngestionOutput)
-    def get(self, request: Request, slug: str, source_id: int, ingestion_id: int) -> Response:
+    def get(
+        self, request: AuthedApiRequest, slug: str, source_id: int, ingestion_id: int
+    ) -> Response:
         _, source = get_source_for_user(request.user, slug, source_id)
         ingestion = (
             source.ingestions.select_related("snapshot", "created_by")
@@ -344,7 +346,7 @@ class SnapshotListApi(APIView):
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
     @extend_schema(responses=SnapshotOutput(many=True))
-    def get(self, request: Request, slug: str, source_id: int) -> Response:
+    def get(self, request: AuthedApiRequest, slug: str, source_id: int) -> Response:
         _, source = get_source_for_user(request.user, slug, source_id)
         return paginated(request, self, source_snapshots(source=source), SnapshotOutput)
 
@@ -357,7 +359,7 @@ class SnapshotListApi(APIView):
         },
         responses={202: IngestionOutput, 200: IngestionOutput},
     )
-    def post(self, request: Request, slug: str, source_id: int) -> Response:
+    def post(self, request: AuthedApiRequest, slug: str, source_id: int) -> Response:
         _, source = get_source_for_user(request.user, slug, source_id, write=True)
         limit = settings.DATA_UPLOAD_MAX_BYTES
         length = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -367,7 +369,7 @@ class SnapshotListApi(APIView):
         if upload is None:
             raise ValidationError({"file": ["Attach the data as multipart field 'file'."]})
         try:
-            ingestion = services.snapshot_upload(actor=request.user, source=source, upload=upload)  # type: ignore[arg-type]
+            ingestion = services.snapshot_upload(actor=request.user, source=source, upload=upload)
         except TooLarge as exc:
             raise PayloadTooLarge(str(exc)) from exc
         except DjangoValidationError as exc:
@@ -379,15 +381,17 @@ class SnapshotListApi(APIView):
 
 class SnapshotDetailApi(APIView):
     @extend_schema(responses=SnapshotOutput)
-    def get(self, request: Request, slug: str, source_id: int, version: int) -> Response:
+    def get(self, request: AuthedApiRequest, slug: str, source_id: int, version: int) -> Response:
         _, snapshot = get_snapshot_for_user(request.user, slug, source_id, version)
         return Response(SnapshotOutput(snapshot).data)
 
     @extend_schema(responses={204: None, 409: None})
-    def delete(self, request: Request, slug: str, source_id: int, version: int) -> Response:
+    def delete(
+        self, request: AuthedApiRequest, slug: str, source_id: int, version: int
+    ) -> Response:
         _, snapshot = get_snapshot_for_user(request.user, slug, source_id, version, write=True)
         try:
-            services.snapshot_delete(actor=request.user, snapshot=snapshot)  # type: ignore[arg-type]
+            services.snapshot_delete(actor=request.user, snapshot=snapshot)
         except services.SourceInUse as exc:
             raise Conflict(str(exc)) from exc
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -395,7 +399,7 @@ class SnapshotDetailApi(APIView):
 
 class ProfileApi(APIView):
     @extend_schema(responses={200: dict})
-    def get(self, request: Request, slug: str, source_id: int, version: int) -> Response:
+    def get(self, request: AuthedApiRequest, slug: str, source_id: int, version: int) -> Response:
         _, snapshot = get_snapshot_for_user(request.user, slug, source_id, version)
         profile = getattr(snapshot, "profile", None)
         if profile is None:
@@ -415,7 +419,9 @@ class ProfileApi(APIView):
 
 class SnapshotDownloadApi(APIView):
     @extend_schema(responses={(200, "application/octet-stream"): bytes})
-    def get(self, request: Request, slug: str, source_id: int, version: int) -> FileResponse:
+    def get(
+        self, request: AuthedApiRequest, slug: str, source_id: int, version: int
+    ) -> FileResponse:
         _, snapshot = get_snapshot_for_user(request.user, slug, source_id, version)
         extension = "parquet" if snapshot.data_format == "parquet" else "csv"
         name = f"{snapshot.source.name}-v{snapshot.version}.{extension}".replace(" ", "_")
@@ -435,17 +441,17 @@ class SnapshotDownloadApi(APIView):
 
 class RuleListApi(APIView):
     @extend_schema(responses=RuleOutput(many=True))
-    def get(self, request: Request, slug: str, source_id: int) -> Response:
+    def get(self, request: AuthedApiRequest, slug: str, source_id: int) -> Response:
         _, source = get_source_for_user(request.user, slug, source_id)
         return Response(RuleOutput(source.rules.order_by("pk"), many=True).data)
 
     @extend_schema(request=RuleInput, responses={201: RuleOutput})
-    def post(self, request: Request, slug: str, source_id: int) -> Response:
+    def post(self, request: AuthedApiRequest, slug: str, source_id: int) -> Response:
         _, source = get_source_for_user(request.user, slug, source_id, write=True)
         data = RuleInput(data=request.data)
         data.is_valid(raise_exception=True)
         try:
-            rule = services.rule_create(actor=request.user, source=source, **data.validated_data)  # type: ignore[arg-type]
+            rule = services.rule_create(actor=request.user, source=source, **data.validated_data)
         except DjangoValidationError as exc:
             raise _invalid(exc) from exc
         return Response(RuleOutput(rule).data, status=status.HTTP_201_CREATED)
@@ -453,7 +459,9 @@ class RuleListApi(APIView):
 
 class RuleDetailApi(APIView):
     @extend_schema(responses={204: None})
-    def delete(self, request: Request, slug: str, source_id: int, rule_id: int) -> Response:
+    def delete(
+        self, request: AuthedApiRequest, slug: str, source_id: int, rule_id: int
+    ) -> Response:
         _, source = get_source_for_user(request.user, slug, source_id, write=True)
         rule = source.rules.filter(pk=rule_id).first()
         if rule is None:
@@ -461,7 +469,7 @@ class RuleDetailApi(APIView):
 
             raise Http404("No such rule.")
         rule.source = source
-        services.rule_delete(actor=request.user, rule=rule)  # type: ignore[arg-type]
+        services.rule_delete(actor=request.user, rule=rule)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -470,13 +478,13 @@ class RuleDetailApi(APIView):
 
 class SplitCreateApi(APIView):
     @extend_schema(request=SplitInput, responses={202: SplitOutput})
-    def post(self, request: Request, slug: str, source_id: int, version: int) -> Response:
+    def post(self, request: AuthedApiRequest, slug: str, source_id: int, version: int) -> Response:
         _, snapshot = get_snapshot_for_user(request.user, slug, source_id, version, write=True)
         data = SplitInput(data=request.data)
         data.is_valid(raise_exception=True)
         try:
             split = services.split_create(
-                actor=request.user,  # type: ignore[arg-type]
+                actor=request.user,
                 snapshot=snapshot,
                 **data.validated_data,
             )
@@ -487,6 +495,6 @@ class SplitCreateApi(APIView):
 
 class SplitDetailApi(APIView):
     @extend_schema(responses=SplitOutput)
-    def get(self, request: Request, slug: str, source_id: int, split_id: int) -> Response:
+    def get(self, request: AuthedApiRequest, slug: str, source_id: int, split_id: int) -> Response:
         _, split = get_split_for_user(request.user, slug, source_id, split_id)
         return Response(SplitOutput(split).data)

@@ -13,6 +13,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from accounts.http import AuthedRequest
 from charter.selectors import charter_current, charter_signed_off
 from datasets import services
 from datasets.forms import RuleForm, ScheduleForm, SourceForm, SplitForm, UploadForm
@@ -45,13 +46,13 @@ def _errors(exc: ValidationError) -> str:
 
 
 @login_required
-def data_home(request: HttpRequest) -> HttpResponse:
+def data_home(request: AuthedRequest) -> HttpResponse:
     sources = list(sources_for_user(user=request.user))
     return render(request, "datasets/data_home.html", {"sources": sources})
 
 
 @login_required
-def source_list(request: HttpRequest, slug: str) -> HttpResponse:
+def source_list(request: AuthedRequest, slug: str) -> HttpResponse:
     project, membership = get_project_for_user(request.user, slug)
     sources = list(sources_for_project(project=project))
     runs = next_runs(sources)
@@ -65,12 +66,12 @@ def source_list(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @login_required
-def source_new(request: HttpRequest, slug: str) -> HttpResponse:
+def source_new(request: AuthedRequest, slug: str) -> HttpResponse:
     project, _ = get_project_for_user(request.user, slug, write=True)
     form = SourceForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            source = services.source_create(actor=request.user, project=project, **form.split())  # type: ignore[arg-type]
+            source = services.source_create(actor=request.user, project=project, **form.split())
         except ValidationError as exc:
             for field, errors in exc.message_dict.items():
                 form.add_error(field if field in form.fields else None, errors)
@@ -81,7 +82,7 @@ def source_new(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @login_required
-def source_detail(request: HttpRequest, slug: str, source_id: int) -> HttpResponse:
+def source_detail(request: AuthedRequest, slug: str, source_id: int) -> HttpResponse:
     project, source = get_source_for_user(request.user, slug, source_id)
     _, membership = get_project_for_user(request.user, slug)
     if _htmx(request) and request.GET.get("part") == "test":
@@ -110,7 +111,7 @@ def source_detail(request: HttpRequest, slug: str, source_id: int) -> HttpRespon
 
 @login_required
 def ingestion_progress(
-    request: HttpRequest, slug: str, source_id: int, ingestion_id: int
+    request: AuthedRequest, slug: str, source_id: int, ingestion_id: int
 ) -> HttpResponse:
     project, source = get_source_for_user(request.user, slug, source_id)
     ingestion = (
@@ -128,7 +129,7 @@ def _back(source: Any) -> HttpResponse:
 
 @login_required
 @require_POST
-def source_upload(request: HttpRequest, slug: str, source_id: int) -> HttpResponse:
+def source_upload(request: AuthedRequest, slug: str, source_id: int) -> HttpResponse:
     _, source = get_source_for_user(request.user, slug, source_id, write=True)
     form = UploadForm(request.POST, request.FILES)
     if not form.is_valid():
@@ -136,7 +137,7 @@ def source_upload(request: HttpRequest, slug: str, source_id: int) -> HttpRespon
         return _back(source)
     try:
         ingestion = services.snapshot_upload(
-            actor=request.user,  # type: ignore[arg-type]
+            actor=request.user,
             source=source,
             upload=form.cleaned_data["file"],
         )
@@ -152,10 +153,10 @@ def source_upload(request: HttpRequest, slug: str, source_id: int) -> HttpRespon
 
 @login_required
 @require_POST
-def source_pull(request: HttpRequest, slug: str, source_id: int) -> HttpResponse:
+def source_pull(request: AuthedRequest, slug: str, source_id: int) -> HttpResponse:
     _, source = get_source_for_user(request.user, slug, source_id, write=True)
     try:
-        ingestion = services.source_pull_request(actor=request.user, source=source)  # type: ignore[arg-type]
+        ingestion = services.source_pull_request(actor=request.user, source=source)
     except ValidationError as exc:
         messages.error(request, _errors(exc))
         return _back(source)
@@ -166,10 +167,10 @@ def source_pull(request: HttpRequest, slug: str, source_id: int) -> HttpResponse
 
 @login_required
 @require_POST
-def source_test(request: HttpRequest, slug: str, source_id: int) -> HttpResponse:
+def source_test(request: AuthedRequest, slug: str, source_id: int) -> HttpResponse:
     project, source = get_source_for_user(request.user, slug, source_id, write=True)
     try:
-        source = services.source_test_request(actor=request.user, source=source)  # type: ignore[arg-type]
+        source = services.source_test_request(actor=request.user, source=source)
     except ValidationError as exc:
         messages.error(request, _errors(exc))
     if _htmx(request):
@@ -181,13 +182,13 @@ def source_test(request: HttpRequest, slug: str, source_id: int) -> HttpResponse
 
 @login_required
 @require_POST
-def source_schedule(request: HttpRequest, slug: str, source_id: int) -> HttpResponse:
+def source_schedule(request: AuthedRequest, slug: str, source_id: int) -> HttpResponse:
     _, source = get_source_for_user(request.user, slug, source_id, write=True)
     form = ScheduleForm(request.POST)
     if form.is_valid():
         try:
             services.source_update(
-                actor=request.user,  # type: ignore[arg-type]
+                actor=request.user,
                 source=source,
                 refresh_cron=form.cleaned_data["refresh_cron"],
             )
@@ -200,10 +201,10 @@ def source_schedule(request: HttpRequest, slug: str, source_id: int) -> HttpResp
 
 @login_required
 @require_POST
-def source_delete(request: HttpRequest, slug: str, source_id: int) -> HttpResponse:
+def source_delete(request: AuthedRequest, slug: str, source_id: int) -> HttpResponse:
     project, source = get_source_for_user(request.user, slug, source_id, write=True)
     try:
-        services.source_delete(actor=request.user, source=source)  # type: ignore[arg-type]
+        services.source_delete(actor=request.user, source=source)
     except services.SourceInUse as exc:
         messages.error(request, str(exc))
         return _back(source)
@@ -213,13 +214,13 @@ def source_delete(request: HttpRequest, slug: str, source_id: int) -> HttpRespon
 
 @login_required
 @require_POST
-def rule_add(request: HttpRequest, slug: str, source_id: int) -> HttpResponse:
+def rule_add(request: AuthedRequest, slug: str, source_id: int) -> HttpResponse:
     _, source = get_source_for_user(request.user, slug, source_id, write=True)
     form = RuleForm(request.POST)
     if form.is_valid():
         try:
             services.rule_create(
-                actor=request.user,  # type: ignore[arg-type]
+                actor=request.user,
                 source=source,
                 kind=form.cleaned_data["kind"],
                 column=form.cleaned_data["column"],
@@ -234,13 +235,13 @@ def rule_add(request: HttpRequest, slug: str, source_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def rule_delete(request: HttpRequest, slug: str, source_id: int, rule_id: int) -> HttpResponse:
+def rule_delete(request: AuthedRequest, slug: str, source_id: int, rule_id: int) -> HttpResponse:
     _, source = get_source_for_user(request.user, slug, source_id, write=True)
     rule = source.rules.filter(pk=rule_id).first()
     if rule is None:
         raise Http404("No such rule.")
     rule.source = source
-    services.rule_delete(actor=request.user, rule=rule)  # type: ignore[arg-type]
+    services.rule_delete(actor=request.user, rule=rule)
     return _back(source)
 
 
@@ -252,7 +253,9 @@ def _default_stratify(project: Any, columns: list[str]) -> str:
 
 
 @login_required
-def snapshot_detail(request: HttpRequest, slug: str, source_id: int, version: int) -> HttpResponse:
+def snapshot_detail(
+    request: AuthedRequest, slug: str, source_id: int, version: int
+) -> HttpResponse:
     project, snapshot = get_snapshot_for_user(request.user, slug, source_id, version)
     _, membership = get_project_for_user(request.user, slug)
     profile = getattr(snapshot, "profile", None)
@@ -280,14 +283,14 @@ def snapshot_detail(request: HttpRequest, slug: str, source_id: int, version: in
 
 @login_required
 @require_POST
-def split_new(request: HttpRequest, slug: str, source_id: int, version: int) -> HttpResponse:
+def split_new(request: AuthedRequest, slug: str, source_id: int, version: int) -> HttpResponse:
     project, snapshot = get_snapshot_for_user(request.user, slug, source_id, version, write=True)
     columns = [c["name"] for c in snapshot.columns]
     form = SplitForm(request.POST, columns=columns, default_stratify="")
     if form.is_valid():
         try:
             split = services.split_create(
-                actor=request.user,  # type: ignore[arg-type]
+                actor=request.user,
                 snapshot=snapshot,
                 test_fraction=form.cleaned_data["test_fraction"],
                 seed=form.cleaned_data["seed"],
@@ -305,10 +308,12 @@ def split_new(request: HttpRequest, slug: str, source_id: int, version: int) -> 
 
 @login_required
 @require_POST
-def snapshot_delete(request: HttpRequest, slug: str, source_id: int, version: int) -> HttpResponse:
+def snapshot_delete(
+    request: AuthedRequest, slug: str, source_id: int, version: int
+) -> HttpResponse:
     project, snapshot = get_snapshot_for_user(request.user, slug, source_id, version, write=True)
     try:
-        services.snapshot_delete(actor=request.user, snapshot=snapshot)  # type: ignore[arg-type]
+        services.snapshot_delete(actor=request.user, snapshot=snapshot)
     except services.SourceInUse as exc:
         messages.error(request, str(exc))
         return redirect(
@@ -319,7 +324,7 @@ def snapshot_delete(request: HttpRequest, slug: str, source_id: int, version: in
 
 
 @login_required
-def lineage(request: HttpRequest, slug: str) -> HttpResponse:
+def lineage(request: AuthedRequest, slug: str) -> HttpResponse:
     project, _ = get_project_for_user(request.user, slug)
     return render(
         request,

@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.http import AuthedApiRequest
 from audit.models import AuditEvent
 from governance.approvals import kind_for
 from governance.forms import AuditFilterForm
@@ -67,7 +68,7 @@ class AuditEventListApi(generics.ListAPIView):
     serializer_class = AuditEventOutput
 
     def get_queryset(self):  # type: ignore[no-untyped-def]
-        request: Request = self.request
+        request = self.request
         if not user_may_see_audit(user=request.user):
             raise Http404
         form = AuditFilterForm(request.query_params or None)
@@ -146,7 +147,7 @@ class ApprovalListApi(generics.ListAPIView):
 
 class ApprovalDetailApi(APIView):
     @extend_schema(responses=ApprovalDetailOutput)
-    def get(self, request: Request, approval_id: int) -> Response:
+    def get(self, request: AuthedApiRequest, approval_id: int) -> Response:
         approval = approval_for_user(user=request.user, approval_id=approval_id)
         return Response(ApprovalDetailOutput(approval, context={"request": request}).data)
 
@@ -155,7 +156,7 @@ class _DecisionApi(APIView):
     approve = True
 
     @extend_schema(request=DecisionInput, responses=ApprovalOutput)
-    def post(self, request: Request, approval_id: int) -> Response:
+    def post(self, request: AuthedApiRequest, approval_id: int) -> Response:
         approval_for_user(user=request.user, approval_id=approval_id)
         data = DecisionInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -186,7 +187,7 @@ class ApprovalRejectApi(_DecisionApi):
 
 class ApprovalWithdrawApi(APIView):
     @extend_schema(request=None, responses=ApprovalOutput)
-    def post(self, request: Request, approval_id: int) -> Response:
+    def post(self, request: AuthedApiRequest, approval_id: int) -> Response:
         approval_for_user(user=request.user, approval_id=approval_id)
         try:
             withdrawn = approval_withdraw(actor=request.user, approval_id=approval_id)

@@ -40,6 +40,12 @@ class ApprovalRequest(models.Model):
     decided_at = models.DateTimeField(null=True, blank=True)
     comment = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Multi-step gates: which step this request is (0 first), and the request
+    # of the step before, approved, that opened it.
+    step = models.PositiveSmallIntegerField(default=0)
+    previous = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="next_step"
+    )
 
     class Meta:
         ordering = ["-created_at"]

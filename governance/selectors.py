@@ -9,6 +9,7 @@ from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, 
 
 from audit.models import AuditEvent
 from governance.models import ApprovalRequest, ApprovalState
+from governance.services import MAX_STEPS
 from projects.models import Membership, Role
 
 
@@ -20,13 +21,15 @@ def pending_approvals_for_user(*, user: Any) -> QuerySet[ApprovalRequest]:
     may_decide = Q(Exists(holds_role), requires_staff=False)
     if user.is_staff:
         may_decide |= Q(requires_staff=True)
-    return (
+    pending = (
         ApprovalRequest.objects.filter(state=ApprovalState.PENDING)
         .filter(may_decide)
         .exclude(requested_by=user)
-        .select_related("project", "requested_by")
-        .order_by("created_at")
     )
+    # Four eyes along a chain: not a step after one this user decided.
+    for depth in range(1, MAX_STEPS + 1):
+        pending = pending.exclude(**{"__".join(["previous"] * depth) + "__decided_by": user})
+    return pending.select_related("project", "requested_by").order_by("created_at")
 
 
 def audit_events_visible_to(*, user: Any) -> QuerySet[AuditEvent]:

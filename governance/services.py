@@ -1,12 +1,21 @@
-"""Approvals: one mechanism for every gate."""
+"""Approvals: one mechanism for every gate, single-step or a chain of steps."""
 
 from __future__ import annotations
 
-from typing import Any
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import models, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
 
-from django.db import transaction
-
+from accounts.models import User
+from accounts.notifications import notify
 from audit.services import audit_record
+from governance.approvals import ApprovalKind, kind_for
+from governance.models import ApprovalRequest, ApprovalState
+from projects.models import Membership, Project
+
+# How many earlier steps a chain may have; bounds the four-eyes look-back.
+MAX_STEPS = 5
 
 
 class ApprovalConflict(Exception):
@@ -17,37 +26,95 @@ class ApprovalConflict(Exception):
         self.state = state
 
 
+def _deciders(*, project: Project, required_role: str, requires_staff: bool) -> QuerySet[User]:
+    if requires_staff:
+        return User.objects.filter(is_staff=True, is_active=True)
+    return User.objects.filter(
+        pk__in=Membership.objects.filter(project=project, role=required_role).values("user")
+    )
+
+
+def _open(
+    *,
+    actor: User,
+    requester: User,
+    kind: str,
+    project: Project,
+    subject_type: str,
+    subject_id: str,
+    summary: str,
+    required_role: str,
+    requires_staff: bool,
+    url: str = "",
+    step: int = 0,
+    previous: ApprovalRequest | None = None,
+) -> ApprovalRequest:
+    request = ApprovalRequest.objects.create(
+        kind=kind,
+        project=project,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        summary=summary[:300],
+        requested_by=requester,
+        required_role=required_role,
+        requires_staff=requires_staff,
+        step=step,
+        previous=previous,
+    )
+    audit_record(
+        action="approval.requested",
+        actor=actor,
+        project=project,
+        obj=request,
+        payload={
+            "kind": kind,
+            "subject": f"{subject_type}:{subject_id}",
+            "required_role": required_role,
+            "requires_staff": requires_staff,
+            "step": step,
+        },
+    )
+    earlier = [r.decided_by_id for r in _earlier_steps(request)]
+    notify(
+        users=_deciders(
+            project=project, required_role=required_role, requires_staff=requires_staff
+        ).exclude(pk__in=[requester.pk, *earlier]),
+        text=f"{project.name}: {summary} — waiting for your decision",
+        url=url or f"/approvals/{request.pk}/",
+    )
+    return request
+
+
 def approval_request_create(
     *,
-    actor: Any,
+    actor: User,
     kind: str,
-    project: Any,
-    subject: Any,
+    project: Project,
+    subject: models.Model,
     summary: str,
     required_role: str = "",
     requires_staff: bool = False,
     url: str = "",
     supersede_kind: bool = False,
-) -> Any:
+) -> ApprovalRequest:
     """Open a request for a decision and notify those who may decide.
 
-    A pending request for the same subject is superseded by the new one; with
-    ``supersede_kind`` every pending request of this kind in the project is (a
-    new charter version replaces the one still waiting).
+    For a kind with ``steps`` the first step's decider applies, and
+    ``required_role``/``requires_staff`` are ignored. A pending request for
+    the same subject is superseded by the new one; with ``supersede_kind``
+    every pending request of this kind in the project is (a new charter
+    version replaces the one still waiting).
     """
-    from accounts.models import User
-    from accounts.notifications import notify
-    from governance.models import ApprovalRequest, ApprovalState
-    from projects.models import Membership
-
+    steps = kind_for(kind).steps
+    if steps:
+        required_role, requires_staff = steps[0].role, steps[0].staff
+    subject_type, subject_id = subject._meta.label_lower, str(subject.pk)
     with transaction.atomic():
         stale_requests = ApprovalRequest.objects.select_for_update().filter(
             project=project, kind=kind, state=ApprovalState.PENDING
         )
         if not supersede_kind:
-            stale_requests = stale_requests.filter(
-                subject_type=subject._meta.label_lower, subject_id=str(subject.pk)
-            )
+            stale_requests = stale_requests.filter(subject_type=subject_type, subject_id=subject_id)
         for stale in stale_requests:
             stale.state = ApprovalState.SUPERSEDED
             stale.save(update_fields=["state"])
@@ -58,48 +125,36 @@ def approval_request_create(
                 obj=stale,
                 payload={"kind": kind, "subject_id": stale.subject_id},
             )
-        request = ApprovalRequest.objects.create(
+        return _open(
+            actor=actor,
+            requester=actor,
             kind=kind,
             project=project,
-            subject_type=subject._meta.label_lower,
-            subject_id=str(subject.pk),
-            summary=summary[:300],
-            requested_by=actor,
+            subject_type=subject_type,
+            subject_id=subject_id,
+            summary=summary,
             required_role=required_role,
             requires_staff=requires_staff,
+            url=url,
         )
-        audit_record(
-            action="approval.requested",
-            actor=actor,
-            project=project,
-            obj=request,
-            payload={
-                "kind": kind,
-                "subject": f"{request.subject_type}:{request.subject_id}",
-                "required_role": required_role,
-                "requires_staff": requires_staff,
-            },
-        )
-        if requires_staff:
-            deciders = User.objects.filter(is_staff=True, is_active=True)
-        else:
-            deciders = User.objects.filter(
-                pk__in=Membership.objects.filter(project=project, role=required_role).values("user")
-            )
-        notify(
-            users=deciders.exclude(pk=actor.pk),
-            text=f"{project.name}: {summary} — waiting for your decision",
-            url=url or f"/approvals/{request.pk}/",
-        )
-    return request
 
 
-def approval_may_decide(*, user: Any, request: Any) -> tuple[bool, str]:
+def _earlier_steps(request: ApprovalRequest) -> list[ApprovalRequest]:
+    """The approved requests of the steps before this one, nearest first."""
+    earlier: list[ApprovalRequest] = []
+    current = request
+    while current.previous_id is not None and len(earlier) < MAX_STEPS:
+        current = ApprovalRequest.objects.get(pk=current.previous_id)
+        earlier.append(current)
+    return earlier
+
+
+def approval_may_decide(*, user: User, request: ApprovalRequest) -> tuple[bool, str]:
     """Whether the user may decide this request, and why not."""
-    from projects.models import Membership
-
     if request.requested_by_id == user.pk:
         return False, "Nobody decides their own request."
+    if any(r.decided_by_id == user.pk for r in _earlier_steps(request)):
+        return False, "You decided an earlier step of this request; someone else decides this one."
     if request.requires_staff:
         return (True, "") if user.is_staff else (False, "Only a platform admin decides this.")
     if not Membership.objects.filter(
@@ -112,22 +167,41 @@ def approval_may_decide(*, user: Any, request: Any) -> tuple[bool, str]:
     return True, ""
 
 
+def _next_step(*, kind: ApprovalKind, request: ApprovalRequest, actor: User) -> ApprovalRequest:
+    step = kind.steps[request.step + 1]
+    return _open(
+        actor=actor,
+        requester=request.requested_by,
+        kind=request.kind,
+        project=request.project,
+        subject_type=request.subject_type,
+        subject_id=request.subject_id,
+        summary=request.summary,
+        required_role=step.role,
+        requires_staff=step.staff,
+        step=request.step + 1,
+        previous=request,
+    )
+
+
 def approval_decide(
-    *, actor: Any, approval_id: int, approve: bool, comment: str = "", ip_address: str | None = None
-) -> Any:
+    *,
+    actor: User,
+    approval_id: int,
+    approve: bool,
+    comment: str = "",
+    ip_address: str | None = None,
+) -> ApprovalRequest:
     """Approve or reject a pending request, once.
 
-    Four eyes: nobody decides their own request, whatever their roles. Raises
-    PermissionDenied for someone who may not decide, ValidationError for a
-    rejection without a comment, and ApprovalConflict when the request was
-    already decided; each attempt is audited.
+    Four eyes: nobody decides their own request, whatever their roles, nor
+    two steps of the same chain. Approving a step that is not the last opens
+    the next step's request; the kind's ``on_approved`` runs after the last.
+    A rejection at any step ends the chain. Raises PermissionDenied for
+    someone who may not decide, ValidationError for a rejection without a
+    comment, and ApprovalConflict when the request was already decided; each
+    attempt is audited.
     """
-    from django.core.exceptions import PermissionDenied, ValidationError
-    from django.utils import timezone
-
-    from governance.approvals import kind_for
-    from governance.models import ApprovalRequest, ApprovalState
-
     comment = comment.strip()
     verb = "approve" if approve else "reject"
     if not approve and not comment:
@@ -137,7 +211,7 @@ def approval_decide(
     with transaction.atomic():
         request = (
             ApprovalRequest.objects.select_for_update()
-            .select_related("project")
+            .select_related("project", "requested_by")
             .get(pk=approval_id)
         )
         may, why = approval_may_decide(user=actor, request=request)
@@ -161,7 +235,7 @@ def approval_decide(
             request.comment = comment
             request.save(update_fields=["state", "decided_by", "decided_at", "comment"])
             kind = kind_for(request.kind)
-            (kind.on_approved if approve else kind.on_rejected)(request=request, actor=actor)
+            more_steps = approve and request.step + 1 < len(kind.steps)
             audit_record(
                 action=f"approval.{request.state}",
                 actor=actor,
@@ -171,14 +245,18 @@ def approval_decide(
                     "kind": request.kind,
                     "comment": comment,
                     "subject": f"{request.subject_type}:{request.subject_id}",
+                    "step": request.step,
                 },
                 ip_address=ip_address,
             )
-            from accounts.notifications import notify
-
+            if more_steps:
+                _next_step(kind=kind, request=request, actor=actor)
+            else:
+                (kind.on_approved if approve else kind.on_rejected)(request=request, actor=actor)
+            outcome = "passed step " + str(request.step + 1) if more_steps else request.state
             notify(
                 users=[request.requested_by],
-                text=f"{request.project.name}: {request.summary} — {request.state} by {actor}",
+                text=f"{request.project.name}: {request.summary} — {outcome} by {actor}",
                 url=f"/approvals/{request.pk}/",
             )
     if refused:
@@ -188,13 +266,8 @@ def approval_decide(
     return request
 
 
-def approval_withdraw(*, actor: Any, approval_id: int) -> Any:
-    """The requester takes back a pending request."""
-    from django.core.exceptions import PermissionDenied
-
-    from governance.approvals import kind_for
-    from governance.models import ApprovalRequest, ApprovalState
-
+def approval_withdraw(*, actor: User, approval_id: int) -> ApprovalRequest:
+    """The requester takes back a pending request (at whatever step it is)."""
     with transaction.atomic():
         request = ApprovalRequest.objects.select_for_update().get(pk=approval_id)
         if request.requested_by_id != actor.pk:

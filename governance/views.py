@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from accounts.http import AuthedRequest
 from audit.exports import csv_lines, json_chunks
 from governance.approvals import kind_for
 from governance.forms import AuditFilterForm, DecisionForm
@@ -29,11 +30,12 @@ from governance.services import (
     approval_may_decide,
     approval_withdraw,
 )
+from projects.models import Role
 from web.http import client_ip
 
 
 @login_required
-def audit_list(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
+def audit_list(request: AuthedRequest) -> HttpResponse | StreamingHttpResponse:
     if not user_may_see_audit(user=request.user):
         raise Http404("No audit trail for you here.")
     form = AuditFilterForm(request.GET or None)
@@ -79,7 +81,7 @@ def requests_made_by(*, user: Any, limit: int = RECENT_REQUESTS) -> QuerySet[App
 
 
 @login_required
-def approval_inbox(request: HttpRequest) -> HttpResponse:
+def approval_inbox(request: AuthedRequest) -> HttpResponse:
     """What waits for the current user's decision, across projects."""
     return render(
         request,
@@ -92,19 +94,10 @@ def approval_inbox(request: HttpRequest) -> HttpResponse:
 
 
 def _subject_rows(approval: ApprovalRequest, subject: dict[str, Any]) -> list[tuple[str, str]]:
-    if approval.kind == "charter":
-        from charter.forms import charter_rows
-
-        return charter_rows(subject)
-    return [
-        (key.replace("_", " ").capitalize(), "" if value is None else str(value))
-        for key, value in subject.items()
-    ]
+    return kind_for(approval.kind).rows(subject)
 
 
 def _decider(approval: ApprovalRequest) -> str:
-    from projects.models import Role
-
     if approval.requires_staff:
         return "A platform admin"
     if approval.required_role in Role.values:
@@ -113,7 +106,7 @@ def _decider(approval: ApprovalRequest) -> str:
 
 
 def _approval_page(
-    request: HttpRequest,
+    request: AuthedRequest,
     approval: ApprovalRequest,
     *,
     error: str = "",
@@ -144,7 +137,7 @@ def _approval_page(
 
 
 @login_required
-def approval_detail(request: HttpRequest, approval_id: int) -> HttpResponse:
+def approval_detail(request: AuthedRequest, approval_id: int) -> HttpResponse:
     approval = approval_for_user(user=request.user, approval_id=approval_id)
     return _approval_page(request, approval)
 
@@ -160,7 +153,7 @@ def _next_url(request: HttpRequest, default: str) -> str:
 
 @login_required
 @require_POST
-def approval_decide_view(request: HttpRequest, approval_id: int) -> HttpResponse:
+def approval_decide_view(request: AuthedRequest, approval_id: int) -> HttpResponse:
     """Approve or reject. From the inbox with htmx, the answer is the request's
     row in its new state (or with the reason it was refused); without htmx, a
     redirect back, or the detail page with the reason."""
@@ -191,7 +184,7 @@ def approval_decide_view(request: HttpRequest, approval_id: int) -> HttpResponse
             error, status = str(exc), 409
     # Read it again: its state may have changed, by this decision or another one.
     approval = approval_for_user(user=request.user, approval_id=approval_id)
-    if request.htmx:  # type: ignore[attr-defined]
+    if request.htmx:
         return render(
             request,
             f"{INBOX_TEMPLATE}#approval_row",
@@ -211,7 +204,7 @@ def approval_decide_view(request: HttpRequest, approval_id: int) -> HttpResponse
 
 @login_required
 @require_POST
-def approval_withdraw_view(request: HttpRequest, approval_id: int) -> HttpResponse:
+def approval_withdraw_view(request: AuthedRequest, approval_id: int) -> HttpResponse:
     approval = approval_for_user(user=request.user, approval_id=approval_id)
     try:
         approval_withdraw(actor=request.user, approval_id=approval_id)

@@ -10,6 +10,7 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from accounts.http import AuthedRequest
 from charter.selectors import (
     Gate,
     charter_current,
@@ -28,13 +29,13 @@ from projects.selectors import project_members
 
 
 @login_required
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: AuthedRequest) -> HttpResponse:
     return render(
         request,
         "portal/home.html",
         {
-            "memberships": dashboard_memberships(user=request.user),  # type: ignore[arg-type]
-            "pending": pending_approvals_for_user(user=request.user),  # type: ignore[arg-type]
+            "memberships": dashboard_memberships(user=request.user),
+            "pending": pending_approvals_for_user(user=request.user),
         },
     )
 
@@ -64,7 +65,7 @@ def _progress(project: Project, gate: Gate) -> list[dict[str, Any]]:
 
 
 @login_required
-def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
+def project_detail(request: AuthedRequest, slug: str) -> HttpResponse:
     project, membership = get_project_for_user(request.user, slug)
     current = charter_current(project=project)
     signed = charter_signed_off(project=project)
@@ -86,5 +87,3 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "progress": _progress(project, gate),
         },
     )
-
-

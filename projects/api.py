@@ -7,10 +7,10 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.http import AuthedApiRequest
 from accounts.models import User
 from projects.models import Membership, Project, Role
 from projects.permissions import LEAD_ONLY, get_project_for_user
@@ -57,15 +57,15 @@ class MemberInput(serializers.Serializer):
 
 class ProjectListApi(APIView):
     @extend_schema(responses=ProjectOutput(many=True))
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthedApiRequest) -> Response:
         return paginated(request, self, projects_for_user(user=request.user), ProjectOutput)
 
     @extend_schema(request=ProjectCreateInput, responses={201: ProjectOutput})
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthedApiRequest) -> Response:
         data = ProjectCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         try:
-            project = project_create(actor=request.user, **data.validated_data)  # type: ignore[arg-type]
+            project = project_create(actor=request.user, **data.validated_data)
         except DjangoValidationError as exc:
             raise ValidationError(validation_detail(exc)) from exc
         return Response(ProjectOutput(project).data, status=status.HTTP_201_CREATED)
@@ -73,27 +73,27 @@ class ProjectListApi(APIView):
 
 class ProjectDetailApi(APIView):
     @extend_schema(responses=ProjectOutput)
-    def get(self, request: Request, slug: str) -> Response:
+    def get(self, request: AuthedApiRequest, slug: str) -> Response:
         project, _ = get_project_for_user(request.user, slug)
         return Response(ProjectOutput(project).data)
 
     @extend_schema(request=ProjectUpdateInput, responses=ProjectOutput)
-    def patch(self, request: Request, slug: str) -> Response:
+    def patch(self, request: AuthedApiRequest, slug: str) -> Response:
         project, _ = get_project_for_user(request.user, slug, roles=LEAD_ONLY)
         data = ProjectUpdateInput(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        project_update(actor=request.user, project=project, **data.validated_data)  # type: ignore[arg-type]
+        project_update(actor=request.user, project=project, **data.validated_data)
         return Response(ProjectOutput(project).data)
 
 
 class MemberListApi(APIView):
     @extend_schema(responses=MemberOutput(many=True))
-    def get(self, request: Request, slug: str) -> Response:
+    def get(self, request: AuthedApiRequest, slug: str) -> Response:
         project, _ = get_project_for_user(request.user, slug)
         return paginated(request, self, project_members(project=project), MemberOutput)
 
     @extend_schema(request=MemberInput, responses={201: MemberOutput})
-    def post(self, request: Request, slug: str) -> Response:
+    def post(self, request: AuthedApiRequest, slug: str) -> Response:
         project, _ = get_project_for_user(request.user, slug, roles=LEAD_ONLY)
         data = MemberInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -102,7 +102,7 @@ class MemberListApi(APIView):
             raise ValidationError({"username": ["No such user."]})
         try:
             membership = membership_add(
-                actor=request.user,  # type: ignore[arg-type]
+                actor=request.user,
                 project=project,
                 user=user,
                 role=data.validated_data["role"],
@@ -114,11 +114,11 @@ class MemberListApi(APIView):
 
 class MemberDetailApi(APIView):
     @extend_schema(responses={204: None})
-    def delete(self, request: Request, slug: str, username: str) -> Response:
+    def delete(self, request: AuthedApiRequest, slug: str, username: str) -> Response:
         project, _ = get_project_for_user(request.user, slug, roles=LEAD_ONLY)
         user = get_object_or_404(User, username=username)
         try:
-            membership_remove(actor=request.user, project=project, user=user)  # type: ignore[arg-type]
+            membership_remove(actor=request.user, project=project, user=user)
         except DjangoValidationError as exc:
             raise ValidationError(validation_detail(exc)) from exc
         return Response(status=status.HTTP_204_NO_CONTENT)

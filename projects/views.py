@@ -5,10 +5,11 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from accounts.http import AuthedRequest
 from accounts.models import User
 from projects.forms import MemberForm, ProjectForm
 from projects.permissions import LEAD_ONLY, get_project_for_user
@@ -17,18 +18,18 @@ from projects.services import membership_add, membership_remove, project_create
 
 
 @login_required
-def project_list(request: HttpRequest) -> HttpResponse:
+def project_list(request: AuthedRequest) -> HttpResponse:
     return render(
         request, "projects/project_list.html", {"projects": projects_for_user(user=request.user)}
     )
 
 
 @login_required
-def project_new(request: HttpRequest) -> HttpResponse:
+def project_new(request: AuthedRequest) -> HttpResponse:
     form = ProjectForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            project = project_create(actor=request.user, **form.cleaned_data)  # type: ignore[arg-type]
+            project = project_create(actor=request.user, **form.cleaned_data)
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
@@ -39,7 +40,7 @@ def project_new(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def member_add(request: HttpRequest, slug: str) -> HttpResponse:
+def member_add(request: AuthedRequest, slug: str) -> HttpResponse:
     project, _ = get_project_for_user(request.user, slug, roles=LEAD_ONLY)
     form = MemberForm(request.POST)
     if form.is_valid():
@@ -49,7 +50,7 @@ def member_add(request: HttpRequest, slug: str) -> HttpResponse:
         else:
             try:
                 membership_add(
-                    actor=request.user,  # type: ignore[arg-type]
+                    actor=request.user,
                     project=project,
                     user=user,
                     role=form.cleaned_data["role"],
@@ -65,13 +66,13 @@ def member_add(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def member_remove(request: HttpRequest, slug: str, username: str) -> HttpResponse:
+def member_remove(request: AuthedRequest, slug: str, username: str) -> HttpResponse:
     project, _ = get_project_for_user(request.user, slug, roles=LEAD_ONLY)
     user = User.objects.filter(username=username).first()
     try:
         if user is None:
             raise ValidationError(f"No user named “{username}”.")
-        membership_remove(actor=request.user, project=project, user=user)  # type: ignore[arg-type]
+        membership_remove(actor=request.user, project=project, user=user)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:

@@ -17,10 +17,10 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.http import AuthedApiRequest
 from accounts.models import User
 from compute import selectors as compute_selectors
 from compute import services as compute_services
@@ -92,12 +92,16 @@ class ComputeSizeListApi(APIView):
     """The compute catalog. Everyone reads the enabled sizes; admins all and edit."""
 
     @extend_schema(responses=ComputeSizeOutput(many=True))
-    def get(self, request: Request) -> Response:
-        sizes = ComputeSize.objects.all() if request.user.is_staff else compute_selectors.sizes_offered()
+    def get(self, request: AuthedApiRequest) -> Response:
+        sizes = (
+            ComputeSize.objects.all()
+            if request.user.is_staff
+            else compute_selectors.sizes_offered()
+        )
         return paginated(request, self, sizes, ComputeSizeOutput)
 
     @extend_schema(request=ComputeSizeInput, responses={201: ComputeSizeOutput})
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthedApiRequest) -> Response:
         if not request.user.is_staff:
             raise PermissionDenied("Only platform admins edit the compute catalog.")
         data = ComputeSizeInput(data=request.data)
@@ -108,12 +112,16 @@ class ComputeSizeListApi(APIView):
 
 class ComputeSizeDetailApi(APIView):
     @extend_schema(responses=ComputeSizeOutput)
-    def get(self, request: Request, size_id: int) -> Response:
-        sizes = ComputeSize.objects.all() if request.user.is_staff else compute_selectors.sizes_offered()
+    def get(self, request: AuthedApiRequest, size_id: int) -> Response:
+        sizes = (
+            ComputeSize.objects.all()
+            if request.user.is_staff
+            else compute_selectors.sizes_offered()
+        )
         return Response(ComputeSizeOutput(get_object_or_404(sizes, pk=size_id)).data)
 
     @extend_schema(request=ComputeSizeInput, responses=ComputeSizeOutput)
-    def patch(self, request: Request, size_id: int) -> Response:
+    def patch(self, request: AuthedApiRequest, size_id: int) -> Response:
         if not request.user.is_staff:
             raise PermissionDenied("Only platform admins edit the compute catalog.")
         size = get_object_or_404(ComputeSize, pk=size_id)
@@ -217,7 +225,7 @@ def _size_named(name: str) -> ComputeSize:
 
 class WorkspaceListApi(APIView):
     @extend_schema(responses=WorkspaceOutput(many=True))
-    def get(self, request: Request, slug: str) -> Response:
+    def get(self, request: AuthedApiRequest, slug: str) -> Response:
         project, _ = get_project_for_user(request.user, slug)
         return paginated(
             request,
@@ -228,7 +236,7 @@ class WorkspaceListApi(APIView):
         )
 
     @extend_schema(request=WorkspaceCreateInput, responses={201: WorkspaceDetailOutput})
-    def post(self, request: Request, slug: str) -> Response:
+    def post(self, request: AuthedApiRequest, slug: str) -> Response:
         project, _ = get_project_for_user(request.user, slug, write=True)
         data = WorkspaceCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -247,19 +255,19 @@ class WorkspaceListApi(APIView):
 
 
 class _WorkspaceApi(APIView):
-    def _detail(self, request: Request, workspace: Workspace) -> Response:
+    def _detail(self, request: AuthedApiRequest, workspace: Workspace) -> Response:
         workspace.refresh_from_db()
         return Response(WorkspaceDetailOutput(workspace, context={"request": request}).data)
 
 
 class WorkspaceDetailApi(_WorkspaceApi):
     @extend_schema(responses=WorkspaceDetailOutput)
-    def get(self, request: Request, slug: str, workspace_id: int) -> Response:
+    def get(self, request: AuthedApiRequest, slug: str, workspace_id: int) -> Response:
         workspace, _ = get_workspace_for_user(request.user, slug, workspace_id)
         return Response(WorkspaceDetailOutput(workspace, context={"request": request}).data)
 
     @extend_schema(responses={202: WorkspaceDetailOutput})
-    def delete(self, request: Request, slug: str, workspace_id: int) -> Response:
+    def delete(self, request: AuthedApiRequest, slug: str, workspace_id: int) -> Response:
         workspace, _ = get_workspace_for_user(request.user, slug, workspace_id)
         try:
             _call(services.workspace_delete, actor=request.user, workspace=workspace)
@@ -272,7 +280,7 @@ class WorkspaceDetailApi(_WorkspaceApi):
 
 class WorkspaceStartApi(_WorkspaceApi):
     @extend_schema(request=None, responses={202: WorkspaceDetailOutput})
-    def post(self, request: Request, slug: str, workspace_id: int) -> Response:
+    def post(self, request: AuthedApiRequest, slug: str, workspace_id: int) -> Response:
         workspace, _ = get_workspace_for_user(request.user, slug, workspace_id)
         try:
             _call(services.workspace_start, actor=request.user, workspace=workspace)
@@ -285,7 +293,7 @@ class WorkspaceStartApi(_WorkspaceApi):
 
 class WorkspaceStopApi(_WorkspaceApi):
     @extend_schema(request=None, responses={202: WorkspaceDetailOutput})
-    def post(self, request: Request, slug: str, workspace_id: int) -> Response:
+    def post(self, request: AuthedApiRequest, slug: str, workspace_id: int) -> Response:
         workspace, _ = get_workspace_for_user(request.user, slug, workspace_id)
         try:
             _call(services.workspace_stop, actor=request.user, workspace=workspace)
@@ -298,7 +306,7 @@ class WorkspaceStopApi(_WorkspaceApi):
 
 class WorkspaceResizeApi(_WorkspaceApi):
     @extend_schema(request=ResizeInput, responses={202: WorkspaceDetailOutput})
-    def post(self, request: Request, slug: str, workspace_id: int) -> Response:
+    def post(self, request: AuthedApiRequest, slug: str, workspace_id: int) -> Response:
         workspace, _ = get_workspace_for_user(request.user, slug, workspace_id)
         data = ResizeInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -314,7 +322,7 @@ class WorkspaceResizeApi(_WorkspaceApi):
 
 class WorkspaceAllowedIpsApi(_WorkspaceApi):
     @extend_schema(request=AllowedIpsInput, responses=WorkspaceDetailOutput)
-    def put(self, request: Request, slug: str, workspace_id: int) -> Response:
+    def put(self, request: AuthedApiRequest, slug: str, workspace_id: int) -> Response:
         workspace, _ = get_workspace_for_user(request.user, slug, workspace_id)
         data = AllowedIpsInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -351,8 +359,12 @@ class QuotaOutput(serializers.ModelSerializer):
 
 
 class QuotaInput(serializers.Serializer):
-    max_vcpus = serializers.IntegerField(min_value=0, max_value=compute_services.QUOTA_LIMITS["max_vcpus"])
-    max_gpus = serializers.IntegerField(min_value=0, max_value=compute_services.QUOTA_LIMITS["max_gpus"])
+    max_vcpus = serializers.IntegerField(
+        min_value=0, max_value=compute_services.QUOTA_LIMITS["max_vcpus"]
+    )
+    max_gpus = serializers.IntegerField(
+        min_value=0, max_value=compute_services.QUOTA_LIMITS["max_gpus"]
+    )
     max_running = serializers.IntegerField(
         min_value=0, max_value=compute_services.QUOTA_LIMITS["max_running"]
     )
@@ -367,14 +379,14 @@ class QuotaInput(serializers.Serializer):
     )
 
 
-def _require_staff(request: Request) -> None:
+def _require_staff(request: AuthedApiRequest) -> None:
     if not request.user.is_staff:
         raise PermissionDenied("Only platform admins see and change quotas.")
 
 
 class QuotaListApi(APIView):
     @extend_schema(responses=QuotaOutput(many=True))
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthedApiRequest) -> Response:
         _require_staff(request)
         return paginated(request, self, compute_selectors.quotas_listed(), QuotaOutput)
 
@@ -392,17 +404,19 @@ class _QuotaApi(APIView):
         return quota
 
     @extend_schema(responses=QuotaOutput)
-    def get(self, request: Request, **kwargs: Any) -> Response:
+    def get(self, request: AuthedApiRequest, **kwargs: Any) -> Response:
         _require_staff(request)
         return Response(QuotaOutput(self._quota(self._subject(**kwargs))).data)
 
     @extend_schema(request=QuotaInput, responses=QuotaOutput)
-    def put(self, request: Request, **kwargs: Any) -> Response:
+    def put(self, request: AuthedApiRequest, **kwargs: Any) -> Response:
         _require_staff(request)
         subject = self._subject(**kwargs)
         data = QuotaInput(data=request.data)
         data.is_valid(raise_exception=True)
-        quota = _call(compute_services.quota_set, actor=request.user, **subject, **data.validated_data)
+        quota = _call(
+            compute_services.quota_set, actor=request.user, **subject, **data.validated_data
+        )
         return Response(QuotaOutput(quota).data)
 
 
@@ -446,7 +460,7 @@ class CostsApi(APIView):
         ],
         responses=CostsOutput,
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthedApiRequest) -> Response:
         try:
             month = compute_selectors.parse_month(request.query_params.get("month"))
         except ValueError as exc:

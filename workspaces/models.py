@@ -164,5 +164,3 @@ class IdleShutdown(models.Model):
 
     def __str__(self) -> str:
         return f"idle shutdown of workspace {self.workspace_id} at {self.stopped_at:%Y-%m-%d %H:%M}"
-
-

@@ -799,5 +799,6 @@ register(
         on_rejected=_on_rejected,
         on_withdrawn=_on_withdrawn,
         describe=_describe,
+        label="Compute over quota",
     )
 )

@@ -14,6 +14,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from accounts.http import AuthedRequest
 from accounts.models import User
 from compute import selectors as compute_selectors
 from compute import services as compute_services
@@ -35,7 +36,7 @@ def _error_text(exc: ValidationError) -> str:
 
 
 @login_required
-def my_workspaces(request: HttpRequest) -> HttpResponse:
+def my_workspaces(request: AuthedRequest) -> HttpResponse:
     return render(
         request,
         "workspaces/my_workspaces.html",
@@ -47,7 +48,7 @@ def my_workspaces(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def workspace_list(request: HttpRequest, slug: str) -> HttpResponse:
+def workspace_list(request: AuthedRequest, slug: str) -> HttpResponse:
     project, membership = get_project_for_user(request.user, slug, write=request.method == "POST")
     form = WorkspaceRequestForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -94,7 +95,7 @@ def _default_quota() -> dict[str, Any]:
 
 
 @login_required
-def workspace_detail(request: HttpRequest, slug: str, workspace_id: int) -> HttpResponse:
+def workspace_detail(request: AuthedRequest, slug: str, workspace_id: int) -> HttpResponse:
     workspace, membership = get_workspace_for_user(request.user, slug, workspace_id)
     context = {
         "project": workspace.project,
@@ -117,7 +118,7 @@ def workspace_detail(request: HttpRequest, slug: str, workspace_id: int) -> Http
 @login_required
 @require_POST
 def workspace_action(
-    request: HttpRequest, slug: str, workspace_id: int, action: str
+    request: AuthedRequest, slug: str, workspace_id: int, action: str
 ) -> HttpResponse:
     workspace, _ = get_workspace_for_user(request.user, slug, workspace_id)
     actor: Any = request.user
@@ -219,20 +220,20 @@ def _costs_page(request: HttpRequest, projects: Any, project: Project | None) ->
 
 
 @login_required
-def project_costs(request: HttpRequest, slug: str) -> HttpResponse:
+def project_costs(request: AuthedRequest, slug: str) -> HttpResponse:
     projects, project = cost_scope(request.user, slug)
     return _costs_page(request, projects, project)
 
 
 @login_required
-def admin_costs(request: HttpRequest) -> HttpResponse:
+def admin_costs(request: AuthedRequest) -> HttpResponse:
     if not request.user.is_staff:
         raise PermissionDenied("The cost overview is for platform admins.")
     return _costs_page(request, None, None)
 
 
 @login_required
-def quota_list(request: HttpRequest) -> HttpResponse:
+def quota_list(request: AuthedRequest) -> HttpResponse:
     if not request.user.is_staff:
         raise PermissionDenied("Quotas are for platform admins.")
     form = QuotaForm(request.POST or None)

@@ -7,46 +7,111 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('projects', '0001_initial'),
+        ("projects", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='CharterVersion',
+            name="CharterVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveIntegerField()),
-                ('status', models.CharField(choices=[('draft', 'Draft'), ('submitted', 'Awaiting sign-off'), ('approved', 'Signed off'), ('rejected', 'Rejected'), ('superseded', 'Superseded')], default='draft', max_length=20)),
-                ('business_problem', models.TextField(blank=True)),
-                ('objective', models.TextField(blank=True, help_text='The decision the model supports.')),
-                ('question_type', models.CharField(blank=True, max_length=30)),
-                ('target_variable', models.CharField(blank=True, max_length=200)),
-                ('success_metric', models.CharField(blank=True, max_length=30)),
-                ('threshold', models.FloatField(blank=True, null=True)),
-                ('direction', models.CharField(blank=True, max_length=10)),
-                ('scope', models.TextField(blank=True)),
-                ('out_of_scope', models.TextField(blank=True)),
-                ('data_sources', models.JSONField(blank=True, default=list)),
-                ('deployment_mode', models.CharField(blank=True, max_length=20)),
-                ('stakeholders', models.TextField(blank=True)),
-                ('cost_ceiling', models.DecimalField(blank=True, decimal_places=2, max_digits=12, null=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('submitted_at', models.DateTimeField(blank=True, null=True)),
-                ('decided_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('decided_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='charters', to='projects.project')),
-                ('submitted_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("number", models.PositiveIntegerField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("draft", "Draft"),
+                            ("submitted", "Awaiting sign-off"),
+                            ("approved", "Signed off"),
+                            ("rejected", "Rejected"),
+                            ("superseded", "Superseded"),
+                        ],
+                        default="draft",
+                        max_length=20,
+                    ),
+                ),
+                ("business_problem", models.TextField(blank=True)),
+                (
+                    "objective",
+                    models.TextField(blank=True, help_text="The decision the model supports."),
+                ),
+                ("question_type", models.CharField(blank=True, max_length=30)),
+                ("target_variable", models.CharField(blank=True, max_length=200)),
+                ("success_metric", models.CharField(blank=True, max_length=30)),
+                ("threshold", models.FloatField(blank=True, null=True)),
+                ("direction", models.CharField(blank=True, max_length=10)),
+                ("scope", models.TextField(blank=True)),
+                ("out_of_scope", models.TextField(blank=True)),
+                ("data_sources", models.JSONField(blank=True, default=list)),
+                ("deployment_mode", models.CharField(blank=True, max_length=20)),
+                ("stakeholders", models.TextField(blank=True)),
+                (
+                    "cost_ceiling",
+                    models.DecimalField(blank=True, decimal_places=2, max_digits=12, null=True),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("submitted_at", models.DateTimeField(blank=True, null=True)),
+                ("decided_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "decided_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="charters",
+                        to="projects.project",
+                    ),
+                ),
+                (
+                    "submitted_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['project', '-number'],
-                'constraints': [models.UniqueConstraint(fields=('project', 'number'), name='charter_unique_number'), models.UniqueConstraint(condition=models.Q(('status', 'draft')), fields=('project',), name='charter_one_draft')],
+                "ordering": ["project", "-number"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("project", "number"), name="charter_unique_number"
+                    ),
+                    models.UniqueConstraint(
+                        condition=models.Q(("status", "draft")),
+                        fields=("project",),
+                        name="charter_one_draft",
+                    ),
+                ],
             },
         ),
     ]

@@ -7,87 +7,197 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('projects', '0001_initial'),
+        ("projects", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ComputeSize',
+            name="ComputeSize",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=64)),
-                ('provider', models.CharField(default='azure', help_text='Whose list price this is. The local provider runs any size, capped by the machine.', max_length=20)),
-                ('region', models.CharField(blank=True, max_length=40)),
-                ('vcpus', models.PositiveIntegerField()),
-                ('memory_gb', models.DecimalField(decimal_places=1, max_digits=7)),
-                ('gpus', models.PositiveIntegerField(default=0)),
-                ('gpu_type', models.CharField(blank=True, max_length=60)),
-                ('hourly_price', models.DecimalField(decimal_places=4, max_digits=10)),
-                ('currency', models.CharField(default='USD', max_length=3)),
-                ('price_date', models.DateField()),
-                ('enabled', models.BooleanField(default=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=64)),
+                (
+                    "provider",
+                    models.CharField(
+                        default="azure",
+                        help_text="Whose list price this is. The local provider runs any size, capped by the machine.",
+                        max_length=20,
+                    ),
+                ),
+                ("region", models.CharField(blank=True, max_length=40)),
+                ("vcpus", models.PositiveIntegerField()),
+                ("memory_gb", models.DecimalField(decimal_places=1, max_digits=7)),
+                ("gpus", models.PositiveIntegerField(default=0)),
+                ("gpu_type", models.CharField(blank=True, max_length=60)),
+                ("hourly_price", models.DecimalField(decimal_places=4, max_digits=10)),
+                ("currency", models.CharField(default="USD", max_length=3)),
+                ("price_date", models.DateField()),
+                ("enabled", models.BooleanField(default=True)),
             ],
             options={
-                'ordering': ['gpus', 'hourly_price', 'name'],
-                'constraints': [models.UniqueConstraint(fields=('provider', 'name'), name='computesize_unique_name'), models.CheckConstraint(condition=models.Q(('hourly_price__gte', 0)), name='computesize_price_not_negative')],
+                "ordering": ["gpus", "hourly_price", "name"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("provider", "name"), name="computesize_unique_name"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("hourly_price__gte", 0)),
+                        name="computesize_price_not_negative",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='BudgetAlert',
+            name="BudgetAlert",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('month', models.DateField()),
-                ('percent', models.PositiveIntegerField()),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='projects.project')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("month", models.DateField()),
+                ("percent", models.PositiveIntegerField()),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="projects.project",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('project', 'month', 'percent'), name='budgetalert_once')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("project", "month", "percent"), name="budgetalert_once"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Quota',
+            name="Quota",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('max_vcpus', models.PositiveIntegerField()),
-                ('max_gpus', models.PositiveIntegerField()),
-                ('max_running', models.PositiveIntegerField()),
-                ('monthly_budget', models.DecimalField(blank=True, decimal_places=2, max_digits=12, null=True)),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('project', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='quota', to='projects.project')),
-                ('user', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='compute_quota', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("max_vcpus", models.PositiveIntegerField()),
+                ("max_gpus", models.PositiveIntegerField()),
+                ("max_running", models.PositiveIntegerField()),
+                (
+                    "monthly_budget",
+                    models.DecimalField(blank=True, decimal_places=2, max_digits=12, null=True),
+                ),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "project",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="quota",
+                        to="projects.project",
+                    ),
+                ),
+                (
+                    "user",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="compute_quota",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.CheckConstraint(condition=models.Q(models.Q(('project__isnull', False), ('user__isnull', True)), models.Q(('project__isnull', True), ('user__isnull', False)), _connector='OR'), name='quota_one_subject')],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            models.Q(("project__isnull", False), ("user__isnull", True)),
+                            models.Q(("project__isnull", True), ("user__isnull", False)),
+                            _connector="OR",
+                        ),
+                        name="quota_one_subject",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='UsageInterval',
+            name="UsageInterval",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('resource_type', models.CharField(max_length=100)),
-                ('resource_id', models.PositiveBigIntegerField()),
-                ('resource_name', models.CharField(blank=True, max_length=200)),
-                ('size_name', models.CharField(max_length=64)),
-                ('hourly_price', models.DecimalField(decimal_places=4, max_digits=10)),
-                ('nodes', models.PositiveIntegerField(default=1)),
-                ('started_at', models.DateTimeField()),
-                ('ended_at', models.DateTimeField(blank=True, null=True)),
-                ('day', models.DateField(db_index=True)),
-                ('cost', models.DecimalField(blank=True, decimal_places=4, max_digits=12, null=True)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='projects.project')),
-                ('size', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='compute.computesize')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("resource_type", models.CharField(max_length=100)),
+                ("resource_id", models.PositiveBigIntegerField()),
+                ("resource_name", models.CharField(blank=True, max_length=200)),
+                ("size_name", models.CharField(max_length=64)),
+                ("hourly_price", models.DecimalField(decimal_places=4, max_digits=10)),
+                ("nodes", models.PositiveIntegerField(default=1)),
+                ("started_at", models.DateTimeField()),
+                ("ended_at", models.DateTimeField(blank=True, null=True)),
+                ("day", models.DateField(db_index=True)),
+                (
+                    "cost",
+                    models.DecimalField(blank=True, decimal_places=4, max_digits=12, null=True),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="projects.project",
+                    ),
+                ),
+                (
+                    "size",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="compute.computesize",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['started_at'],
-                'indexes': [models.Index(fields=['resource_type', 'resource_id'], name='compute_usa_resourc_ead9a1_idx')],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('ended_at__isnull', True)), fields=('resource_type', 'resource_id'), name='usage_one_open_interval')],
+                "ordering": ["started_at"],
+                "indexes": [
+                    models.Index(
+                        fields=["resource_type", "resource_id"],
+                        name="compute_usa_resourc_ead9a1_idx",
+                    )
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("ended_at__isnull", True)),
+                        fields=("resource_type", "resource_id"),
+                        name="usage_one_open_interval",
+                    )
+                ],
             },
         ),
     ]

@@ -7,150 +7,387 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('projects', '0001_initial'),
+        ("projects", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='DataSource',
+            name="DataSource",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('kind', models.CharField(choices=[('upload', 'File upload'), ('postgres', 'PostgreSQL query'), ('azure_blob', 'Azure Blob / ADLS'), ('https', 'HTTPS URL')], max_length=20)),
-                ('description', models.TextField(blank=True)),
-                ('location', models.CharField(choices=[('on_prem', 'On-premises'), ('cloud', 'Cloud')], default='cloud', max_length=20)),
-                ('mode', models.CharField(choices=[('batch', 'Batch'), ('streaming', 'Streaming')], default='batch', max_length=20)),
-                ('config', models.JSONField(blank=True, default=dict)),
-                ('secrets_encrypted', models.TextField(blank=True, default='')),
-                ('secret_names', models.JSONField(blank=True, default=list)),
-                ('refresh_cron', models.CharField(blank=True, max_length=100)),
-                ('test_status', models.CharField(choices=[('never', 'Not tested'), ('pending', 'Queued'), ('running', 'Testing'), ('ok', 'Connected'), ('failed', 'Failed')], default='never', max_length=20)),
-                ('test_message', models.CharField(blank=True, max_length=500)),
-                ('tested_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('owner', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='data_sources', to='projects.project')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=200)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("upload", "File upload"),
+                            ("postgres", "PostgreSQL query"),
+                            ("azure_blob", "Azure Blob / ADLS"),
+                            ("https", "HTTPS URL"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("description", models.TextField(blank=True)),
+                (
+                    "location",
+                    models.CharField(
+                        choices=[("on_prem", "On-premises"), ("cloud", "Cloud")],
+                        default="cloud",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "mode",
+                    models.CharField(
+                        choices=[("batch", "Batch"), ("streaming", "Streaming")],
+                        default="batch",
+                        max_length=20,
+                    ),
+                ),
+                ("config", models.JSONField(blank=True, default=dict)),
+                ("secrets_encrypted", models.TextField(blank=True, default="")),
+                ("secret_names", models.JSONField(blank=True, default=list)),
+                ("refresh_cron", models.CharField(blank=True, max_length=100)),
+                (
+                    "test_status",
+                    models.CharField(
+                        choices=[
+                            ("never", "Not tested"),
+                            ("pending", "Queued"),
+                            ("running", "Testing"),
+                            ("ok", "Connected"),
+                            ("failed", "Failed"),
+                        ],
+                        default="never",
+                        max_length=20,
+                    ),
+                ),
+                ("test_message", models.CharField(blank=True, max_length=500)),
+                ("tested_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="data_sources",
+                        to="projects.project",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['project', 'name'],
+                "ordering": ["project", "name"],
             },
         ),
         migrations.CreateModel(
-            name='Snapshot',
+            name="Snapshot",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('version', models.PositiveIntegerField()),
-                ('sha256', models.CharField(max_length=64)),
-                ('size', models.BigIntegerField()),
-                ('data_format', models.CharField(choices=[('csv', 'CSV'), ('parquet', 'Parquet')], max_length=20)),
-                ('rows', models.BigIntegerField()),
-                ('columns', models.JSONField(default=list)),
-                ('storage_key', models.CharField(max_length=200)),
-                ('original_name', models.CharField(blank=True, max_length=255)),
-                ('validation_status', models.CharField(choices=[('valid', 'Valid'), ('invalid', 'Invalid')], default='valid', max_length=20)),
-                ('validation_results', models.JSONField(blank=True, default=list)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('source', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='snapshots', to='datasets.datasource')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("version", models.PositiveIntegerField()),
+                ("sha256", models.CharField(max_length=64)),
+                ("size", models.BigIntegerField()),
+                (
+                    "data_format",
+                    models.CharField(
+                        choices=[("csv", "CSV"), ("parquet", "Parquet")], max_length=20
+                    ),
+                ),
+                ("rows", models.BigIntegerField()),
+                ("columns", models.JSONField(default=list)),
+                ("storage_key", models.CharField(max_length=200)),
+                ("original_name", models.CharField(blank=True, max_length=255)),
+                (
+                    "validation_status",
+                    models.CharField(
+                        choices=[("valid", "Valid"), ("invalid", "Invalid")],
+                        default="valid",
+                        max_length=20,
+                    ),
+                ),
+                ("validation_results", models.JSONField(blank=True, default=list)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "source",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="snapshots",
+                        to="datasets.datasource",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['source', '-version'],
+                "ordering": ["source", "-version"],
             },
         ),
         migrations.CreateModel(
-            name='Profile',
+            name="Profile",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('pending', 'Queued'), ('running', 'Profiling'), ('ready', 'Ready'), ('failed', 'Failed')], default='pending', max_length=20)),
-                ('target', models.CharField(blank=True, max_length=200)),
-                ('data', models.JSONField(blank=True, default=dict)),
-                ('error', models.TextField(blank=True)),
-                ('computed_at', models.DateTimeField(blank=True, null=True)),
-                ('snapshot', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='profile', to='datasets.snapshot')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Queued"),
+                            ("running", "Profiling"),
+                            ("ready", "Ready"),
+                            ("failed", "Failed"),
+                        ],
+                        default="pending",
+                        max_length=20,
+                    ),
+                ),
+                ("target", models.CharField(blank=True, max_length=200)),
+                ("data", models.JSONField(blank=True, default=dict)),
+                ("error", models.TextField(blank=True)),
+                ("computed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "snapshot",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="profile",
+                        to="datasets.snapshot",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Ingestion',
+            name="Ingestion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('pending', 'Queued'), ('running', 'Running'), ('succeeded', 'New version'), ('unchanged', 'Unchanged'), ('failed', 'Failed')], default='pending', max_length=20)),
-                ('trigger', models.CharField(choices=[('upload', 'Upload'), ('manual', 'Pull now'), ('schedule', 'Schedule')], max_length=20)),
-                ('data_format', models.CharField(blank=True, choices=[('csv', 'CSV'), ('parquet', 'Parquet')], max_length=20)),
-                ('original_name', models.CharField(blank=True, max_length=255)),
-                ('staging_key', models.CharField(blank=True, max_length=200)),
-                ('sha256', models.CharField(blank=True, max_length=64)),
-                ('size', models.BigIntegerField(blank=True, null=True)),
-                ('rows_processed', models.BigIntegerField(default=0)),
-                ('bytes_processed', models.BigIntegerField(default=0)),
-                ('bytes_total', models.BigIntegerField(blank=True, null=True)),
-                ('error', models.TextField(blank=True)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('source', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='ingestions', to='datasets.datasource')),
-                ('snapshot', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='datasets.snapshot')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "New version"),
+                            ("unchanged", "Unchanged"),
+                            ("failed", "Failed"),
+                        ],
+                        default="pending",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "trigger",
+                    models.CharField(
+                        choices=[
+                            ("upload", "Upload"),
+                            ("manual", "Pull now"),
+                            ("schedule", "Schedule"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "data_format",
+                    models.CharField(
+                        blank=True, choices=[("csv", "CSV"), ("parquet", "Parquet")], max_length=20
+                    ),
+                ),
+                ("original_name", models.CharField(blank=True, max_length=255)),
+                ("staging_key", models.CharField(blank=True, max_length=200)),
+                ("sha256", models.CharField(blank=True, max_length=64)),
+                ("size", models.BigIntegerField(blank=True, null=True)),
+                ("rows_processed", models.BigIntegerField(default=0)),
+                ("bytes_processed", models.BigIntegerField(default=0)),
+                ("bytes_total", models.BigIntegerField(blank=True, null=True)),
+                ("error", models.TextField(blank=True)),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "source",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="ingestions",
+                        to="datasets.datasource",
+                    ),
+                ),
+                (
+                    "snapshot",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="datasets.snapshot",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-pk'],
+                "ordering": ["-created_at", "-pk"],
             },
         ),
         migrations.CreateModel(
-            name='Split',
+            name="Split",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveIntegerField()),
-                ('test_fraction', models.FloatField()),
-                ('seed', models.BigIntegerField()),
-                ('stratify_column', models.CharField(blank=True, max_length=200)),
-                ('group_column', models.CharField(blank=True, max_length=200)),
-                ('status', models.CharField(choices=[('pending', 'Queued'), ('running', 'Splitting'), ('ready', 'Ready'), ('failed', 'Failed')], default='pending', max_length=20)),
-                ('train_sha256', models.CharField(blank=True, max_length=64)),
-                ('train_rows', models.BigIntegerField(blank=True, null=True)),
-                ('train_size', models.BigIntegerField(blank=True, null=True)),
-                ('test_sha256', models.CharField(blank=True, max_length=64)),
-                ('test_rows', models.BigIntegerField(blank=True, null=True)),
-                ('test_size', models.BigIntegerField(blank=True, null=True)),
-                ('error', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('parent', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='splits', to='datasets.snapshot')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("number", models.PositiveIntegerField()),
+                ("test_fraction", models.FloatField()),
+                ("seed", models.BigIntegerField()),
+                ("stratify_column", models.CharField(blank=True, max_length=200)),
+                ("group_column", models.CharField(blank=True, max_length=200)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Queued"),
+                            ("running", "Splitting"),
+                            ("ready", "Ready"),
+                            ("failed", "Failed"),
+                        ],
+                        default="pending",
+                        max_length=20,
+                    ),
+                ),
+                ("train_sha256", models.CharField(blank=True, max_length=64)),
+                ("train_rows", models.BigIntegerField(blank=True, null=True)),
+                ("train_size", models.BigIntegerField(blank=True, null=True)),
+                ("test_sha256", models.CharField(blank=True, max_length=64)),
+                ("test_rows", models.BigIntegerField(blank=True, null=True)),
+                ("test_size", models.BigIntegerField(blank=True, null=True)),
+                ("error", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "parent",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="splits",
+                        to="datasets.snapshot",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['parent', '-number'],
+                "ordering": ["parent", "-number"],
             },
         ),
         migrations.CreateModel(
-            name='ValidationRule',
+            name="ValidationRule",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('required', 'Required column'), ('type', 'Column type'), ('not_null', 'Not null'), ('range', 'Range'), ('allowed', 'Allowed values'), ('unique', 'Unique'), ('min_rows', 'Minimum row count')], max_length=20)),
-                ('column', models.CharField(blank=True, max_length=200)),
-                ('params', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('source', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='rules', to='datasets.datasource')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("required", "Required column"),
+                            ("type", "Column type"),
+                            ("not_null", "Not null"),
+                            ("range", "Range"),
+                            ("allowed", "Allowed values"),
+                            ("unique", "Unique"),
+                            ("min_rows", "Minimum row count"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("column", models.CharField(blank=True, max_length=200)),
+                ("params", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "source",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="rules",
+                        to="datasets.datasource",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['source', 'pk'],
+                "ordering": ["source", "pk"],
             },
         ),
         migrations.AddConstraint(
-            model_name='datasource',
-            constraint=models.UniqueConstraint(fields=('project', 'name'), name='datasource_unique_name'),
+            model_name="datasource",
+            constraint=models.UniqueConstraint(
+                fields=("project", "name"), name="datasource_unique_name"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='snapshot',
-            constraint=models.UniqueConstraint(fields=('source', 'version'), name='snapshot_unique_version'),
+            model_name="snapshot",
+            constraint=models.UniqueConstraint(
+                fields=("source", "version"), name="snapshot_unique_version"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='split',
-            constraint=models.UniqueConstraint(fields=('parent', 'number'), name='split_unique_number'),
+            model_name="split",
+            constraint=models.UniqueConstraint(
+                fields=("parent", "number"), name="split_unique_number"
+            ),
         ),
     ]

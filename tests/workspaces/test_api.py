@@ -244,7 +244,9 @@ def test_cluster_request_and_unsupported_actions(
     stop = api_for(bob).post(f"{BASE}{ws_id}/stop/")
     assert stop.status_code == 409 and stop.json()["state"] == "running"
     # min_nodes 0: nothing is billed while the cluster sits idle.
-    assert not UsageInterval.objects.filter(resource_type="workspaces.workspace", resource_id=ws_id).exists()
+    assert not UsageInterval.objects.filter(
+        resource_type="workspaces.workspace", resource_id=ws_id
+    ).exists()
 
 
 def test_over_quota_request_via_api(api_for: Any, bob: Any, gpu: Any, project: Any) -> None:
@@ -330,7 +332,9 @@ def test_workspace_list_query_count_does_not_grow(
     compute_services.quota_set(
         actor=admin_user, project=project, max_vcpus=1000, max_gpus=0, max_running=100
     )
-    compute_services.quota_set(actor=admin_user, user=bob, max_vcpus=1000, max_gpus=0, max_running=100)
+    compute_services.quota_set(
+        actor=admin_user, user=bob, max_vcpus=1000, max_gpus=0, max_running=100
+    )
     services.workspace_request(actor=bob, project=project, name="w0", size=small)
     api = api_for(bob)
     with django_assert_num_queries(4):

@@ -229,7 +229,10 @@ def test_lifecycle_transitions_are_audited_and_metered(
 ) -> None:
     ws = run(request(bob, project, small))
     assert ws.state == S.RUNNING and ws.provisioned
-    assert UsageInterval.objects.get(resource_type="workspaces.workspace", resource_id=ws.pk).ended_at is None
+    assert (
+        UsageInterval.objects.get(resource_type="workspaces.workspace", resource_id=ws.pk).ended_at
+        is None
+    )
     with pytest.raises(services.WorkspaceConflict) as err:
         services.workspace_start(actor=bob, workspace=ws)
     assert err.value.state == S.RUNNING
@@ -242,7 +245,11 @@ def test_lifecycle_transitions_are_audited_and_metered(
     assert services.workspace_mark_running(workspace_id=ws.pk, working=S.RESIZING)
     ws.refresh_from_db()
     assert ws.size == medium and ws.requested_size is None
-    intervals = list(UsageInterval.objects.filter(resource_type="workspaces.workspace", resource_id=ws.pk).order_by("started_at"))
+    intervals = list(
+        UsageInterval.objects.filter(
+            resource_type="workspaces.workspace", resource_id=ws.pk
+        ).order_by("started_at")
+    )
     assert [i.size_name for i in intervals] == [small.name, medium.name]
     assert intervals[0].ended_at is not None and intervals[1].hourly_price == medium.hourly_price
     services.workspace_stop(actor=bob, workspace=ws)
@@ -335,7 +342,9 @@ def test_usage_is_split_by_day_and_priced_at_the_time(project: Any, bob: Any, sm
     interval.save()
     compute_services.usage_interval_close(interval=interval, end=start + timedelta(hours=28))
     rows = list(
-        UsageInterval.objects.filter(resource_type="workspaces.workspace", resource_id=ws.pk).order_by("day").values_list("day", "cost")
+        UsageInterval.objects.filter(resource_type="workspaces.workspace", resource_id=ws.pk)
+        .order_by("day")
+        .values_list("day", "cost")
     )
     assert [d.isoformat() for d, _ in rows] == ["2026-03-30", "2026-03-31", "2026-04-01"]
     price = small.hourly_price
@@ -356,9 +365,16 @@ def test_roll_over_keeps_open_intervals_within_a_day(project: Any, bob: Any, sma
     interval.day = interval.started_at.date()
     interval.save()
     assert compute_services.usage_roll_over() == 1
-    assert UsageInterval.objects.filter(resource_type="workspaces.workspace", resource_id=ws.pk, ended_at__isnull=False).count() == 2
     assert (
-        UsageInterval.objects.get(resource_type="workspaces.workspace", resource_id=ws.pk, ended_at__isnull=True).day
+        UsageInterval.objects.filter(
+            resource_type="workspaces.workspace", resource_id=ws.pk, ended_at__isnull=False
+        ).count()
+        == 2
+    )
+    assert (
+        UsageInterval.objects.get(
+            resource_type="workspaces.workspace", resource_id=ws.pk, ended_at__isnull=True
+        ).day
         == datetime.now(UTC).date()
     )
 
@@ -370,7 +386,9 @@ def test_quota_set_is_admin_only_validated_and_audited(
         compute_services.quota_set(actor=alice, project=project, max_gpus=4)
     with pytest.raises(ValidationError):
         compute_services.quota_set(actor=admin_user, project=project, max_vcpus=-1)
-    compute_services.quota_set(actor=admin_user, project=project, max_gpus=2, monthly_budget=Decimal(500))
+    compute_services.quota_set(
+        actor=admin_user, project=project, max_gpus=2, monthly_budget=Decimal(500)
+    )
     event = AuditEvent.objects.get(action="quota.changed")
     assert event.payload["before"] == {"max_gpus": 0, "monthly_budget": None}
     assert compute_selectors.project_budget(project=project) == Decimal(500)

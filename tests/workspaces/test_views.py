@@ -281,7 +281,9 @@ def test_list_pages_query_counts_do_not_grow(
     compute_services.quota_set(
         actor=admin_user, project=project, max_vcpus=1000, max_gpus=0, max_running=100
     )
-    compute_services.quota_set(actor=admin_user, user=bob, max_vcpus=1000, max_gpus=0, max_running=100)
+    compute_services.quota_set(
+        actor=admin_user, user=bob, max_vcpus=1000, max_gpus=0, max_running=100
+    )
     day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
     def add(i: int) -> None:

@@ -98,7 +98,12 @@ def test_request_runs_a_real_notebook_reached_with_its_token_idle_stopped_and_de
     base = f"{parsed.scheme}://{parsed.netloc}"
     assert http_get(f"{base}/api/contents", token) == 200
     assert http_get(f"{base}/api/contents") == 403  # no token, no notebook
-    assert UsageInterval.objects.filter(resource_type="workspaces.workspace", resource_id=ws.pk, ended_at__isnull=True).count() == 1
+    assert (
+        UsageInterval.objects.filter(
+            resource_type="workspaces.workspace", resource_id=ws.pk, ended_at__isnull=True
+        ).count()
+        == 1
+    )
 
     # The beat task with a short idle setting: Jupyter's own last activity decides.
     Workspace.objects.filter(pk=ws.pk).update(idle_shutdown_seconds=1)
@@ -107,7 +112,9 @@ def test_request_runs_a_real_notebook_reached_with_its_token_idle_stopped_and_de
     ws = wait_state(ws, S.STOPPED)
     assert ws.state_reason.startswith("Stopped after 0 idle minutes")
     assert servers_for(ws) == []
-    assert not UsageInterval.objects.filter(resource_type="workspaces.workspace", resource_id=ws.pk, ended_at__isnull=True).exists()
+    assert not UsageInterval.objects.filter(
+        resource_type="workspaces.workspace", resource_id=ws.pk, ended_at__isnull=True
+    ).exists()
 
     services.workspace_delete(actor=bob, workspace=ws)
     ws = wait_state(ws, S.DELETED)
@@ -182,9 +189,13 @@ def test_fifty_concurrent_requests_near_the_quota_with_two_workers(
     provider_cleanup: None,
 ) -> None:
     # Room for exactly three 2-vCPU notebooks in the project.
-    compute_services.quota_set(actor=admin_user, project=project, max_vcpus=6, max_gpus=0, max_running=10)
+    compute_services.quota_set(
+        actor=admin_user, project=project, max_vcpus=6, max_gpus=0, max_running=10
+    )
     for user in (alice, bob):
-        compute_services.quota_set(actor=admin_user, user=user, max_vcpus=100, max_gpus=0, max_running=100)
+        compute_services.quota_set(
+            actor=admin_user, user=user, max_vcpus=100, max_gpus=0, max_running=100
+        )
     workers = [start_worker("w1", "provisioning"), start_worker("w2", "provisioning")]
     try:
         barrier = threading.Barrier(50)

@@ -7,69 +7,165 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('compute', '0001_initial'),
-        ('governance', '0001_initial'),
-        ('projects', '0001_initial'),
+        ("compute", "0001_initial"),
+        ("governance", "0001_initial"),
+        ("projects", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Workspace',
+            name="Workspace",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=60)),
-                ('kind', models.CharField(choices=[('notebook', 'Notebook workspace'), ('cluster', 'Compute cluster')], default='notebook', max_length=10)),
-                ('provider', models.CharField(max_length=20)),
-                ('state', models.CharField(choices=[('requested', 'Requested'), ('pending_approval', 'Pending approval'), ('approved', 'Approved'), ('provisioning', 'Provisioning'), ('running', 'Running'), ('stopping', 'Stopping'), ('stopped', 'Stopped'), ('resizing', 'Resizing'), ('deleting', 'Deleting'), ('deleted', 'Deleted'), ('rejected', 'Rejected'), ('failed', 'Failed')], db_index=True, default='requested', max_length=20)),
-                ('state_reason', models.CharField(blank=True, max_length=500)),
-                ('idle_shutdown_seconds', models.PositiveIntegerField(default=3600)),
-                ('allowed_ips', models.JSONField(blank=True, default=list)),
-                ('min_nodes', models.PositiveIntegerField(default=0)),
-                ('max_nodes', models.PositiveIntegerField(default=1)),
-                ('url', models.CharField(blank=True, max_length=500)),
-                ('quota_exceeded', models.JSONField(blank=True, default=list)),
-                ('task_id', models.CharField(blank=True, max_length=64)),
-                ('claimed_at', models.DateTimeField(blank=True, null=True)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('provisioned', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('state_changed_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('approval', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='governance.approvalrequest')),
-                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='workspaces', to=settings.AUTH_USER_MODEL)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='workspaces', to='projects.project')),
-                ('requested_size', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='compute.computesize')),
-                ('size', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='compute.computesize')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=60)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("notebook", "Notebook workspace"),
+                            ("cluster", "Compute cluster"),
+                        ],
+                        default="notebook",
+                        max_length=10,
+                    ),
+                ),
+                ("provider", models.CharField(max_length=20)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("requested", "Requested"),
+                            ("pending_approval", "Pending approval"),
+                            ("approved", "Approved"),
+                            ("provisioning", "Provisioning"),
+                            ("running", "Running"),
+                            ("stopping", "Stopping"),
+                            ("stopped", "Stopped"),
+                            ("resizing", "Resizing"),
+                            ("deleting", "Deleting"),
+                            ("deleted", "Deleted"),
+                            ("rejected", "Rejected"),
+                            ("failed", "Failed"),
+                        ],
+                        db_index=True,
+                        default="requested",
+                        max_length=20,
+                    ),
+                ),
+                ("state_reason", models.CharField(blank=True, max_length=500)),
+                ("idle_shutdown_seconds", models.PositiveIntegerField(default=3600)),
+                ("allowed_ips", models.JSONField(blank=True, default=list)),
+                ("min_nodes", models.PositiveIntegerField(default=0)),
+                ("max_nodes", models.PositiveIntegerField(default=1)),
+                ("url", models.CharField(blank=True, max_length=500)),
+                ("quota_exceeded", models.JSONField(blank=True, default=list)),
+                ("task_id", models.CharField(blank=True, max_length=64)),
+                ("claimed_at", models.DateTimeField(blank=True, null=True)),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("provisioned", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("state_changed_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "approval",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="governance.approvalrequest",
+                    ),
+                ),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="workspaces",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="workspaces",
+                        to="projects.project",
+                    ),
+                ),
+                (
+                    "requested_size",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="compute.computesize",
+                    ),
+                ),
+                (
+                    "size",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="compute.computesize",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='IdleShutdown',
+            name="IdleShutdown",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('hourly_price', models.DecimalField(decimal_places=4, max_digits=10)),
-                ('idle_seconds', models.PositiveIntegerField()),
-                ('stopped_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('resumed_at', models.DateTimeField(blank=True, null=True)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='projects.project')),
-                ('workspace', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='workspaces.workspace')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("hourly_price", models.DecimalField(decimal_places=4, max_digits=10)),
+                ("idle_seconds", models.PositiveIntegerField()),
+                ("stopped_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("resumed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="projects.project",
+                    ),
+                ),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="workspaces.workspace",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-stopped_at'],
+                "ordering": ["-stopped_at"],
             },
         ),
         migrations.AddIndex(
-            model_name='workspace',
-            index=models.Index(fields=['project', 'state'], name='workspaces__project_24eb45_idx'),
+            model_name="workspace",
+            index=models.Index(fields=["project", "state"], name="workspaces__project_24eb45_idx"),
         ),
         migrations.AddConstraint(
-            model_name='workspace',
-            constraint=models.CheckConstraint(condition=models.Q(('min_nodes__lte', models.F('max_nodes'))), name='workspace_nodes_ordered'),
+            model_name="workspace",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("min_nodes__lte", models.F("max_nodes"))),
+                name="workspace_nodes_ordered",
+            ),
         ),
     ]
