@@ -12,8 +12,11 @@ from __future__ import annotations
 import os
 import random
 import re
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -852,6 +855,16 @@ def test_idle_shutdown_is_clamped_and_the_stop_schedule_sent(azure: FakeAzureML)
 def test_the_provider_refuses_to_build_without_configuration(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ProviderError):
         AzureProvider(**kwargs)
+
+
+def test_the_live_check_script_says_when_it_did_not_run(tmp_path: Any) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
+    script = Path(__file__).resolve().parents[2] / "scripts" / "azure-live-check.py"
+    done = subprocess.run(  # noqa: S603
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert "LIVE AZURE CHECKS DID NOT RUN" in done.stderr
 
 
 LIVE_SETTINGS = ("AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AZURE_ML_WORKSPACE")
