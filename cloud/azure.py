@@ -1,30 +1,43 @@
 """The Azure ML provider, through the ``azure-ai-ml`` SDK v2.
 
 A workspace is a ``ComputeInstance``, a cluster an ``AmlCompute``, a job a
-``command`` job, all in one Azure ML workspace. Long-running operations are
-started and never waited on: the call returns the state it left the resource
-in and the caller polls ``*_status``. Every SDK call goes through ``_call``,
-which retries throttling (429) and server errors (5xx, connection failures)
-with exponential backoff and jitter and raises ``TransientProviderError``
-after the last try; any other 4xx becomes a ``ProviderError``.
+``command`` job, all in one Azure ML workspace.
 
-The ``MLClient`` is built on first use (``azure-identity``: a service
-principal when a client id and secret are configured, the default credential
-chain otherwise). Tests hand in a stand-in with the same ``compute``, ``jobs``
-and ``workspaces`` operation groups.
+How it talks to Azure:
+
+- One ``MLClient`` per provider, built on first use (or handed in). Its
+  azure-core pipeline does **not** retry (``retry_total=0``) and every
+  request has a connect and a read timeout, so one attempt is bounded and
+  ``_call`` owns the retry schedule: 429, 408, 5xx and connection errors are
+  retried with exponential backoff and jitter (at least the server's
+  ``Retry-After``), then ``TransientProviderError``; other 4xx are final.
+- No long-running-operation pollers: the SDK's ``begin_*`` methods start a
+  polling thread each, which a Celery worker never reads and whose failures
+  are lost. Instead the ARM requests (PUT, POST start/stop/resize, PATCH,
+  DELETE, job cancel) go through the client's own ``send_request`` (same
+  credential, transport and policies); the returned ``ResourceStatus``
+  carries the operation URL (``Azure-AsyncOperation`` or ``Location``), which
+  ``operation_status`` reads; ``*_status`` reads the resource itself, and a
+  failed operation (``provisioningErrors``, ``lastOperation``) becomes
+  ``FAILED`` with the service's message as the detail.
+- The SDK's own entities (``ComputeInstance``, ``AmlCompute``, ``command``)
+  build the request bodies; the SDK's job and size/usage operations are used
+  as they are, reading the fields they really fill (enum ``.value``,
+  camelCase ``vCPUs``/``memoryGB``/``currentValue``).
 """
 
 from __future__ import annotations
 
-import glob
+import hashlib
 import ipaddress
 import logging
 import random
-import tempfile
+import re
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from azure.ai.ml import Input, MLClient, command
 from azure.ai.ml.entities import (
@@ -35,8 +48,6 @@ from azure.ai.ml.entities import (
     ComputeSchedules,
     ComputeStartStopSchedule,
     CronTrigger,
-    IPRule,
-    NetworkAcls,
 )
 from azure.core.exceptions import (
     AzureError,
@@ -45,6 +56,7 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
+from azure.core.rest import HttpRequest
 
 from cloud.base import (
     ClusterSpec,
@@ -58,27 +70,41 @@ from cloud.base import (
     SizeSpec,
     TransientProviderError,
     WorkspaceSpec,
+    check_salt,
 )
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# REST api-versions of the requests sent directly. Compute resize exists only
+# in preview versions (2023-08-01-preview onwards); one version for every
+# compute request keeps the bodies consistent.
+COMPUTE_API_VERSION = "2024-10-01-preview"
+WORKSPACE_API_VERSION = "2024-10-01-preview"
+JOB_API_VERSION = "2024-10-01-preview"
+
 # Azure ML accepts an idle shutdown between 15 minutes and 3 days.
 IDLE_MIN_MINUTES = 15
 IDLE_MAX_MINUTES = 3 * 24 * 60
-# Workspace tag holding one compute instance's allowlist (tag values: 256 chars).
-ALLOWLIST_TAG_PREFIX = "stagegate-allowed-ips-"
-TAG_VALUE_MAX = 256
+# Workspace IP rules: at most 200, public IPv4 only.
+MAX_IP_RULES = 200
+# Bytes read per ranged request when tailing a log, and at most in all.
+LOG_WINDOW = 64 * 1024
+LOG_MAX_BYTES = 4 * 1024 * 1024
 
-INSTANCE_STATES = {
-    "running": ResourceState.RUNNING,
-    "jobrunning": ResourceState.RUNNING,
+# Every ComputeInstanceState of the REST API (test_every_instance_state_is_mapped
+# checks this against the SDK's enum). None: decided by provisioningState.
+INSTANCE_STATES: dict[str, ResourceState | None] = {
     "creating": ResourceState.CREATING,
     "starting": ResourceState.CREATING,
     "restarting": ResourceState.CREATING,
     "settingup": ResourceState.CREATING,
     "usersettingup": ResourceState.CREATING,
+    # Resizing happens while stopped; the instance is on its way, not usable.
+    "resizing": ResourceState.CREATING,
+    "running": ResourceState.RUNNING,
+    "jobrunning": ResourceState.RUNNING,
     "stopping": ResourceState.STOPPING,
     "stopped": ResourceState.STOPPED,
     "deleting": ResourceState.DELETING,
@@ -86,8 +112,10 @@ INSTANCE_STATES = {
     "setupfailed": ResourceState.FAILED,
     "usersetupfailed": ResourceState.FAILED,
     "unusable": ResourceState.FAILED,
+    "unknown": None,
 }
-PROVISIONING_STATES = {
+PROVISIONING_STATES: dict[str, ResourceState] = {
+    "unknown": ResourceState.CREATING,
     "creating": ResourceState.CREATING,
     "updating": ResourceState.CREATING,
     "succeeded": ResourceState.RUNNING,
@@ -95,27 +123,88 @@ PROVISIONING_STATES = {
     "failed": ResourceState.FAILED,
     "canceled": ResourceState.FAILED,
 }
-JOB_STATES = {
+# Every JobStatus of the REST API.
+JOB_STATES: dict[str, JobState] = {
     "notstarted": JobState.QUEUED,
-    "queued": JobState.QUEUED,
     "starting": JobState.QUEUED,
     "provisioning": JobState.QUEUED,
     "preparing": JobState.QUEUED,
+    "queued": JobState.QUEUED,
+    "unknown": JobState.QUEUED,
     "running": JobState.RUNNING,
     "finalizing": JobState.RUNNING,
     "cancelrequested": JobState.RUNNING,
+    # NotResponding may return to any earlier state; Paused is resumable.
+    "notresponding": JobState.RUNNING,
+    "paused": JobState.RUNNING,
     "completed": JobState.SUCCEEDED,
     "failed": JobState.FAILED,
-    "notresponding": JobState.FAILED,
-    "paused": JobState.RUNNING,
     "canceled": JobState.CANCELED,
 }
+JOB_DONE = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED)
+
+# Compute names: letters, digits and '-', starting with a letter, every '-'
+# followed later by a letter (the service refuses "cpu-cluster-1").
+_COMPUTE_NAME = re.compile(r"[a-zA-Z](?:[a-zA-Z0-9]|-(?=[a-zA-Z0-9-]*[a-zA-Z]))*")
+_JOB_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_-]{0,254}")
+_GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+
+
+def check_compute_name(name: str, *, instance: bool) -> str:
+    """Refuse a name Azure ML would refuse: 3-24 characters for an instance,
+    2-16 for a cluster; letters, digits, '-' followed later by a letter."""
+    low, high = (3, 24) if instance else (2, 16)
+    if not (low <= len(name) <= high and _COMPUTE_NAME.fullmatch(name)):
+        kind = "compute instance" if instance else "cluster"
+        raise ProviderError(
+            f"{name!r} is not a valid Azure ML {kind} name ({low}-{high} letters, digits "
+            "and '-', starting with a letter, each '-' followed later by a letter); "
+            "names come from cloud.base with the provider's name_salt (AZURE_NAME_SALT)"
+        )
+    return name
+
+
+def check_job_name(name: str) -> str:
+    if not _JOB_NAME.fullmatch(name):
+        raise ProviderError(f"{name!r} is not a valid Azure ML job name")
+    return name
+
+
+@dataclass(frozen=True)
+class OperationStatus:
+    """What an Azure long-running operation's status URL says."""
+
+    status: str  # InProgress, Succeeded, Failed, Canceled
+    detail: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.status.lower() != "inprogress"
+
+    @property
+    def failed(self) -> bool:
+        return self.status.lower() in ("failed", "canceled")
+
+
+class AzureRequestError(ProviderError):
+    """Azure refused a request for good (a 4xx other than 408 and 429)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class AzureConflict(AzureRequestError):
+    """409: another operation on the resource is under way."""
 
 
 class AzureProvider:
     """Workspaces, clusters and jobs in one Azure ML workspace."""
 
     name = "azure"
+    # Azure ML cannot limit one compute instance to IP ranges: access to it
+    # is by Entra ID sign-in of its assigned user.
+    supports_instance_allowlist = False
 
     def __init__(
         self,
@@ -123,17 +212,22 @@ class AzureProvider:
         subscription_id: str,
         resource_group: str,
         workspace: str,
+        name_salt: str,
         tenant_id: str = "",
         client_id: str = "",
         client_secret: str = "",
         job_environment: str = "",
         stop_schedule_cron: str = "",
         schedule_time_zone: str = "UTC",
-        base_allowed_ips: Sequence[str] = (),
+        workspace_allowed_ips: Sequence[str] = (),
         max_attempts: int = 5,
         base_delay: float = 1.0,
         max_delay: float = 30.0,
-        ml_client: Any = None,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+        credential: Any = None,
+        transport: Any = None,
+        ml_client: MLClient | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
@@ -143,6 +237,7 @@ class AzureProvider:
                 ("AZURE_SUBSCRIPTION_ID", subscription_id),
                 ("AZURE_RESOURCE_GROUP", resource_group),
                 ("AZURE_ML_WORKSPACE", workspace),
+                ("AZURE_NAME_SALT", name_salt),
             )
             if not value
         ]
@@ -156,6 +251,10 @@ class AzureProvider:
             )
         if client_id and not tenant_id:
             raise ProviderConfigurationError("AZURE_CLIENT_ID needs AZURE_TENANT_ID")
+        try:
+            self.name_salt = check_salt(name_salt)
+        except ValueError as exc:
+            raise ProviderConfigurationError(f"AZURE_NAME_SALT: {exc}") from exc
         self.subscription_id = subscription_id
         self.resource_group = resource_group
         self.workspace = workspace
@@ -165,11 +264,16 @@ class AzureProvider:
         self.job_environment = job_environment
         self.stop_schedule_cron = stop_schedule_cron
         self.schedule_time_zone = schedule_time_zone
-        self.base_allowed_ips = _validate_ipv4_cidrs(base_allowed_ips)
+        self.workspace_allowed_ips = tuple(validate_ip_rules(workspace_allowed_ips))
         self.max_attempts = max(1, max_attempts)
         self.base_delay = base_delay
         self.max_delay = max_delay
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self._credential = credential
+        self._transport = transport
         self._ml_client = ml_client
+        self._location = ""
         self._sleep = sleep
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
 
@@ -181,38 +285,71 @@ class AzureProvider:
             subscription_id=settings.AZURE_SUBSCRIPTION_ID,
             resource_group=settings.AZURE_RESOURCE_GROUP,
             workspace=settings.AZURE_ML_WORKSPACE,
+            name_salt=settings.AZURE_NAME_SALT,
             tenant_id=settings.AZURE_TENANT_ID,
             client_id=settings.AZURE_CLIENT_ID,
             client_secret=settings.AZURE_CLIENT_SECRET,
             job_environment=settings.AZURE_JOB_ENVIRONMENT,
             stop_schedule_cron=settings.AZURE_CI_STOP_CRON,
             schedule_time_zone=settings.AZURE_CI_SCHEDULE_TIME_ZONE,
-            base_allowed_ips=settings.AZURE_BASE_ALLOWED_IPS,
+            workspace_allowed_ips=settings.AZURE_WORKSPACE_ALLOWED_IPS,
             max_attempts=settings.AZURE_MAX_ATTEMPTS,
+            connect_timeout=settings.AZURE_CONNECT_TIMEOUT,
+            read_timeout=settings.AZURE_READ_TIMEOUT,
         )
 
+    # --- the client ----------------------------------------------------------
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``MLClient``: no SDK retries, bounded requests."""
+        options: dict[str, Any] = {
+            "retry_total": 0,
+            "connection_timeout": self.connect_timeout,
+            "read_timeout": self.read_timeout,
+            "enable_telemetry": False,
+            "show_progress": False,
+        }
+        if self._transport is not None:
+            options["transport"] = self._transport
+        return options
+
     @property
-    def ml_client(self) -> Any:
+    def ml_client(self) -> MLClient:
         """The ``MLClient``, built on first use."""
         if self._ml_client is None:
-            from azure.identity import ClientSecretCredential, DefaultAzureCredential
+            credential = self._credential
+            if credential is None:
+                from azure.identity import ClientSecretCredential, DefaultAzureCredential
 
-            credential: Any
-            if self._client_id:
-                credential = ClientSecretCredential(
-                    self.tenant_id, self._client_id, self._client_secret
-                )
-            else:
-                credential = DefaultAzureCredential()
+                if self._client_id:
+                    credential = ClientSecretCredential(
+                        self.tenant_id, self._client_id, self._client_secret
+                    )
+                else:
+                    credential = DefaultAzureCredential()
             self._ml_client = MLClient(
                 credential,
                 subscription_id=self.subscription_id,
                 resource_group_name=self.resource_group,
                 workspace_name=self.workspace,
+                **self.client_options(),
             )
         return self._ml_client
 
-    # --- calling the SDK ---------------------------------------------------
+    @property
+    def _arm(self) -> Any:
+        # The SDK's own ARM client for this workspace: its send_request runs
+        # through the same pipeline (credential, transport, policies).
+        return self.ml_client._service_client_10_2024_preview_tsp
+
+    @property
+    def _workspace_path(self) -> str:
+        return (
+            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.MachineLearningServices/workspaces/{self.workspace}"
+        )
+
+    # --- calling Azure --------------------------------------------------------
 
     def backoff(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait before try ``attempt + 1``: exponential, half of it jitter."""
@@ -223,7 +360,7 @@ class AzureProvider:
         return delay
 
     def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Call the SDK, retrying what is worth retrying; map errors to ours."""
+        """Call Azure, retrying what is worth retrying; map errors to ours."""
         for attempt in range(self.max_attempts):
             try:
                 return fn(*args, **kwargs)
@@ -231,8 +368,10 @@ class AzureProvider:
                 raise
             except HttpResponseError as exc:
                 status = exc.status_code or 0
-                if status != 429 and status < 500:
-                    raise ProviderError(f"{what}: {status} {_message(exc)}") from exc
+                if status == 409:
+                    raise AzureConflict(f"{what}: 409 {_message(exc)}", status) from exc
+                if status not in (408, 429) and status < 500:
+                    raise AzureRequestError(f"{what}: {status} {_message(exc)}", status) from exc
                 error: AzureError = exc
                 retry_after = _retry_after(exc)
             except (ServiceRequestError, ServiceResponseError) as exc:
@@ -248,24 +387,124 @@ class AzureProvider:
             self._sleep(delay)
         raise AssertionError("not reached")
 
-    def _get_compute(self, name: str) -> Any | None:
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        api_version: str,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> Any:
+        """One ARM request through the client's pipeline; errors raised as azure-core's."""
+        request = HttpRequest(
+            method,
+            path,
+            params={"api-version": api_version, **(params or {})},
+            headers=headers,
+            json=json,
+        )
+        response = self._arm.send_request(request)
+        if response.status_code == 404:
+            raise ResourceNotFoundError(response=response)
+        if response.status_code >= 400:
+            raise HttpResponseError(response=response)
+        return response
+
+    def _request(self, what: str, method: str, path: str, **kwargs: Any) -> Any:
+        return self._call(what, self._send, method, path, **kwargs)
+
+    @property
+    def location(self) -> str:
+        """The Azure region of the workspace (read once)."""
+        if not self._location:
+            body = self._request(
+                f"get workspace {self.workspace}",
+                "GET",
+                self._workspace_path,
+                api_version=WORKSPACE_API_VERSION,
+            ).json()
+            self._location = body["location"]
+        return self._location
+
+    def operation_status(self, url: str) -> OperationStatus:
+        """Read a long-running operation's status URL (``ResourceStatus.operation_url``)."""
+        parts = urlsplit(url)
+        base = urlsplit(self._arm._config.base_url)
+        if (parts.scheme, parts.netloc) != (base.scheme, base.netloc):
+            raise ProviderError(f"Not an Azure Resource Manager URL: {url!r}")
+        response = self._call(
+            "read operation status",
+            lambda: self._arm.send_request(HttpRequest("GET", url)),
+        )
+        if response.status_code == 202:  # a Location URL answers 202 while under way
+            return OperationStatus("InProgress")
+        if response.status_code >= 400:
+            return OperationStatus("Failed", _response_message(response))
         try:
-            return self._call(f"get compute {name}", self.ml_client.compute.get, name)
+            body = response.json()
+        except ValueError:
+            body = {}
+        status = str(body.get("status") or "Succeeded")
+        error = body.get("error") or {}
+        return OperationStatus(status, str(error.get("message") or error.get("code") or ""))
+
+    # --- computes, as Azure answers about them ----------------------------------
+
+    def _compute_path(self, name: str) -> str:
+        return f"{self._workspace_path}/computes/{name}"
+
+    def _get_compute(self, name: str) -> dict[str, Any] | None:
+        """The compute's REST body, or None when it does not exist.
+
+        Read raw: the SDK's entity keeps only the first provisioning error's
+        code, and the portal shows the message.
+        """
+        try:
+            response = self._request(
+                f"get compute {name}",
+                "GET",
+                self._compute_path(name),
+                api_version=COMPUTE_API_VERSION,
+            )
         except ResourceNotFoundError:
             return None
+        body: dict[str, Any] = response.json()
+        return body
 
-    # --- building the SDK's entities -----------------------------------------
+    def _compute_action(self, name: str, action: str, body: Any = None) -> str:
+        """POST start/stop/resize; return the operation URL."""
+        response = self._request(
+            f"{action} {name}",
+            "POST",
+            f"{self._compute_path(name)}/{action}",
+            api_version=COMPUTE_API_VERSION,
+            json=body,
+        )
+        return _operation_url(response)
+
+    # --- building the SDK's entities -------------------------------------------
 
     def build_compute_instance(self, spec: WorkspaceSpec) -> ComputeInstance:
-        """The ``ComputeInstance`` for a workspace spec (not yet sent anywhere)."""
-        on_behalf_of = None
-        if spec.owner_object_id:
-            if not self.tenant_id:
-                raise ProviderConfigurationError(
-                    "Creating an instance on behalf of a user needs AZURE_TENANT_ID"
-                )
-            on_behalf_of = AssignedUserConfiguration(
-                user_tenant_id=self.tenant_id, user_object_id=spec.owner_object_id
+        """The ``ComputeInstance`` for a workspace spec (not yet sent anywhere).
+
+        The instance is personal: assigned to the owner's Entra ID object id,
+        so only they can open Jupyter on it.
+        """
+        check_compute_name(spec.name, instance=True)
+        if not spec.owner_object_id:
+            who = spec.owner_username or "the workspace's owner"
+            raise ProviderError(
+                f"The Entra ID object id of {who} is unknown: Azure ML assigns a compute "
+                "instance to one user, so the portal needs it. Sign in once with Microsoft "
+                "Entra ID, or ask a platform admin to set it on the user."
+            )
+        if not _GUID.fullmatch(spec.owner_object_id):
+            raise ProviderError(f"{spec.owner_object_id!r} is not an Entra ID object id")
+        if not self.tenant_id:
+            raise ProviderConfigurationError(
+                "Assigning a compute instance to a user needs AZURE_TENANT_ID"
             )
         idle = None
         if spec.idle_shutdown_minutes > 0:
@@ -292,12 +531,15 @@ class AzureProvider:
             tags=tags,
             idle_time_before_shutdown_minutes=idle,
             ssh_public_access_enabled=False,
-            create_on_behalf_of=on_behalf_of,
+            create_on_behalf_of=AssignedUserConfiguration(
+                user_tenant_id=self.tenant_id, user_object_id=spec.owner_object_id
+            ),
             schedules=schedules,
         )
 
     def build_cluster(self, spec: ClusterSpec) -> AmlCompute:
         """The ``AmlCompute`` for a cluster spec (not yet sent anywhere)."""
+        check_compute_name(spec.name, instance=False)
         _check_nodes(spec.min_nodes, spec.max_nodes)
         return AmlCompute(
             name=spec.name,
@@ -313,6 +555,7 @@ class AzureProvider:
 
     def build_job(self, spec: JobSpec) -> Any:
         """The ``command`` job for a job spec (not yet sent anywhere)."""
+        check_job_name(spec.name)
         if not self.job_environment:
             raise ProviderConfigurationError("Set AZURE_JOB_ENVIRONMENT to submit jobs")
         return command(
@@ -324,218 +567,361 @@ class AzureProvider:
             environment_variables=dict(spec.environment),
             compute=spec.compute,
             inputs={k: Input(type="uri_folder", path=v) for k, v in spec.inputs.items()},
-            tags={"stagegate": "job"},
+            tags={"stagegate": "job", "stagegate-spec": job_fingerprint(spec)},
         )
 
-    # --- workspaces --------------------------------------------------------
+    def _put_compute(self, entity: AmlCompute | ComputeInstance) -> str:
+        entity.location = self.location
+        body = entity._to_rest_object().as_dict()
+        response = self._request(
+            f"create compute {entity.name}",
+            "PUT",
+            self._compute_path(str(entity.name)),
+            api_version=COMPUTE_API_VERSION,
+            json=body,
+        )
+        return _operation_url(response)
 
-    def _instance_status(self, name: str, instance: Any | None) -> ResourceStatus:
-        if instance is None:
+    # --- workspaces ------------------------------------------------------------
+
+    def _instance_status(self, name: str, body: dict[str, Any] | None) -> ResourceStatus:
+        if body is None:
             return ResourceStatus(name, ResourceState.DELETED)
-        raw = (getattr(instance, "state", None) or "").lower()
-        state = INSTANCE_STATES.get(raw)
-        if state is None:
-            provisioning = (getattr(instance, "provisioning_state", None) or "").lower()
-            state = PROVISIONING_STATES.get(provisioning, ResourceState.CREATING)
+        outer = body.get("properties") or {}
+        inner = outer.get("properties") or {}
+        raw = str(inner.get("state") or "")
+        provisioning = str(outer.get("provisioningState") or "")
+        state = INSTANCE_STATES.get(raw.lower())
+        if state is None:  # Unknown, absent or new: go by the provisioning state
+            state = PROVISIONING_STATES.get(provisioning.lower(), ResourceState.CREATING)
+            if state == ResourceState.RUNNING:
+                state = ResourceState.FAILED  # provisioned, yet not in a usable state
+        detail = f"Azure ML state {raw}" if raw else f"provisioning {provisioning}"
+        failure = _failure(outer, inner)
+        last = inner.get("lastOperation") or {}
+        if failure and (
+            state == ResourceState.FAILED or str(last.get("operationStatus", "")).endswith("Failed")
+        ):
+            state = ResourceState.FAILED
+            detail = failure
         url = ""
-        for service in getattr(instance, "services", None) or []:
-            if "lab" in str(service.get("displayName", "")).lower():
-                url = service.get("endpointUri", "")
-        detail = f"Azure ML state {instance.state}" if getattr(instance, "state", None) else ""
+        if state == ResourceState.RUNNING:
+            for app in inner.get("applications") or []:
+                if str(app.get("displayName", "")).lower() == "jupyter lab":
+                    url = str(app.get("endpointUri", ""))
         # Idle time is Azure's own business (idle_time_before_shutdown): None.
-        return ResourceStatus(
-            name, state, url=url if state == ResourceState.RUNNING else "", detail=detail
-        )
+        return ResourceStatus(name, state, url=url, detail=detail)
 
     def workspace_create(self, spec: WorkspaceSpec) -> ResourceStatus:
         """Begin creating the compute instance; when it exists, start it if stopped.
 
         Like the local provider: create means "exists and runs", and a second
-        call creates nothing.
+        call creates nothing. ``spec.allowed_ips`` is not applied: see
+        ``workspace_set_allowed_ips``.
         """
+        instance = self.build_compute_instance(spec)
         existing = self._get_compute(spec.name)
         if existing is not None:
+            assigned = (
+                ((existing.get("properties") or {}).get("properties") or {})
+                .get("personalComputeInstanceSettings", {})
+                .get("assignedUser", {})
+                .get("objectId", "")
+            )
+            if assigned and assigned.lower() != spec.owner_object_id.lower():
+                raise ProviderError(
+                    f"Compute instance {spec.name!r} exists and is assigned to another user"
+                )
             status = self._instance_status(spec.name, existing)
             if status.state != ResourceState.STOPPED:
                 return status
-            self._call(f"start {spec.name}", self.ml_client.compute.begin_start, spec.name)
-            return ResourceStatus(spec.name, ResourceState.CREATING, detail="starting")
-        instance = self.build_compute_instance(spec)
-        self._call(
-            f"create compute instance {spec.name}",
-            self.ml_client.compute.begin_create_or_update,
-            instance,
-        )
-        if spec.allowed_ips:
-            self.workspace_set_allowed_ips(spec.name, spec.allowed_ips)
-        return ResourceStatus(spec.name, ResourceState.CREATING)
+            return self._start(spec.name)
+        url = self._put_compute(instance)
+        return ResourceStatus(spec.name, ResourceState.CREATING, operation_url=url)
 
     def workspace_status(self, name: str) -> ResourceStatus:
         return self._instance_status(name, self._get_compute(name))
 
+    def _start(self, name: str, detail: str = "starting") -> ResourceStatus:
+        try:
+            url = self._compute_action(name, "start")
+        except AzureConflict as exc:  # another operation first: poll again
+            return ResourceStatus(name, ResourceState.CREATING, detail=str(exc))
+        return ResourceStatus(name, ResourceState.CREATING, detail=detail, operation_url=url)
+
+    def _stop(self, name: str, detail: str = "stopping") -> ResourceStatus:
+        try:
+            url = self._compute_action(name, "stop")
+        except AzureConflict as exc:
+            return ResourceStatus(name, ResourceState.STOPPING, detail=str(exc))
+        return ResourceStatus(name, ResourceState.STOPPING, detail=detail, operation_url=url)
+
     def workspace_start(self, name: str) -> ResourceStatus:
+        check_compute_name(name, instance=True)
         status = self.workspace_status(name)
         if status.state == ResourceState.DELETED:
             raise ProviderError(f"No compute instance {name!r}")
         if status.state != ResourceState.STOPPED:
             return status
-        self._call(f"start {name}", self.ml_client.compute.begin_start, name)
-        return ResourceStatus(name, ResourceState.CREATING, detail="starting")
+        return self._start(name)
 
     def workspace_stop(self, name: str) -> ResourceStatus:
+        check_compute_name(name, instance=True)
         status = self.workspace_status(name)
-        if status.state in (ResourceState.DELETED, ResourceState.STOPPED, ResourceState.STOPPING):
+        if status.state != ResourceState.RUNNING:
             return status
-        self._call(f"stop {name}", self.ml_client.compute.begin_stop, name)
-        return ResourceStatus(name, ResourceState.STOPPING)
+        return self._stop(name)
 
     def workspace_resize(self, name: str, size: SizeSpec) -> ResourceStatus:
-        """Advance the resize one step: stop, then change the size, then start.
+        """Advance the resize one step: stop, then resize, then start.
 
-        The SDK has no resize operation. A stopped instance is sent again with
-        the new size through ``begin_create_or_update``. Call again until this
-        returns RUNNING; each call starts at most one long-running operation.
+        Azure resizes a stopped instance (``POST .../resize`` with
+        ``targetVMSize``). Sizes compare case-insensitively: the service
+        answers ``STANDARD_DS3_V2`` for ``Standard_DS3_v2``. Call again until
+        this returns RUNNING; each call starts at most one operation.
         """
-        instance = self._get_compute(name)
-        if instance is None:
+        check_compute_name(name, instance=True)
+        body = self._get_compute(name)
+        if body is None:
             raise ProviderError(f"No compute instance {name!r}")
-        status = self._instance_status(name, instance)
-        if instance.size != size.name:
+        status = self._instance_status(name, body)
+        current = str(((body.get("properties") or {}).get("properties") or {}).get("vmSize", ""))
+        if status.state == ResourceState.FAILED:
+            return status
+        if current.lower() != size.name.lower():
             if status.state == ResourceState.RUNNING:
-                self._call(f"stop {name}", self.ml_client.compute.begin_stop, name)
-                return ResourceStatus(name, ResourceState.STOPPING, detail="resize: stopping")
+                return self._stop(name, detail="resize: stopping")
             if status.state != ResourceState.STOPPED:
-                # Creating, starting or stopping: wait for it to settle.
-                return ResourceStatus(name, status.state, detail="resize: waiting")
-            instance.size = size.name
-            self._call(f"resize {name}", self.ml_client.compute.begin_create_or_update, instance)
-            return ResourceStatus(name, ResourceState.STOPPED, detail="resize: size changing")
+                # Creating, starting, resizing or stopping: wait for it to settle.
+                return ResourceStatus(name, status.state, detail=f"resize: {status.detail}")
+            try:
+                url = self._compute_action(name, "resize", {"targetVMSize": size.name})
+            except AzureConflict as exc:
+                return ResourceStatus(name, ResourceState.STOPPED, detail=str(exc))
+            return ResourceStatus(
+                name, ResourceState.STOPPED, detail="resize: resizing", operation_url=url
+            )
         if status.state == ResourceState.STOPPED:
-            self._call(f"start {name}", self.ml_client.compute.begin_start, name)
-            return ResourceStatus(name, ResourceState.CREATING, detail="resize: starting")
+            return self._start(name, detail="resize: starting")
         return status
 
     def workspace_delete(self, name: str) -> ResourceStatus:
-        status = self.workspace_status(name)
+        check_compute_name(name, instance=True)
+        return self._delete(name, self.workspace_status(name))
+
+    def _delete(self, name: str, status: ResourceStatus) -> ResourceStatus:
         if status.state in (ResourceState.DELETED, ResourceState.DELETING):
             return status
         try:
-            self._call(f"delete {name}", self.ml_client.compute.begin_delete, name)
+            response = self._request(
+                f"delete {name}",
+                "DELETE",
+                self._compute_path(name),
+                api_version=COMPUTE_API_VERSION,
+                params={"underlyingResourceAction": "Delete"},
+            )
         except ResourceNotFoundError:
             return ResourceStatus(name, ResourceState.DELETED)
-        self._update_allowlist(name, ())
-        return ResourceStatus(name, ResourceState.DELETING)
+        except AzureConflict as exc:
+            return ResourceStatus(name, ResourceState.DELETING, detail=str(exc))
+        if response.status_code == 204:
+            return ResourceStatus(name, ResourceState.DELETED)
+        return ResourceStatus(name, ResourceState.DELETING, operation_url=_operation_url(response))
 
     def workspace_set_allowed_ips(self, name: str, cidrs: tuple[str, ...]) -> None:
-        """Allow ``cidrs`` to reach the workspace, through the Azure ML workspace's network ACL.
+        """Refuse a per-instance allowlist: Azure ML has none.
 
-        The ACL guards the whole Azure ML workspace, not one instance: it
-        holds the union of every instance's list (kept in workspace tags) and
-        ``AZURE_BASE_ALLOWED_IPS``; with no address at all it allows everyone.
+        Network rules exist for the whole Azure ML workspace only (an admin
+        setting, ``workspace_network_apply``); a compute instance is reached
+        through Entra ID sign-in of its assigned user. The addresses are
+        still checked as Azure would, so a bad entry is reported as such.
         """
-        self._update_allowlist(name, tuple(_validate_ipv4_cidrs(cidrs)))
-
-    def _update_allowlist(self, name: str, cidrs: tuple[str, ...]) -> None:
-        ml = self.ml_client
-        ws = self._call(f"get workspace {self.workspace}", ml.workspaces.get, self.workspace)
-        tags = dict(ws.tags or {})
-        key = ALLOWLIST_TAG_PREFIX + name
-        value = ",".join(cidrs)
-        if len(value) > TAG_VALUE_MAX:
+        validate_ip_rules(cidrs)
+        if cidrs:
             raise ProviderError(
-                f"Too many addresses for {name}: at most {TAG_VALUE_MAX} characters"
+                "Azure ML cannot limit one compute instance to IP addresses: only its "
+                "assigned user can sign in to it. Workspace-wide rules are an admin "
+                "setting (AZURE_WORKSPACE_ALLOWED_IPS)."
             )
-        if value:
-            tags[key] = value
-        else:
-            if key not in tags:
-                return
-            del tags[key]
-        union: list[str] = list(self.base_allowed_ips)
-        for tag, listed in sorted(tags.items()):
-            if tag.startswith(ALLOWLIST_TAG_PREFIX) and listed:
-                union.extend(c for c in listed.split(",") if c not in union)
-        ws.tags = tags
-        ws.public_network_access = "Enabled"
-        ws.network_acls = NetworkAcls(
-            default_action="Deny" if union else "Allow",
-            ip_rules=[IPRule(value=c) for c in union],
+
+    def workspace_network_apply(self, cidrs: Sequence[str] | None = None) -> list[str]:
+        """Set the Azure ML workspace's IP rules (admin only; default: the setting).
+
+        Never changes ``publicNetworkAccess``: the rules need public access
+        enabled, and (as Azure requires) a managed network or a private
+        endpoint. An empty list means "allow from all networks". The update
+        carries the workspace's ETag (``If-Match``); when someone changed the
+        workspace meanwhile, it is read again and the update tried again.
+        """
+        rules = validate_ip_rules(self.workspace_allowed_ips if cidrs is None else cidrs)
+        for _ in range(3):
+            response = self._request(
+                f"get workspace {self.workspace}",
+                "GET",
+                self._workspace_path,
+                api_version=WORKSPACE_API_VERSION,
+            )
+            body = response.json()
+            props = body.get("properties") or {}
+            if str(props.get("publicNetworkAccess", "")).lower() != "enabled":
+                raise ProviderError(
+                    "The Azure ML workspace has public network access disabled: IP rules "
+                    "would not apply. Change that in Azure, not from the portal."
+                )
+            isolation = str((props.get("managedNetwork") or {}).get("isolationMode", ""))
+            private = props.get("privateEndpointConnections") or []
+            if rules and isolation.lower() in ("", "disabled") and not private:
+                raise ProviderError(
+                    "Azure ML takes workspace IP rules only with a managed network or a "
+                    "private endpoint; this workspace has neither."
+                )
+            etag = response.headers.get("ETag") or body.get("etag")
+            if not etag:
+                raise ProviderError("The workspace came without an ETag; not updating blindly")
+            acls = {
+                "defaultAction": "Deny" if rules else "Allow",
+                "ipRules": [{"value": rule} for rule in rules],
+            }
+            try:
+                self._request(
+                    f"update network rules of {self.workspace}",
+                    "PATCH",
+                    self._workspace_path,
+                    api_version=WORKSPACE_API_VERSION,
+                    json={"properties": {"networkAcls": acls}},
+                    headers={"If-Match": etag},
+                )
+            except AzureRequestError as exc:
+                if exc.status == 412:  # changed since we read it
+                    continue
+                raise
+            return rules
+        raise TransientProviderError(
+            "The workspace kept changing while its network rules were updated; try again"
         )
-        self._call(f"update workspace {self.workspace}", ml.workspaces.begin_update, ws)
 
-    # --- clusters ----------------------------------------------------------
+    # --- clusters ------------------------------------------------------------
 
-    def _cluster_status(self, name: str, cluster: Any | None) -> ResourceStatus:
-        if cluster is None:
+    def _cluster_status(self, name: str, body: dict[str, Any] | None) -> ResourceStatus:
+        if body is None:
             return ResourceStatus(name, ResourceState.DELETED)
-        raw = (getattr(cluster, "provisioning_state", None) or "").lower()
-        state = PROVISIONING_STATES.get(raw, ResourceState.CREATING)
-        return ResourceStatus(
-            name,
-            state,
-            detail=f"{cluster.min_instances}..{cluster.max_instances} nodes of {cluster.size}",
+        outer = body.get("properties") or {}
+        inner = outer.get("properties") or {}
+        provisioning = str(outer.get("provisioningState") or "")
+        state = PROVISIONING_STATES.get(provisioning.lower(), ResourceState.CREATING)
+        scale = inner.get("scaleSettings") or {}
+        detail = (
+            f"{scale.get('minNodeCount', 0)}..{scale.get('maxNodeCount', 0)} nodes of "
+            f"{inner.get('vmSize', '')}, allocation {inner.get('allocationState', '')}"
         )
+        failure = _failure(outer, inner)
+        if state == ResourceState.FAILED and failure:
+            detail = failure
+        return ResourceStatus(name, state, detail=detail)
 
     def cluster_create(self, spec: ClusterSpec) -> ResourceStatus:
+        cluster = self.build_cluster(spec)
         existing = self._get_compute(spec.name)
         if existing is not None:
             return self._cluster_status(spec.name, existing)
-        cluster = self.build_cluster(spec)
-        self._call(
-            f"create cluster {spec.name}", self.ml_client.compute.begin_create_or_update, cluster
-        )
-        return ResourceStatus(spec.name, ResourceState.CREATING)
+        url = self._put_compute(cluster)
+        return ResourceStatus(spec.name, ResourceState.CREATING, operation_url=url)
 
     def cluster_scale(self, name: str, min_nodes: int, max_nodes: int) -> ResourceStatus:
+        check_compute_name(name, instance=False)
         _check_nodes(min_nodes, max_nodes)
-        cluster = self._get_compute(name)
-        if cluster is None:
+        body = self._get_compute(name)
+        if body is None:
             raise ProviderError(f"No cluster {name!r}")
-        if (cluster.min_instances, cluster.max_instances) == (min_nodes, max_nodes):
-            return self._cluster_status(name, cluster)
-        cluster.min_instances = min_nodes
-        cluster.max_instances = max_nodes
-        self._call(f"scale cluster {name}", self.ml_client.compute.begin_update, cluster)
+        scale = ((body.get("properties") or {}).get("properties") or {}).get("scaleSettings") or {}
+        if (scale.get("minNodeCount"), scale.get("maxNodeCount")) == (min_nodes, max_nodes):
+            return self._cluster_status(name, body)
+        patch = {"minNodeCount": min_nodes, "maxNodeCount": max_nodes}
+        if scale.get("nodeIdleTimeBeforeScaleDown"):
+            patch["nodeIdleTimeBeforeScaleDown"] = scale["nodeIdleTimeBeforeScaleDown"]
+        try:
+            response = self._request(
+                f"scale cluster {name}",
+                "PATCH",
+                self._compute_path(name),
+                api_version=COMPUTE_API_VERSION,
+                json={"properties": {"properties": {"scaleSettings": patch}}},
+            )
+        except AzureConflict as exc:
+            return ResourceStatus(name, ResourceState.CREATING, detail=str(exc))
         return ResourceStatus(
-            name, ResourceState.CREATING, detail=f"scaling to {min_nodes}..{max_nodes}"
+            name,
+            ResourceState.CREATING,
+            detail=f"scaling to {min_nodes}..{max_nodes}",
+            operation_url=_operation_url(response),
         )
 
     def cluster_delete(self, name: str) -> ResourceStatus:
-        status = self.cluster_status(name)
-        if status.state in (ResourceState.DELETED, ResourceState.DELETING):
-            return status
-        try:
-            self._call(f"delete cluster {name}", self.ml_client.compute.begin_delete, name)
-        except ResourceNotFoundError:
-            return ResourceStatus(name, ResourceState.DELETED)
-        return ResourceStatus(name, ResourceState.DELETING)
+        check_compute_name(name, instance=False)
+        return self._delete(name, self.cluster_status(name))
 
     def cluster_status(self, name: str) -> ResourceStatus:
         return self._cluster_status(name, self._get_compute(name))
 
     def list_sizes(self) -> list[SizeSpec]:
-        sizes = self._call("list sizes", lambda: list(self.ml_client.compute.list_sizes()))
-        return [
-            SizeSpec(s.name, int(s.v_cp_us or 0), float(s.memory_gb or 0), int(s.gpus or 0))
-            for s in sizes
-        ]
+        """The VM sizes of the workspace's region that compute instances can use."""
+        sizes = self._call(
+            "list sizes",
+            lambda: list(self.ml_client.compute.list_sizes(location=self.location)),
+        )
+        out = []
+        for s in sizes:
+            # The SDK copies the REST body's camelCase keys onto the entity;
+            # its snake_case attributes stay None.
+            types = _field(s, "supportedComputeTypes", "supported_compute_types") or []
+            if types and "computeinstance" not in {str(t).lower() for t in types}:
+                continue
+            out.append(
+                SizeSpec(
+                    str(s.name),
+                    int(_field(s, "vCPUs", "v_cp_us") or 0),
+                    float(_field(s, "memoryGB", "memory_gb") or 0),
+                    int(_field(s, "gpus") or 0),
+                )
+            )
+        return out
 
     def list_usage(self) -> list[dict[str, Any]]:
-        """Core and instance usage against the subscription's quotas in the
-        workspace's region (not part of the Provider interface: Azure only)."""
-        usages = self._call("list usage", lambda: list(self.ml_client.compute.list_usage()))
-        return [
-            {
-                "name": getattr(u.name, "value", None) or "",
-                "label": getattr(u.name, "localized_value", None) or "",
-                "current": u.current_value,
-                "limit": u.limit,
-                "unit": str(u.unit or ""),
-            }
-            for u in usages
-        ]
+        """Core usage against the subscription's quotas in the workspace's region,
+        subscription-wide and for this workspace (Azure only, not in the Protocol)."""
+        usages = self._call(
+            "list usage",
+            lambda: list(self.ml_client.compute.list_usage(location=self.location)),
+        )
+        out = []
+        for u in usages:
+            resource_id = str(getattr(u, "id", "") or "")
+            low = resource_id.lower()
+            if "/computes/" in low:
+                scope = "compute"
+                continue  # per-cluster detail: the workspace line sums them
+            if "/workspaces/" in low:
+                if not low.startswith(self._workspace_path.lower()):
+                    continue  # another workspace in the subscription
+                scope = "workspace"
+            else:
+                scope = "subscription"
+            name = _field(u, "name") or {}
+            if not isinstance(name, dict):
+                name = {"value": getattr(name, "value", ""), "localizedValue": ""}
+            out.append(
+                {
+                    "name": str(name.get("value") or ""),
+                    "label": str(name.get("localizedValue") or name.get("value") or ""),
+                    "scope": scope,
+                    "current": int(_field(u, "currentValue", "current_value") or 0),
+                    "limit": int(_field(u, "limit") or 0),
+                    "unit": str(_enum_value(_field(u, "unit")) or ""),
+                }
+            )
+        return out
 
-    # --- jobs --------------------------------------------------------------
+    # --- jobs ----------------------------------------------------------------
 
     def _get_job(self, name: str) -> Any | None:
         try:
@@ -545,15 +931,25 @@ class AzureProvider:
 
     @staticmethod
     def _job_status(name: str, job: Any) -> JobStatus:
-        raw = str(job.status or "")
+        raw = str(_enum_value(job.status) or "")
         return JobStatus(name, JOB_STATES.get(raw.lower(), JobState.QUEUED), detail=raw)
 
     def job_submit(self, spec: JobSpec) -> JobStatus:
-        """Submit the command job; nothing is sent when a job of that name exists."""
+        """Submit the command job; nothing is sent when this job exists.
+
+        Job names are permanent in a workspace (even after deletion): a job
+        of that name made from another spec is refused, not taken for ours.
+        """
+        job = self.build_job(spec)
         existing = self._get_job(spec.name)
         if existing is not None:
+            fingerprint = (existing.tags or {}).get("stagegate-spec")
+            if fingerprint != job_fingerprint(spec):
+                raise ProviderError(
+                    f"Job name {spec.name!r} is already taken in the Azure ML workspace by "
+                    "another job (job names are permanent)"
+                )
             return self._job_status(spec.name, existing)
-        job = self.build_job(spec)
         submitted = self._call(f"submit job {spec.name}", self.ml_client.jobs.create_or_update, job)
         return self._job_status(spec.name, submitted)
 
@@ -565,20 +961,151 @@ class AzureProvider:
 
     def job_cancel(self, name: str) -> JobStatus:
         status = self.job_status(name)
-        if status.state in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED):
+        if status.state in JOB_DONE or status.detail.lower() == "cancelrequested":
             return status
-        self._call(f"cancel job {name}", self.ml_client.jobs.begin_cancel, name)
+        try:
+            self._request(
+                f"cancel job {name}",
+                "POST",
+                f"{self._workspace_path}/jobs/{name}/cancel",
+                api_version=JOB_API_VERSION,
+            )
+        except AzureConflict:
+            return self.job_status(name)
         return JobStatus(name, JobState.CANCELED, detail="cancel requested")
 
     def job_logs(self, name: str, tail: int = 200) -> str:
-        """The tail of the job's standard output, downloaded from its run history."""
-        with tempfile.TemporaryDirectory(prefix="sg-job-logs-") as tmp:
-            self._call(
-                f"download logs of {name}", self.ml_client.jobs.download, name, download_path=tmp
+        """The last ``tail`` lines of the job's standard output, also while it runs.
+
+        The run history lists the job's log files with readable (SAS) URLs;
+        ``user_logs/std_log*.txt`` (the first process's, for distributed
+        jobs) is read from its end with HTTP range requests, growing the
+        window until it holds ``tail`` lines or ``LOG_MAX_BYTES``.
+        """
+        if tail <= 0:
+            return ""
+        jobs = self.ml_client.jobs
+        try:
+            details = self._call(
+                f"get run details of {name}", jobs._runs_operations.get_run_details, name
             )
-            files = sorted(glob.glob(f"{tmp}/**/user_logs/std_log*.txt", recursive=True))
-            text = "".join(Path(f).read_text(errors="replace") for f in files)
-        return "\n".join(text.splitlines()[-tail:]) if tail > 0 else ""
+        except ResourceNotFoundError as exc:
+            raise ProviderError(f"No job {name!r}") from exc
+        logs = {
+            k: v
+            for k, v in (details.log_files or {}).items()
+            if re.fullmatch(r"user_logs/std_log[\w.-]*\.txt", k)
+        }
+        if not logs:
+            return ""
+        url = logs[sorted(logs)[0]]
+        return self._tail(jobs._requests_pipeline, url, tail)
+
+    def _tail(self, pipeline: Any, url: str, lines: int) -> str:
+        def ranged(start: int, end: int) -> Any:
+            response = pipeline.get(url, headers={"Range": f"bytes={start}-{end}"})
+            if response.status_code == 416:
+                return response
+            if response.status_code >= 400:
+                raise HttpResponseError(response=response)
+            return response
+
+        first = self._call("read log", ranged, 0, 0)
+        if first.status_code == 416:
+            return ""  # empty so far
+        size = _content_range_total(first)
+        window = LOG_WINDOW
+        while True:
+            start = max(0, size - window)
+            data = self._call("read log", ranged, start, size - 1).content
+            text = data.decode("utf-8", errors="replace")
+            got = text.splitlines()
+            if start > 0:
+                got = got[1:]  # the first line is cut
+            if len(got) >= lines or start == 0 or window >= LOG_MAX_BYTES:
+                return "\n".join(got[-lines:])
+            window *= 4
+
+
+def job_fingerprint(spec: JobSpec) -> str:
+    """A short hash of what makes a job this job (command, compute, inputs, code)."""
+    parts = [spec.command, spec.compute, spec.code_dir, *sorted(spec.inputs.items())]
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+
+def validate_ip_rules(cidrs: Sequence[str]) -> list[str]:
+    """Addresses Azure ML takes as IP rules: public IPv4 addresses or ranges, at most 200."""
+    valid: list[str] = []
+    for cidr in cidrs:
+        try:
+            network = ipaddress.ip_network(cidr.strip(), strict=False)
+        except ValueError as exc:
+            raise ProviderError(f"Invalid address or CIDR {cidr!r}") from exc
+        if network.version != 4:
+            raise ProviderError(f"Azure ML network rules take IPv4 only, not {cidr!r}")
+        if not network.is_global:
+            raise ProviderError(
+                f"{cidr!r} is a private or reserved range; Azure ML rules take public addresses"
+            )
+        value = str(network.network_address) if network.prefixlen == 32 else str(network)
+        if value not in valid:
+            valid.append(value)
+    if len(valid) > MAX_IP_RULES:
+        raise ProviderError(f"Azure ML takes at most {MAX_IP_RULES} IP rules, not {len(valid)}")
+    return valid
+
+
+def _failure(outer: dict[str, Any], inner: dict[str, Any]) -> str:
+    """The service's words for why a compute failed, if it says."""
+    messages = []
+    for entry in (outer.get("provisioningErrors") or []) + (inner.get("errors") or []):
+        error = entry.get("error") if isinstance(entry, dict) and "error" in entry else entry
+        if isinstance(error, dict):
+            text = error.get("message") or error.get("code")
+            if text:
+                messages.append(str(text))
+    last = inner.get("lastOperation") or {}
+    if str(last.get("operationStatus", "")).endswith("Failed"):
+        messages.insert(0, f"{last.get('operationName', 'operation')} failed")
+    return "; ".join(messages)[:480]
+
+
+def _operation_url(response: Any) -> str:
+    headers = response.headers
+    return str(headers.get("Azure-AsyncOperation") or headers.get("Location") or "")
+
+
+def _field(obj: Any, *names: str) -> Any:
+    for name in names:
+        value = vars(obj).get(name) if hasattr(obj, "__dict__") else None
+        if value is None:
+            value = getattr(obj, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+def _enum_value(value: Any) -> Any:
+    """``str(JobStatus.COMPLETED)`` is ``"JobStatus.COMPLETED"``: read ``.value``."""
+    return getattr(value, "value", value)
+
+
+def _content_range_total(response: Any) -> int:
+    header = response.headers.get("Content-Range", "")
+    match = re.fullmatch(r"bytes \d+-\d+/(\d+)", header.strip())
+    if match:
+        return int(match.group(1))
+    if response.status_code == 200:  # the server ignored Range: it sent everything
+        return len(response.content)
+    raise ProviderError(f"Unexpected Content-Range {header!r} reading a log")
+
+
+def _response_message(response: Any) -> str:
+    try:
+        error = response.json().get("error") or {}
+        return str(error.get("message") or error.get("code") or response.status_code)
+    except ValueError:
+        return str(response.status_code)
 
 
 def _message(exc: BaseException) -> str:
@@ -597,17 +1124,3 @@ def _retry_after(exc: HttpResponseError) -> float | None:
 def _check_nodes(min_nodes: int, max_nodes: int) -> None:
     if min_nodes < 0 or max_nodes < 1 or min_nodes > max_nodes:
         raise ProviderError(f"Invalid node counts: min {min_nodes}, max {max_nodes}")
-
-
-def _validate_ipv4_cidrs(cidrs: Sequence[str]) -> list[str]:
-    """Azure ML's IP rules take IPv4 addresses and ranges only."""
-    valid = []
-    for cidr in cidrs:
-        try:
-            network = ipaddress.ip_network(cidr.strip(), strict=False)
-        except ValueError as exc:
-            raise ProviderError(f"Invalid address or CIDR {cidr!r}") from exc
-        if network.version != 4:
-            raise ProviderError(f"Azure ML network rules take IPv4 only, not {cidr!r}")
-        valid.append(str(network.network_address) if network.prefixlen == 32 else str(network))
-    return valid

@@ -18,6 +18,7 @@ retry with backoff, any other ``ProviderError`` is final.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -104,6 +105,10 @@ class ResourceStatus:
     detail: str = ""
     # Seconds since the last user activity, when the provider can tell.
     idle_seconds: float | None = None
+    # The long-running operation the call started, when the provider has one
+    # (Azure: the Azure-AsyncOperation / Location URL); the caller may keep it
+    # and ask the provider's ``operation_status(url)`` how it went.
+    operation_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -143,14 +148,55 @@ class Provider(Protocol):
     def job_logs(self, name: str, tail: int = 200) -> str: ...
 
 
-def workspace_name(pk: int) -> str:
+# Provider-side names. Without a salt: the local provider's historical form
+# (``sg-ws-7``), kept so existing local workspaces keep their folders. With the
+# install's salt (the Azure provider's ``name_salt``): names Azure ML accepts
+# (DNS-style, each '-' followed later by a letter; compute instances at most 24
+# characters, clusters 16) and unique to this installation, since compute and
+# endpoint names are unique per region and job names are permanent per workspace.
+_SALT = re.compile(r"[a-z][a-z0-9]{2,5}")
+
+
+def check_salt(salt: str) -> str:
+    """A salt is 3-6 lowercase letters and digits, starting with a letter."""
+    if not _SALT.fullmatch(salt):
+        raise ValueError(
+            f"{salt!r} is not a name salt: 3-6 lowercase letters and digits, starting with a letter"
+        )
+    return salt
+
+
+def _salted(salt: str, kind: str, pk: int, max_length: int) -> str:
+    name = f"sg-{check_salt(salt)}-{kind}{pk}"
+    if pk < 0 or len(name) > max_length:
+        raise ValueError(f"{name!r}: no valid name of at most {max_length} characters")
+    return name
+
+
+def workspace_name(pk: int, salt: str = "") -> str:
     """The provider-side name of workspace ``pk``: stable across retries."""
-    return f"sg-ws-{pk}"
+    if not salt:
+        return f"sg-ws-{pk}"
+    return _salted(salt, "ws", pk, 24)
 
 
-def cluster_name(pk: int) -> str:
-    return f"sg-cl-{pk}"
+def cluster_name(pk: int, salt: str = "") -> str:
+    if not salt:
+        return f"sg-cl-{pk}"
+    name = f"{check_salt(salt)}-cl{pk}"
+    if pk < 0 or len(name) > 16:
+        raise ValueError(f"{name!r}: no valid cluster name of at most 16 characters")
+    return name
 
 
-def job_name(pk: int) -> str:
-    return f"sg-job-{pk}"
+def job_name(pk: int, salt: str = "") -> str:
+    if not salt:
+        return f"sg-job-{pk}"
+    return _salted(salt, "job", pk, 255)
+
+
+def endpoint_name(pk: int, salt: str = "") -> str:
+    """A serving endpoint's name (Azure: 3-32 characters, unique per region)."""
+    if not salt:
+        return f"sg-ep-{pk}"
+    return _salted(salt, "ep", pk, 32)

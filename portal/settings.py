@@ -413,10 +413,17 @@ AZURE_JOB_ENVIRONMENT = env.str(
 # on top of each instance's idle shutdown.
 AZURE_CI_STOP_CRON = env.str("AZURE_CI_STOP_CRON", default="")
 AZURE_CI_SCHEDULE_TIME_ZONE = env.str("AZURE_CI_SCHEDULE_TIME_ZONE", default="UTC")
-# IPv4 ranges always in the Azure ML workspace's network ACL (e.g. the office).
-AZURE_BASE_ALLOWED_IPS = env.list("AZURE_BASE_ALLOWED_IPS", default=[])
+# The Azure ML workspace's IP rules (public IPv4, at most 200), applied only by
+# an admin (AzureProvider.workspace_network_apply); never per compute instance.
+AZURE_WORKSPACE_ALLOWED_IPS = env.list("AZURE_WORKSPACE_ALLOWED_IPS", default=[])
+# This installation's part of every Azure resource name (3-6 lowercase letters
+# and digits, starting with a letter); required, and never to be changed.
+AZURE_NAME_SALT = env.str("AZURE_NAME_SALT", default="")
 # Tries per Azure call on throttling (429) and server errors (5xx).
 AZURE_MAX_ATTEMPTS = env.int("AZURE_MAX_ATTEMPTS", default=5)
+# Seconds one HTTP request to Azure may take to connect / to answer.
+AZURE_CONNECT_TIMEOUT = env.float("AZURE_CONNECT_TIMEOUT", default=10.0)
+AZURE_READ_TIMEOUT = env.float("AZURE_READ_TIMEOUT", default=60.0)
 
 # --- Workspaces and compute (workspaces/) ---
 # Quotas a project (and a user, across projects) gets until an admin changes

@@ -1,28 +1,41 @@
-"""The Azure ML provider, offline: the SDK's own entities, serialized by the SDK,
-handed to a recording stand-in for ``MLClient``'s operation groups."""
+"""The Azure ML provider through a real ``azure.ai.ml.MLClient``.
+
+The client is the SDK's own, with a fake credential; only its HTTP transport
+is a test double (``tests/cloud/azure_transport.py``) answering like Azure
+Resource Manager, the run history API and blob storage, from fixtures shaped
+like the REST API's examples. The assertions are on the HTTP requests the
+SDK and the provider send and on what the provider makes of the answers.
+"""
 
 from __future__ import annotations
 
 import os
 import random
+import re
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from azure.ai.ml import MLClient
-from azure.ai.ml.entities import (
-    AmlCompute,
-    ComputeInstance,
-    Usage,
-    UsageName,
-    VmSize,
-    Workspace,
-)
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceRequestError
+from azure.ai.ml._restclient.arm_ml_service.models import ComputeInstanceState
+from azure.ai.ml._restclient.arm_ml_service.models import JobStatus as RestJobStatus
+from azure.core.credentials import AccessToken, AccessTokenInfo
+from azure.core.pipeline.policies import RetryPolicy
+from azure.core.pipeline.transport import RequestsTransport
 from azure.identity import ClientSecretCredential
 
-from cloud.azure import AzureProvider
+from cloud.azure import (
+    INSTANCE_STATES,
+    JOB_STATES,
+    LOG_WINDOW,
+    AzureProvider,
+    check_compute_name,
+    validate_ip_rules,
+)
 from cloud.base import (
     ClusterSpec,
     JobSpec,
@@ -33,133 +46,41 @@ from cloud.base import (
     SizeSpec,
     TransientProviderError,
     WorkspaceSpec,
+    cluster_name,
+    endpoint_name,
+    job_name,
+    workspace_name,
+)
+from tests.cloud.azure_transport import (
+    RESOURCE_GROUP,
+    SUBSCRIPTION,
+    WORKSPACE,
+    FakeAzureML,
 )
 
+SALT = "k7q"
 DS3 = SizeSpec("Standard_DS3_v2", 4, 14.0)
 E4 = SizeSpec("Standard_E4s_v3", 4, 32.0)
 TENANT = "11111111-1111-1111-1111-111111111111"
 OBJECT_ID = "22222222-2222-2222-2222-222222222222"
+WS = workspace_name(1, SALT)
+CL = cluster_name(1, SALT)
+JOB = job_name(1, SALT)
 
 
-class Poller:
-    """What ``begin_*`` returns: the provider must not wait on it."""
+class FakeCredential:
+    """A ``TokenCredential`` that never leaves the machine."""
 
-    def __init__(self, what: str) -> None:
-        self.what = what
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken("fake-token", int(time.time()) + 3600)
 
-    def done(self) -> bool:
-        return False
-
-    def status(self) -> str:
-        return "InProgress"
-
-    def result(self, timeout: float | None = None) -> Any:
-        raise AssertionError(f"the provider blocked on {self.what}")
-
-
-def http_error(status: int, retry_after: str | None = None) -> HttpResponseError:
-    error = HttpResponseError(message=f"status {status}")
-    error.status_code = status
-    if retry_after is not None:
-        error.response = SimpleNamespace(headers={"Retry-After": retry_after})  # type: ignore[assignment]
-    return error
-
-
-class Group:
-    """One operation group (``compute``, ``jobs``, ``workspaces``) that records calls.
-
-    ``failures[method]`` is a list of exceptions raised by the next calls of
-    that method, before it behaves normally.
-    """
-
-    def __init__(self, name: str, calls: list[tuple[str, str, tuple[Any, ...]]]) -> None:
-        self.name = name
-        self.calls = calls
-        self.items: dict[str, Any] = {}
-        self.failures: dict[str, list[Exception]] = {}
-
-    def _record(self, method: str, *args: Any) -> None:
-        self.calls.append((self.name, method, args))
-        pending = self.failures.get(method)
-        if pending:
-            raise pending.pop(0)
-
-    def get(self, name: str) -> Any:
-        self._record("get", name)
-        if name not in self.items:
-            raise ResourceNotFoundError(message=f"{name} not found")
-        return self.items[name]
-
-    def begin_create_or_update(self, entity: Any) -> Poller:
-        self._record("begin_create_or_update", entity)
-        return Poller("create")
-
-    def begin_update(self, entity: Any) -> Poller:
-        self._record("begin_update", entity)
-        return Poller("update")
-
-    def begin_start(self, name: str) -> Poller:
-        self._record("begin_start", name)
-        return Poller("start")
-
-    def begin_stop(self, name: str) -> Poller:
-        self._record("begin_stop", name)
-        return Poller("stop")
-
-    def begin_delete(self, name: str) -> Poller:
-        self._record("begin_delete", name)
-        return Poller("delete")
-
-    def list_usage(self) -> list[Usage]:
-        self._record("list_usage")
-        return [
-            Usage(  # type: ignore[abstract]
-                name=UsageName(
-                    value="standardDSv2Family", localized_value="Standard DSv2 Family vCPUs"
-                ),
-                current_value=8,
-                limit=24,
-                unit="Count",
-            )
-        ]
-
-    def list_sizes(self) -> list[VmSize]:
-        self._record("list_sizes")
-        return [
-            VmSize(name="Standard_DS3_v2", v_cp_us=4, memory_gb=14.0, gpus=0),  # type: ignore[abstract]
-            VmSize(name="Standard_NC6s_v3", v_cp_us=6, memory_gb=112.0, gpus=1),  # type: ignore[abstract]
-        ]
-
-    def create_or_update(self, job: Any) -> Any:
-        self._record("create_or_update", job)
-        return SimpleNamespace(name=job.name, status="Starting")
-
-    def begin_cancel(self, name: str) -> Poller:
-        self._record("begin_cancel", name)
-        return Poller("cancel")
-
-    def download(self, name: str, *, download_path: str) -> None:
-        self._record("download", name)
-        logs = Path(download_path) / "artifacts" / "user_logs"
-        logs.mkdir(parents=True)
-        (logs / "std_log.txt").write_text("".join(f"epoch {i}\n" for i in range(10)))
-
-
-class RecordingMLClient:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str, tuple[Any, ...]]] = []
-        self.compute = Group("compute", self.calls)
-        self.jobs = Group("jobs", self.calls)
-        self.workspaces = Group("workspaces", self.calls)
-        self.workspaces.items["ws"] = Workspace(name="ws", tags={"team": "ds"})
-
-    def methods(self, group: str | None = None) -> list[str]:
-        return [m for g, m, _ in self.calls if group is None or g == group]
+    def get_token_info(self, *scopes: str, options: Any = None) -> AccessTokenInfo:
+        return AccessTokenInfo("fake-token", int(time.time()) + 3600)
 
 
 @pytest.fixture
-def ml() -> RecordingMLClient:
-    return RecordingMLClient()
+def azure() -> FakeAzureML:
+    return FakeAzureML()
 
 
 @pytest.fixture
@@ -168,430 +89,791 @@ def sleeps() -> list[float]:
 
 
 @pytest.fixture
-def provider(ml: RecordingMLClient, sleeps: list[float]) -> AzureProvider:
+def provider(azure: FakeAzureML, sleeps: list[float]) -> AzureProvider:
     return AzureProvider(
-        subscription_id="00000000-0000-0000-0000-000000000000",
-        resource_group="rg-stagegate",
-        workspace="ws",
+        subscription_id=SUBSCRIPTION,
+        resource_group=RESOURCE_GROUP,
+        workspace=WORKSPACE,
+        name_salt=SALT,
         tenant_id=TENANT,
         job_environment="azureml://registries/azureml/environments/sklearn-1.5/labels/latest",
-        ml_client=ml,
+        credential=FakeCredential(),
+        transport=azure,
         sleep=sleeps.append,
         rng=random.Random(7),
     )
 
 
-def instance(name: str, state: str, size: str = "Standard_DS3_v2") -> ComputeInstance:
-    return ComputeInstance(
-        name=name,
-        size=size,
-        state=state,
-        services=[
-            {"displayName": "Jupyter", "endpointUri": "https://x.instances.azureml.ms/tree/"},
-            {"displayName": "Jupyter Lab", "endpointUri": "https://x.instances.azureml.ms/lab"},
-        ],
-    )
+def spec(name: str = WS, size: SizeSpec = DS3, **kwargs: Any) -> WorkspaceSpec:
+    kwargs.setdefault("owner_username", "bob")
+    kwargs.setdefault("owner_object_id", OBJECT_ID)
+    return WorkspaceSpec(name, size, **kwargs)
 
 
-# --- the REST shape of the entities ------------------------------------------
+def test_the_client_is_the_sdks_own_over_the_injected_transport(
+    provider: AzureProvider, azure: FakeAzureML
+) -> None:
+    assert isinstance(provider.ml_client, MLClient)
+    provider.workspace_status(WS)
+    (request,) = azure.requests
+    assert request.headers["Authorization"] == "Bearer fake-token"
+    assert request.method == "GET"
+    assert request.path.endswith(f"/workspaces/{WORKSPACE}/computes/{WS}")
 
 
-def test_compute_instance_rest_shape(provider: AzureProvider) -> None:
-    spec = WorkspaceSpec(
-        "sg-ws-7", DS3, owner_username="bob", owner_object_id=OBJECT_ID, idle_shutdown_minutes=30
-    )
-    entity = provider.build_compute_instance(spec)
-    rest = entity._to_rest_object().as_dict()
-    props = rest["properties"]
+# --- names -------------------------------------------------------------------
+
+
+def test_salted_names_are_valid_azure_names() -> None:
+    for pk in (1, 7, 99_999, 10**9):
+        assert check_compute_name(workspace_name(pk, SALT), instance=True)
+    assert workspace_name(7, SALT) == "sg-k7q-ws7"
+    assert len(workspace_name(10**11, "abcdef")) == 24
+    with pytest.raises(ValueError):
+        workspace_name(10**12, "abcdef")
+    assert check_compute_name(cluster_name(9_999_999, "abcdef"), instance=False)
+    assert job_name(7, SALT) == "sg-k7q-job7"
+    assert endpoint_name(7, SALT) == "sg-k7q-ep7"
+    with pytest.raises(ValueError):
+        cluster_name(10**8, "abcdef")  # would pass 16 characters
+    for bad in ("7ab", "ab", "a-b", "ABC", "abcdefg"):
+        with pytest.raises(ValueError):
+            workspace_name(1, bad)
+    # Without a salt: the local provider's historical names, which Azure refuses.
+    assert workspace_name(7) == "sg-ws-7"
+    for name in ("sg-ws-7", "cpu-cluster-1", "a-", "ab", "x" * 25, "1abc"):
+        with pytest.raises(ProviderError):
+            check_compute_name(name, instance=True)
+
+
+def test_the_provider_refuses_an_invalid_name_before_sending(
+    provider: AzureProvider, azure: FakeAzureML
+) -> None:
+    with pytest.raises(ProviderError, match="not a valid Azure ML compute instance name"):
+        provider.workspace_create(spec("sg-ws-7"))
+    with pytest.raises(ProviderError, match="cluster name"):
+        provider.cluster_create(ClusterSpec("sg-cl-7", DS3))
+    assert azure.requests == []
+
+
+def test_the_provider_needs_a_name_salt() -> None:
+    with pytest.raises(ProviderConfigurationError, match="AZURE_NAME_SALT"):
+        AzureProvider(subscription_id="s", resource_group="rg", workspace="ws", name_salt="")
+    with pytest.raises(ProviderConfigurationError, match="AZURE_NAME_SALT"):
+        AzureProvider(subscription_id="s", resource_group="rg", workspace="ws", name_salt="A-1")
+
+
+# --- workspaces (compute instances) --------------------------------------------
+
+
+def test_create_sends_one_put_assigned_to_the_owner_and_starts_no_poller(
+    provider: AzureProvider, azure: FakeAzureML
+) -> None:
+    threads = threading.active_count()
+    status = provider.workspace_create(spec(idle_shutdown_minutes=30))
+    assert status.state == ResourceState.CREATING
+    assert "computeOperationsStatus" in status.operation_url
+    assert azure.summary() == [
+        f"GET /computes/{WS}",
+        "GET /",  # the workspace's region
+        f"PUT /computes/{WS}",
+    ]
+    put = azure.calls("PUT")[0]
+    assert put.api_version == "2024-10-01-preview"
+    assert put.body["location"] == "westeurope"
+    props = put.body["properties"]
     assert props["computeType"] == "ComputeInstance"
     assert props["disableLocalAuth"] is True
     inner = props["properties"]
     assert inner["vmSize"] == "Standard_DS3_v2"
     assert inner["idleTimeBeforeShutdown"] == "PT30M"
     assert inner["sshSettings"] == {"sshPublicAccess": "Disabled"}
+    assert inner["computeInstanceAuthorizationType"] == "personal"
     assert inner["personalComputeInstanceSettings"] == {
         "assignedUser": {"objectId": OBJECT_ID, "tenantId": TENANT}
     }
-    assert "schedules" not in inner
-    assert rest["tags"] == {"stagegate": "workspace", "stagegate-owner": "bob"}
-    as_yaml = entity._to_dict()
-    assert as_yaml["type"] == "computeinstance"
-    assert as_yaml["ssh_public_access_enabled"] is False
-    assert as_yaml["idle_time_before_shutdown_minutes"] == 30
+    assert put.body["tags"] == {"stagegate": "workspace", "stagegate-owner": "bob"}
+    assert threading.active_count() == threads  # no LRO poller thread
+
+    # Retried task: the instance exists now (Creating), nothing is sent again.
+    assert provider.workspace_create(spec()).state == ResourceState.CREATING
+    assert len(azure.calls("PUT")) == 1
+
+    # Create on a stopped instance starts it.
+    azure.set_state(WS, "Stopped")
+    started = provider.workspace_create(spec())
+    assert started.state == ResourceState.CREATING
+    assert azure.summary()[-1] == f"POST /computes/{WS}/start"
+    assert started.operation_url.startswith("https://management.azure.com/")
+
+    azure.set_state(
+        WS,
+        "Running",
+        applications=[
+            {
+                "displayName": "Jupyter",
+                "endpointUri": f"https://{WS}.westeurope.instances.azureml.ms/tree/",
+            },
+            {
+                "displayName": "Jupyter Lab",
+                "endpointUri": f"https://{WS}.westeurope.instances.azureml.ms/lab",
+            },
+        ],
+    )
+    running = provider.workspace_create(spec())
+    assert running.state == ResourceState.RUNNING
+    assert running.url == f"https://{WS}.westeurope.instances.azureml.ms/lab"
+    assert running.idle_seconds is None  # Azure enforces idle shutdown itself
 
 
-def test_idle_shutdown_is_clamped_to_what_azure_accepts(provider: AzureProvider) -> None:
+def test_without_the_owners_object_id_nothing_is_created(
+    provider: AzureProvider, azure: FakeAzureML
+) -> None:
+    with pytest.raises(ProviderError, match="Entra ID object id of bob is unknown"):
+        provider.workspace_create(spec(owner_object_id=""))
+    with pytest.raises(ProviderError, match="not an Entra ID object id"):
+        provider.workspace_create(spec(owner_object_id="bob@example.com"))
+    assert azure.requests == []
+
+
+def test_an_instance_assigned_to_someone_else_is_not_taken_over(
+    provider: AzureProvider, azure: FakeAzureML
+) -> None:
+    azure.add_compute(WS, state="Stopped")
+    other = "99999999-9999-9999-9999-999999999999"
+    with pytest.raises(ProviderError, match="assigned to another user"):
+        provider.workspace_create(spec(owner_object_id=other))
+    assert azure.calls("POST") == []
+
+
+EXPECTED_INSTANCE_STATES = {
+    "Creating": ResourceState.CREATING,
+    "Starting": ResourceState.CREATING,
+    "Restarting": ResourceState.CREATING,
+    "SettingUp": ResourceState.CREATING,
+    "UserSettingUp": ResourceState.CREATING,
+    "Resizing": ResourceState.CREATING,
+    "Running": ResourceState.RUNNING,
+    "JobRunning": ResourceState.RUNNING,
+    "Stopping": ResourceState.STOPPING,
+    "Stopped": ResourceState.STOPPED,
+    "Deleting": ResourceState.DELETING,
+    "CreateFailed": ResourceState.FAILED,
+    "SetupFailed": ResourceState.FAILED,
+    "UserSetupFailed": ResourceState.FAILED,
+    "Unusable": ResourceState.FAILED,
+    "Unknown": ResourceState.FAILED,  # with provisioning Succeeded: not usable
+}
+
+
+def test_every_instance_state_the_api_defines_is_mapped() -> None:
+    assert {s.value for s in ComputeInstanceState} == set(EXPECTED_INSTANCE_STATES)
+    assert {s.value.lower() for s in ComputeInstanceState} == set(INSTANCE_STATES)
+
+
+@pytest.mark.parametrize(("azure_state", "ours"), sorted(EXPECTED_INSTANCE_STATES.items()))
+def test_instance_states_from_real_responses(
+    provider: AzureProvider, azure: FakeAzureML, azure_state: str, ours: ResourceState
+) -> None:
+    azure.add_compute(WS, state=azure_state)
+    status = provider.workspace_status(WS)
+    assert status.state == ours
+    assert status.detail == f"Azure ML state {azure_state}"
+    assert (status.url != "") == (ours == ResourceState.RUNNING)
+
+
+def test_unknown_while_provisioning_is_still_creating(
+    provider: AzureProvider, azure: FakeAzureML
+) -> None:
+    body = azure.add_compute(WS, state="Unknown")
+    body["properties"]["provisioningState"] = "Creating"
+    assert provider.workspace_status(WS).state == ResourceState.CREATING
+    assert provider.workspace_status(workspace_name(404, SALT)).state == ResourceState.DELETED
+
+
+def test_a_failed_provisioning_reports_the_services_message(
+    provider: AzureProvider, azure: FakeAzureML
+) -> None:
+    body = azure.add_compute(WS, state="CreateFailed")
+    body["properties"]["provisioningState"] = "Failed"
+    body["properties"]["provisioningErrors"] = [
+        {
+            "error": {
+                "code": "QuotaExceeded",
+                "message": "Not enough quota for Standard DSv2 Family vCPUs in westeurope",
+            }
+        }
+    ]
+    status = provider.workspace_status(WS)
+    assert status.state == ResourceState.FAILED
+    assert "Not enough quota for Standard DSv2 Family vCPUs" in status.detail
+
+
+def test_a_failed_start_is_failed_not_stopped(provider: AzureProvider, azure: FakeAzureML) -> None:
+    azure.add_compute(
+        WS,
+        state="Stopped",
+        lastOperation={
+            "operationName": "Start",
+            "operationTime": "2025-03-04T09:20:00.000Z",
+            "operationStatus": "StartFailed",
+            "operationTrigger": "User",
+        },
+        errors=[{"error": {"code": "AllocationFailed", "message": "No capacity for the size"}}],
+    )
+    status = provider.workspace_status(WS)
+    assert status.state == ResourceState.FAILED
+    assert status.detail == "Start failed; No capacity for the size"
+
+
+def test_the_operation_url_tells_how_the_operation_went(
+    provider: AzureProvider, azure: FakeAzureML
+) -> None:
+    url = provider.workspace_create(spec()).operation_url
+    assert provider.operation_status(url).done is False
+    op_id = re.search(r"computeOperationsStatus/([\w-]+)", url).group(1)  # type: ignore[union-attr]
+    azure.operations[op_id] = {
+        "status": "Failed",
+        "error": {"code": "BadRequest", "message": "Subnet has no free addresses"},
+    }
+    result = provider.operation_status(url)
+    assert result.failed and result.detail == "Subnet has no free addresses"
+    with pytest.raises(ProviderError, match="Not an Azure Resource Manager URL"):
+        provider.operation_status("https://attacker.example/op")
+
+
+def test_start_and_stop_send_one_post_each_and_are_idempotent(
+    provider: AzureProvider, azure: FakeAzureML
+) -> None:
+    azure.add_compute(WS, state="Running")
+    assert provider.workspace_start(WS).state == ResourceState.RUNNING
+    stopping = provider.workspace_stop(WS)
+    assert stopping.state == ResourceState.STOPPING and stopping.operation_url
+    assert provider.workspace_stop(WS).state == ResourceState.STOPPING  # fake now says Stopping
+    azure.set_state(WS, "Stopped")
+    assert provider.workspace_stop(WS).state == ResourceState.STOPPED
+    assert provider.workspace_start(WS).state == ResourceState.CREATING
+    assert [r.path.rsplit("/", 1)[-1] for r in azure.calls("POST")] == ["stop", "start"]
+    assert all(r.api_version == "2024-10-01-preview" for r in azure.calls("POST"))
+
+
+def test_a_409_on_start_or_stop_means_poll_again(
+    provider: AzureProvider, azure: FakeAzureML, sleeps: list[float]
+) -> None:
+    azure.add_compute(WS, state="Stopped")
+    azure.fail("POST", r"/start$", 409, code="Conflict")
+    status = provider.workspace_start(WS)
+    assert status.state == ResourceState.CREATING
+    assert "409" in status.detail
+    azure.set_state(WS, "Running")
+    azure.fail("POST", r"/stop$", 409)
+    assert provider.workspace_stop(WS).state == ResourceState.STOPPING
+    assert sleeps == []  # not retried: the caller polls
+
+
+def test_delete(provider: AzureProvider, azure: FakeAzureML) -> None:
+    azure.add_compute(WS, state="Running")
+    status = provider.workspace_delete(WS)
+    assert status.state == ResourceState.DELETING and status.operation_url
+    delete = azure.calls("DELETE")[0]
+    assert delete.query["underlyingResourceAction"] == ["Delete"]
+    assert provider.workspace_delete(WS).state == ResourceState.DELETING  # no second DELETE
+    del azure.computes[WS]
+    assert provider.workspace_delete(WS).state == ResourceState.DELETED
+    assert len(azure.calls("DELETE")) == 1
+    with pytest.raises(ProviderError):
+        provider.workspace_start(WS)
+
+
+def test_no_per_instance_state_lands_in_workspace_tags(
+    provider: AzureProvider, azure: FakeAzureML
+) -> None:
+    for pk in range(1, 60):  # more than Azure's 50 tags per resource
+        name = workspace_name(pk, SALT)
+        provider.workspace_create(spec(name, allowed_ips=("20.61.0.7",)))
+        azure.set_state(name, "Running")
+        provider.workspace_stop(name)
+        provider.workspace_delete(name)
+    touched = [r for r in azure.requests if r.path.endswith(f"/workspaces/{WORKSPACE}")]
+    assert {r.method for r in touched} == {"GET"}
+    assert azure.workspace["tags"] == {"team": "data-science"}
+
+
+# --- resize ------------------------------------------------------------------------
+
+
+def test_a_right_sized_instance_is_left_alone_whatever_the_case(
+    provider: AzureProvider, azure: FakeAzureML
+) -> None:
+    azure.add_compute(WS, state="Running", vmSize="STANDARD_DS3_V2")  # as Azure answers
+    assert provider.workspace_resize(WS, DS3).state == ResourceState.RUNNING
+    assert azure.calls("POST") == []
+
+
+def test_resize_is_stop_then_the_resize_action_then_start(
+    provider: AzureProvider, azure: FakeAzureML
+) -> None:
+    azure.add_compute(WS, state="Running", vmSize="STANDARD_DS3_V2")
+    assert provider.workspace_resize(WS, E4).state == ResourceState.STOPPING
+    assert azure.summary()[-1] == f"POST /computes/{WS}/stop"
+
+    assert provider.workspace_resize(WS, E4).state == ResourceState.STOPPING  # still stopping
+    assert len(azure.calls("POST")) == 1
+
+    azure.set_state(WS, "Stopped")
+    step = provider.workspace_resize(WS, E4)
+    assert step.state == ResourceState.STOPPED
+    resize = azure.calls("POST")[-1]
+    assert resize.path.endswith(f"/computes/{WS}/resize")
+    assert resize.body == {"targetVMSize": "Standard_E4s_v3"}
+    assert resize.api_version == "2024-10-01-preview"
+    assert "computeOperationsStatus" in step.operation_url  # from the Location header
+    assert azure.calls("PUT") == []  # not a re-sent instance
+
+    # The fake says Resizing now: wait, send nothing.
+    assert provider.workspace_resize(WS, E4).state == ResourceState.CREATING
+    assert len(azure.calls("POST")) == 2
+
+    azure.set_state(WS, "Stopped", vmSize="STANDARD_E4S_V3")
+    assert provider.workspace_resize(WS, E4).state == ResourceState.CREATING
+    assert azure.summary()[-1] == f"POST /computes/{WS}/start"
+
+    azure.set_state(WS, "Running", vmSize="STANDARD_E4S_V3")
+    assert provider.workspace_resize(WS, E4).state == ResourceState.RUNNING
+    assert len(azure.calls("POST")) == 3
+
+
+def test_a_failed_resize_is_reported(provider: AzureProvider, azure: FakeAzureML) -> None:
+    azure.add_compute(
+        WS,
+        state="Stopped",
+        lastOperation={"operationName": "Resize", "operationStatus": "ResizeFailed"},
+        errors=[
+            {"error": {"code": "SkuNotAvailable", "message": "Standard_E4s_v3 is not available"}}
+        ],
+    )
+    status = provider.workspace_resize(WS, E4)
+    assert status.state == ResourceState.FAILED
+    assert "Standard_E4s_v3 is not available" in status.detail
+    assert azure.calls("POST") == []
+
+
+# --- network ----------------------------------------------------------------------
+
+
+def test_a_per_instance_allowlist_is_refused_not_faked(
+    provider: AzureProvider, azure: FakeAzureML
+) -> None:
+    assert provider.supports_instance_allowlist is False
+    with pytest.raises(ProviderError, match="cannot limit one compute instance"):
+        provider.workspace_set_allowed_ips(WS, ("20.61.0.7",))
+    provider.workspace_set_allowed_ips(WS, ())  # nothing to enforce
+    with pytest.raises(ProviderError, match="private or reserved"):
+        provider.workspace_set_allowed_ips(WS, ("10.1.2.3",))
+    assert azure.requests == []
+
+
+def test_ip_rules_are_validated_as_azure_does() -> None:
+    assert validate_ip_rules(["20.61.0.7/32", "20.61.0.0/16", " 52.1.2.0/24", "20.61.0.7"]) == [
+        "20.61.0.7",
+        "20.61.0.0/16",
+        "52.1.2.0/24",
+    ]
+    for bad in (
+        "10.0.0.0/8",
+        "172.16.4.0/24",
+        "192.168.1.1",
+        "127.0.0.1",
+        "169.254.0.1",
+        "100.64.0.1",
+        "2001:db8::/32",
+        "2a01:111::1",
+        "300.1.1.1",
+        "not-an-ip",
+    ):
+        with pytest.raises(ProviderError):
+            validate_ip_rules([bad])
+    many = [f"20.{i // 250}.{i % 250}.1" for i in range(201)]
+    with pytest.raises(ProviderError, match="at most 200"):
+        validate_ip_rules(many)
+    assert len(validate_ip_rules(many[:200])) == 200
+
+
+def test_workspace_rules_need_a_managed_network_or_private_endpoint(
+    provider: AzureProvider, azure: FakeAzureML
+) -> None:
+    with pytest.raises(ProviderError, match="managed network or a private endpoint"):
+        provider.workspace_network_apply(["20.61.0.0/16"])
+    azure.workspace["properties"]["publicNetworkAccess"] = "Disabled"
+    azure.workspace["properties"]["managedNetwork"] = {"isolationMode": "AllowInternetOutbound"}
+    with pytest.raises(ProviderError, match="public network access disabled"):
+        provider.workspace_network_apply(["20.61.0.0/16"])
+    assert azure.calls("PATCH") == []
+
+
+def test_workspace_rules_are_patched_with_the_etag_and_leave_public_access_alone(
+    provider: AzureProvider, azure: FakeAzureML
+) -> None:
+    azure.workspace["properties"]["managedNetwork"] = {"isolationMode": "AllowOnlyApprovedOutbound"}
+    etag = azure.workspace_etag
+    # Someone changed the workspace between our read and our write: 412, read again.
+    azure.fail("PATCH", rf"/workspaces/{WORKSPACE}$", 412, code="PreconditionFailed")
+    assert provider.workspace_network_apply(["20.61.0.0/16", "52.1.2.3"]) == [
+        "20.61.0.0/16",
+        "52.1.2.3",
+    ]
+    patches = azure.calls("PATCH")
+    assert len(patches) == 2
+    assert all(p.headers["If-Match"] == etag for p in patches)  # the fake's ETag did not change
+    assert patches[-1].body == {
+        "properties": {
+            "networkAcls": {
+                "defaultAction": "Deny",
+                "ipRules": [{"value": "20.61.0.0/16"}, {"value": "52.1.2.3"}],
+            }
+        }
+    }
+    assert azure.workspace["properties"]["publicNetworkAccess"] == "Enabled"
+    assert azure.workspace_etag != etag
+
+    # Empty: allow from all networks again, still with the (new) ETag.
+    assert provider.workspace_network_apply([]) == []
+    assert azure.calls("PATCH")[-1].headers["If-Match"] != etag
+    assert azure.workspace["properties"]["networkAcls"] == {"defaultAction": "Allow", "ipRules": []}
+
+
+# --- clusters, sizes, usage ----------------------------------------------------------
+
+
+def test_cluster_create_scale_delete(provider: AzureProvider, azure: FakeAzureML) -> None:
+    status = provider.cluster_create(
+        ClusterSpec(CL, DS3, min_nodes=0, max_nodes=2, low_priority=True)
+    )
+    assert status.state == ResourceState.CREATING
+    inner = azure.calls("PUT")[0].body["properties"]["properties"]
+    assert inner["vmPriority"] == "LowPriority"
+    assert inner["scaleSettings"] == {
+        "minNodeCount": 0,
+        "maxNodeCount": 2,
+        "nodeIdleTimeBeforeScaleDown": "PT10M",
+    }
+    assert inner["remoteLoginPortPublicAccess"] == "Disabled"
+
+    azure.add_compute(CL, "aml_compute.json")
+    assert provider.cluster_create(ClusterSpec(CL, DS3, max_nodes=2)).state == ResourceState.RUNNING
+    assert len(azure.calls("PUT")) == 1
+    assert provider.cluster_status(CL).detail == (
+        "0..2 nodes of STANDARD_DS3_V2, allocation Steady"
+    )
+    scaled = provider.cluster_scale(CL, 1, 8)
+    assert scaled.state == ResourceState.CREATING and scaled.operation_url
+    assert azure.calls("PATCH")[0].body == {
+        "properties": {
+            "properties": {
+                "scaleSettings": {
+                    "minNodeCount": 1,
+                    "maxNodeCount": 8,
+                    "nodeIdleTimeBeforeScaleDown": "PT10M",
+                }
+            }
+        }
+    }
+    assert provider.cluster_delete(CL).state == ResourceState.DELETING
+    assert provider.cluster_delete(cluster_name(404, SALT)).state == ResourceState.DELETED
+    with pytest.raises(ProviderError):
+        provider.cluster_scale(CL, 3, 1)
+
+
+def test_sizes_are_read_from_the_fields_azure_fills(provider: AzureProvider) -> None:
+    assert provider.list_sizes() == [
+        SizeSpec("Standard_DS3_v2", 4, 14.0, 0),
+        SizeSpec("Standard_E4s_v3", 4, 32.0, 0),
+        SizeSpec("Standard_NC6s_v3", 6, 112.0, 1),
+    ]
+
+
+def test_usage_is_read_from_the_fields_azure_fills(provider: AzureProvider) -> None:
+    assert provider.list_usage() == [
+        {
+            "name": "Total Cluster Dedicated Regional vCPUs",
+            "label": "Total Cluster Dedicated Regional vCPUs",
+            "scope": "subscription",
+            "current": 14,
+            "limit": 24,
+            "unit": "Count",
+        },
+        {
+            "name": "Standard DSv2 Family Cluster Dedicated vCPUs",
+            "label": "Standard DSv2 Family Cluster Dedicated vCPUs",
+            "scope": "subscription",
+            "current": 8,
+            "limit": 24,
+            "unit": "Count",
+        },
+        {
+            "name": "Standard DSv2 Family Cluster Dedicated vCPUs",
+            "label": "Standard DSv2 Family Cluster Dedicated vCPUs",
+            "scope": "workspace",
+            "current": 4,
+            "limit": 24,
+            "unit": "Count",
+        },
+        {
+            "name": "Total Cluster LowPriority Regional vCPUs",
+            "label": "Total Cluster LowPriority Regional vCPUs",
+            "scope": "subscription",
+            "current": 0,
+            "limit": -1,
+            "unit": "Count",
+        },
+    ]
+
+
+# --- jobs ------------------------------------------------------------------------
+
+
+def test_every_job_status_the_api_defines_is_mapped() -> None:
+    assert {s.value.lower() for s in RestJobStatus} == set(JOB_STATES)
+
+
+@pytest.mark.parametrize(
+    ("azure_status", "ours"),
+    [
+        ("NotStarted", JobState.QUEUED),
+        ("Queued", JobState.QUEUED),
+        ("Preparing", JobState.QUEUED),
+        ("Running", JobState.RUNNING),
+        ("Finalizing", JobState.RUNNING),
+        ("CancelRequested", JobState.RUNNING),
+        ("Completed", JobState.SUCCEEDED),
+        ("Failed", JobState.FAILED),
+        ("Canceled", JobState.CANCELED),
+    ],
+)
+def test_job_status_from_real_responses(
+    provider: AzureProvider, azure: FakeAzureML, azure_status: str, ours: JobState
+) -> None:
+    azure.add_job(JOB, azure_status)
+    status = provider.job_status(JOB)
+    assert (status.state, status.detail) == (ours, azure_status)
+
+
+def test_a_finished_job_is_not_canceled(provider: AzureProvider, azure: FakeAzureML) -> None:
+    azure.add_job(JOB, "Completed")
+    assert provider.job_cancel(JOB).state == JobState.SUCCEEDED
+    azure.add_job(JOB, "Running")
+    assert provider.job_cancel(JOB).state == JobState.CANCELED
+    assert provider.job_cancel(JOB).detail == "CancelRequested"  # sent once
+    assert len(azure.calls("POST", "/cancel")) == 1
+
+
+def test_job_submit_sends_the_command_job_once(provider: AzureProvider, azure: FakeAzureML) -> None:
+    job = JobSpec(
+        JOB,
+        "python train.py --data ${{inputs.train}}",
+        compute=CL,
+        environment={"ALPHA": "0.5"},
+        inputs={"train": "azureml://datastores/snapshots/paths/ab12/"},
+    )
+    assert provider.job_submit(job).state == JobState.QUEUED
+    (put,) = azure.calls("PUT", "/jobs/")
+    props = put.body["properties"]
+    assert props["jobType"] == "Command"
+    assert props["command"] == "python train.py --data ${{inputs.train}}"
+    assert props["computeId"].endswith(f"/computes/{CL}")
+    assert props["environmentVariables"] == {"ALPHA": "0.5"}
+    assert props["inputs"]["train"]["uri"] == "azureml://datastores/snapshots/paths/ab12/"
+    assert props["environmentId"].startswith("azureml://registries/azureml/environments/sklearn")
+    assert provider.job_submit(job).state == JobState.QUEUED  # a retried task
+    assert len(azure.calls("PUT", "/jobs/")) == 1
+
+    # Job names are permanent: another job under that name is not ours.
+    other = JobSpec(JOB, "python other.py", compute=CL)
+    with pytest.raises(ProviderError, match="already taken"):
+        provider.job_submit(other)
+
+
+def test_logs_are_tailed_with_ranged_reads_while_the_job_runs(
+    provider: AzureProvider, azure: FakeAzureML
+) -> None:
+    azure.add_job(JOB, "Running")
+    lines = [f"epoch {i} loss {1 / (i + 1):.6f}" for i in range(20_000)]  # ~ 500 KB
+    azure.logs[JOB] = {
+        "user_logs/std_log.txt": "\n".join(lines) + "\n",
+        "system_logs/lifecycler/execution-wrapper.log": "not this one",
+    }
+    assert provider.job_logs(JOB, tail=3) == "\n".join(lines[-3:])
+    blob_reads = [r for r in azure.requests if "blob.core.windows.net" in r.url]
+    assert all("Authorization" not in r.headers for r in blob_reads)  # a SAS URL, no ARM token
+    assert [r.headers["Range"] for r in blob_reads][:2] == [
+        "bytes=0-0",
+        f"bytes={len(azure.logs[JOB]['user_logs/std_log.txt']) - LOG_WINDOW}-"
+        f"{len(azure.logs[JOB]['user_logs/std_log.txt']) - 1}",
+    ]
+    # More lines than one window holds: the window grows, still from the end.
+    tail = provider.job_logs(JOB, tail=5000)
+    assert tail.splitlines() == lines[-5000:]
+
+    azure.logs[JOB]["user_logs/std_log.txt"] = ""
+    assert provider.job_logs(JOB) == ""  # nothing written yet (416)
+    with pytest.raises(ProviderError):
+        provider.job_logs(job_name(404, SALT))
+
+
+# --- retries and timeouts ---------------------------------------------------------------
+
+
+def test_the_sdk_does_not_retry_and_requests_are_bounded() -> None:
+    provider = AzureProvider(
+        subscription_id=SUBSCRIPTION,
+        resource_group=RESOURCE_GROUP,
+        workspace=WORKSPACE,
+        name_salt=SALT,
+        tenant_id=TENANT,
+        client_id="client",
+        client_secret="not-a-real-secret",  # noqa: S106
+        connect_timeout=7,
+        read_timeout=33,
+    )
+    assert provider._ml_client is None  # built on first use
+    client = provider.ml_client
+    assert isinstance(client._credential, ClientSecretCredential)
+    pipeline = provider._arm._client._pipeline
+    transport = pipeline._transport
+    assert isinstance(transport, RequestsTransport)
+    assert (transport.connection_config.timeout, transport.connection_config.read_timeout) == (
+        7,
+        33,
+    )
+    retries = [p for p in pipeline._impl_policies if isinstance(p, RetryPolicy)]
+    assert retries and all(p.total_retries == 0 for p in retries)
+    logs = client.jobs._requests_pipeline
+    assert all(p.total_retries == 0 for p in logs._impl_policies if isinstance(p, RetryPolicy))
+    assert provider.ml_client is client
+
+
+def test_throttling_and_server_errors_are_retried_by_the_provider_alone(
+    provider: AzureProvider, azure: FakeAzureML, sleeps: list[float]
+) -> None:
+    azure.add_compute(WS, state="Stopped")
+    azure.fail("POST", r"/start$", 429)
+    azure.fail("POST", r"/start$", 503)
+    azure.fail("POST", r"/start$", 500)
+    assert provider.workspace_start(WS).state == ResourceState.CREATING
+    assert len(azure.calls("POST")) == 4  # one HTTP request per provider try
+    assert len(sleeps) == 3
+    for attempt, delay in enumerate(sleeps):
+        cap = 2.0**attempt
+        assert cap / 2 <= delay <= cap
+
+
+def test_retry_after_is_honoured(
+    provider: AzureProvider, azure: FakeAzureML, sleeps: list[float]
+) -> None:
+    azure.fail("GET", r"/computes/", 429, headers={"Retry-After": "7"})
+    assert provider.workspace_status(WS).state == ResourceState.DELETED
+    assert sleeps == [7.0]
+
+
+def test_after_the_last_try_the_error_is_transient(
+    provider: AzureProvider, azure: FakeAzureML, sleeps: list[float]
+) -> None:
+    azure.fail("GET", r"/computes/", 503, times=10)
+    with pytest.raises(TransientProviderError, match="gave up after 5 tries"):
+        provider.workspace_status(WS)
+    assert len(azure.requests) == 5
+    assert len(sleeps) == 4 and all(d <= provider.max_delay for d in sleeps)
+
+
+@pytest.mark.parametrize("status", [400, 403])
+def test_client_errors_are_final(
+    provider: AzureProvider, azure: FakeAzureML, sleeps: list[float], status: int
+) -> None:
+    azure.fail("PUT", r"/computes/", status)
+    with pytest.raises(ProviderError) as raised:
+        provider.workspace_create(spec())
+    assert not isinstance(raised.value, TransientProviderError)
+    assert f"{status}" in str(raised.value)
+    assert len(azure.calls("PUT")) == 1 and sleeps == []
+
+
+# --- entities the SDK builds -------------------------------------------------------------
+
+
+def test_idle_shutdown_is_clamped_and_the_stop_schedule_sent(azure: FakeAzureML) -> None:
+    provider = AzureProvider(
+        subscription_id=SUBSCRIPTION,
+        resource_group=RESOURCE_GROUP,
+        workspace=WORKSPACE,
+        name_salt=SALT,
+        tenant_id=TENANT,
+        stop_schedule_cron="0 22 * * *",
+        schedule_time_zone="W. Europe Standard Time",
+        credential=FakeCredential(),
+        transport=azure,
+    )
+
     def idle(minutes: int) -> str | None:
-        entity = provider.build_compute_instance(
-            WorkspaceSpec("sg-ws-8", DS3, idle_shutdown_minutes=minutes)
-        )
-        inner = entity._to_rest_object().as_dict()["properties"]["properties"]
-        assert "personalComputeInstanceSettings" not in inner
-        return inner.get("idleTimeBeforeShutdown")
+        inner = provider.build_compute_instance(spec(idle_shutdown_minutes=minutes))
+        props = inner._to_rest_object().as_dict()["properties"]["properties"]
+        schedule = props["schedules"]["computeStartStop"][0]
+        assert (schedule["action"], schedule["triggerType"]) == ("Stop", "Cron")
+        assert schedule["cron"]["expression"] == "0 22 * * *"
+        assert schedule["cron"]["timeZone"] == "W. Europe Standard Time"
+        return props.get("idleTimeBeforeShutdown")
 
     assert idle(5) == "PT15M"
     assert idle(60 * 24 * 45) == "PT4320M"  # 3 days, not 45
     assert idle(0) is None
 
 
-def test_stop_schedule_rest_shape(ml: RecordingMLClient) -> None:
-    provider = AzureProvider(
-        subscription_id="s",
-        resource_group="rg",
-        workspace="ws",
-        stop_schedule_cron="0 22 * * *",
-        schedule_time_zone="W. Europe Standard Time",
-        ml_client=ml,
-    )
-    inner = provider.build_compute_instance(WorkspaceSpec("sg-ws-9", DS3))._to_rest_object()
-    schedule = inner.as_dict()["properties"]["properties"]["schedules"]["computeStartStop"][0]
-    assert schedule["action"] == "Stop"
-    assert schedule["triggerType"] == "Cron"
-    assert schedule["cron"]["expression"] == "0 22 * * *"
-    assert schedule["cron"]["timeZone"] == "W. Europe Standard Time"
-
-
-def test_on_behalf_of_needs_a_tenant(ml: RecordingMLClient) -> None:
-    provider = AzureProvider(subscription_id="s", resource_group="rg", workspace="ws", ml_client=ml)
-    with pytest.raises(ProviderConfigurationError):
-        provider.build_compute_instance(WorkspaceSpec("sg-ws-1", DS3, owner_object_id=OBJECT_ID))
-
-
-def test_cluster_rest_shape(provider: AzureProvider) -> None:
-    spec = ClusterSpec("sg-cl-3", DS3, min_nodes=0, max_nodes=4, low_priority=True)
-    rest = provider.build_cluster(spec)._to_rest_object().as_dict()["properties"]
-    assert rest["computeType"] == "AmlCompute"
-    inner = rest["properties"]
-    assert inner["vmPriority"] == "LowPriority"
-    assert inner["vmSize"] == "Standard_DS3_v2"
-    assert inner["scaleSettings"] == {
-        "minNodeCount": 0,
-        "maxNodeCount": 4,
-        "nodeIdleTimeBeforeScaleDown": "PT10M",
-    }
-    assert inner["remoteLoginPortPublicAccess"] == "Disabled"
-    dedicated = provider.build_cluster(ClusterSpec("sg-cl-4", DS3, min_nodes=1, max_nodes=2))
-    inner = dedicated._to_rest_object().as_dict()["properties"]["properties"]
-    assert inner["vmPriority"] == "Dedicated"
-    assert inner["scaleSettings"]["minNodeCount"] == 1
-    assert dedicated._to_dict()["tier"] == "dedicated"
-    with pytest.raises(ProviderError):
-        provider.build_cluster(ClusterSpec("sg-cl-5", DS3, min_nodes=3, max_nodes=1))
-
-
-def test_job_rest_shape(provider: AzureProvider, tmp_path: Path) -> None:
-    spec = JobSpec(
-        "sg-job-5",
-        "python train.py --data ${{inputs.train}}",
-        compute="sg-cl-3",
-        environment={"ALPHA": "0.5"},
-        inputs={"train": "azureml://datastores/snapshots/paths/ab12/"},
-    )
-    rest = provider.build_job(spec)._to_job()._to_rest_object().as_dict()
-    assert rest["name"] == "sg-job-5"
-    props = rest["properties"]
-    assert props["jobType"] == "Command"
-    assert props["computeId"] == "sg-cl-3"
-    assert props["command"] == "python train.py --data ${{inputs.train}}"
-    assert props["environmentVariables"] == {"ALPHA": "0.5"}
-    assert props["inputs"]["train"] == {
-        "uri": "azureml://datastores/snapshots/paths/ab12/",
-        "jobInputType": "uri_folder",
-    }
-    assert props["environmentId"].startswith("azureml://registries/azureml/environments/sklearn")
-
-
-# --- the calls ------------------------------------------------------------------
-
-
-def test_workspace_create_sends_the_instance_once_and_does_not_wait(
-    provider: AzureProvider, ml: RecordingMLClient
-) -> None:
-    spec = WorkspaceSpec("sg-ws-1", DS3, owner_object_id=OBJECT_ID, idle_shutdown_minutes=30)
-    status = provider.workspace_create(spec)
-    assert status.state == ResourceState.CREATING
-    assert ml.methods() == ["get", "begin_create_or_update"]
-    sent = ml.calls[1][2][0]
-    assert isinstance(sent, ComputeInstance)
-    assert sent.name == "sg-ws-1" and sent.size == "Standard_DS3_v2"
-
-    # Retried task: the instance exists now, nothing is sent again.
-    ml.compute.items["sg-ws-1"] = instance("sg-ws-1", "Creating")
-    assert provider.workspace_create(spec).state == ResourceState.CREATING
-    assert ml.methods() == ["get", "begin_create_or_update", "get"]
-
-    # Create on a stopped instance starts it (create means "exists and runs").
-    ml.compute.items["sg-ws-1"] = instance("sg-ws-1", "Stopped")
-    assert provider.workspace_create(spec).state == ResourceState.CREATING
-    assert ml.methods()[-2:] == ["get", "begin_start"]
-
-    ml.compute.items["sg-ws-1"] = instance("sg-ws-1", "Running")
-    assert provider.workspace_create(spec).state == ResourceState.RUNNING
-    assert ml.methods().count("begin_create_or_update") == 1
-    running = provider.workspace_status("sg-ws-1")
-    assert running.state == ResourceState.RUNNING
-    assert running.url == "https://x.instances.azureml.ms/lab"
-    assert running.idle_seconds is None  # Azure enforces idle shutdown itself
-    assert provider.workspace_status("sg-ws-404").state == ResourceState.DELETED
-
-
-@pytest.mark.parametrize(
-    ("azure_state", "ours"),
-    [
-        ("Creating", ResourceState.CREATING),
-        ("Starting", ResourceState.CREATING),
-        ("SettingUp", ResourceState.CREATING),
-        ("Running", ResourceState.RUNNING),
-        ("JobRunning", ResourceState.RUNNING),
-        ("Stopping", ResourceState.STOPPING),
-        ("Stopped", ResourceState.STOPPED),
-        ("Deleting", ResourceState.DELETING),
-        ("CreateFailed", ResourceState.FAILED),
-        ("Unusable", ResourceState.FAILED),
-    ],
-)
-def test_instance_states(
-    provider: AzureProvider, ml: RecordingMLClient, azure_state: str, ours: ResourceState
-) -> None:
-    ml.compute.items["sg-ws-1"] = instance("sg-ws-1", azure_state)
-    assert provider.workspace_status("sg-ws-1").state == ours
-
-
-def test_start_stop_delete_are_idempotent(provider: AzureProvider, ml: RecordingMLClient) -> None:
-    ml.compute.items["sg-ws-1"] = instance("sg-ws-1", "Running")
-    assert provider.workspace_start("sg-ws-1").state == ResourceState.RUNNING
-    assert provider.workspace_stop("sg-ws-1").state == ResourceState.STOPPING
-    ml.compute.items["sg-ws-1"] = instance("sg-ws-1", "Stopped")
-    assert provider.workspace_stop("sg-ws-1").state == ResourceState.STOPPED
-    assert provider.workspace_start("sg-ws-1").state == ResourceState.CREATING
-    assert [m for m in ml.methods() if m.startswith("begin")] == ["begin_stop", "begin_start"]
-    assert ("compute", "begin_start", ("sg-ws-1",)) in ml.calls
-
-    assert provider.workspace_delete("sg-ws-1").state == ResourceState.DELETING
-    assert ("compute", "begin_delete", ("sg-ws-1",)) in ml.calls
-    del ml.compute.items["sg-ws-1"]
-    assert provider.workspace_delete("sg-ws-1").state == ResourceState.DELETED
-    assert ml.methods().count("begin_delete") == 1
-    with pytest.raises(ProviderError):
-        provider.workspace_start("sg-ws-1")
-
-
-def test_resize_is_stop_then_update_then_start(
-    provider: AzureProvider, ml: RecordingMLClient
-) -> None:
-    ml.compute.items["sg-ws-1"] = instance("sg-ws-1", "Running")
-    step = provider.workspace_resize("sg-ws-1", E4)
-    assert (step.state, ml.methods()[-1]) == (ResourceState.STOPPING, "begin_stop")
-
-    ml.compute.items["sg-ws-1"] = instance("sg-ws-1", "Stopping")
-    assert provider.workspace_resize("sg-ws-1", E4).state == ResourceState.STOPPING
-    assert ml.methods()[-1] == "get"
-
-    ml.compute.items["sg-ws-1"] = instance("sg-ws-1", "Stopped")
-    assert provider.workspace_resize("sg-ws-1", E4).state == ResourceState.STOPPED
-    assert ml.methods()[-1] == "begin_create_or_update"
-    sent = ml.calls[-1][2][0]
-    assert sent.name == "sg-ws-1"
-    assert sent._to_rest_object().as_dict()["properties"]["properties"]["vmSize"] == (
-        "Standard_E4s_v3"
-    )
-
-    ml.compute.items["sg-ws-1"] = instance("sg-ws-1", "Stopped", size="Standard_E4s_v3")
-    assert provider.workspace_resize("sg-ws-1", E4).state == ResourceState.CREATING
-    assert ml.methods()[-1] == "begin_start"
-
-    ml.compute.items["sg-ws-1"] = instance("sg-ws-1", "Running", size="Standard_E4s_v3")
-    assert provider.workspace_resize("sg-ws-1", E4).state == ResourceState.RUNNING
-    assert ml.methods()[-1] == "get"
-
-
-def test_allowlist_goes_into_the_workspace_network_acl(
-    provider: AzureProvider, ml: RecordingMLClient
-) -> None:
-    provider.workspace_set_allowed_ips("sg-ws-1", ("203.0.113.7", "198.51.100.0/24"))
-    provider.workspace_set_allowed_ips("sg-ws-2", ("192.0.2.1/32", "203.0.113.7/32"))
-    updates = [args[0] for g, m, args in ml.calls if m == "begin_update"]
-    assert len(updates) == 2
-    sent = updates[-1]
-    assert isinstance(sent, Workspace)
-    assert sent.public_network_access == "Enabled"
-    assert sent.network_acls is not None
-    assert sent.network_acls._to_rest_object().as_dict() == {
-        "defaultAction": "Deny",
-        "ipRules": [
-            {"value": "203.0.113.7"},
-            {"value": "198.51.100.0/24"},
-            {"value": "192.0.2.1"},
-        ],
-    }
-    assert sent.tags == {
-        "team": "ds",
-        "stagegate-allowed-ips-sg-ws-1": "203.0.113.7,198.51.100.0/24",
-        "stagegate-allowed-ips-sg-ws-2": "192.0.2.1,203.0.113.7",
-    }
-
-    # Clearing both lists opens the workspace again.
-    provider.workspace_set_allowed_ips("sg-ws-1", ())
-    provider.workspace_set_allowed_ips("sg-ws-2", ())
-    sent = [args[0] for g, m, args in ml.calls if m == "begin_update"][-1]
-    assert sent.network_acls is not None
-    assert sent.network_acls._to_rest_object().as_dict() == {"defaultAction": "Allow"}
-    assert sent.tags == {"team": "ds"}
-
-    for bad in ("2001:db8::/32", "300.1.1.1", "not-an-ip"):
-        with pytest.raises(ProviderError):
-            provider.workspace_set_allowed_ips("sg-ws-1", (bad,))
-
-
-def test_cluster_calls(provider: AzureProvider, ml: RecordingMLClient) -> None:
-    spec = ClusterSpec("sg-cl-1", DS3, min_nodes=0, max_nodes=2, low_priority=True)
-    assert provider.cluster_create(spec).state == ResourceState.CREATING
-    sent = ml.calls[-1][2][0]
-    assert isinstance(sent, AmlCompute) and sent.tier == "low_priority"
-
-    ml.compute.items["sg-cl-1"] = AmlCompute(
-        name="sg-cl-1", size="Standard_DS3_v2", max_instances=2, provisioning_state="Succeeded"
-    )
-    assert provider.cluster_create(spec).state == ResourceState.RUNNING
-    assert ml.methods().count("begin_create_or_update") == 1
-    assert provider.cluster_status("sg-cl-1").detail == "0..2 nodes of Standard_DS3_v2"
-
-    provider.cluster_scale("sg-cl-1", 1, 8)
-    assert ml.methods()[-1] == "begin_update"
-    scaled = ml.calls[-1][2][0]._to_rest_object().as_dict()["properties"]["properties"]
-    assert scaled["scaleSettings"]["minNodeCount"] == 1
-    assert scaled["scaleSettings"]["maxNodeCount"] == 8
-
-    assert provider.cluster_delete("sg-cl-1").state == ResourceState.DELETING
-    assert ml.methods()[-1] == "begin_delete"
-    assert provider.cluster_delete("sg-cl-404").state == ResourceState.DELETED
-    assert provider.list_usage() == [
-        {
-            "name": "standardDSv2Family",
-            "label": "Standard DSv2 Family vCPUs",
-            "current": 8,
-            "limit": 24,
-            "unit": "Count",
-        }
-    ]
-    assert provider.list_sizes() == [
-        SizeSpec("Standard_DS3_v2", 4, 14.0, 0),
-        SizeSpec("Standard_NC6s_v3", 6, 112.0, 1),
-    ]
-
-
-def test_job_calls(provider: AzureProvider, ml: RecordingMLClient) -> None:
-    spec = JobSpec("sg-job-1", "python train.py", compute="sg-cl-1")
-    assert provider.job_submit(spec).state == JobState.QUEUED
-    assert ml.methods("jobs") == ["get", "create_or_update"]
-    assert ml.calls[-1][2][0].name == "sg-job-1"
-
-    ml.jobs.items["sg-job-1"] = SimpleNamespace(name="sg-job-1", status="Running")
-    assert provider.job_submit(spec).state == JobState.RUNNING
-    assert ml.methods("jobs").count("create_or_update") == 1
-    assert provider.job_cancel("sg-job-1").state == JobState.CANCELED
-    assert ml.methods("jobs")[-1] == "begin_cancel"
-
-    ml.jobs.items["sg-job-1"] = SimpleNamespace(name="sg-job-1", status="Completed")
-    assert provider.job_cancel("sg-job-1").state == JobState.SUCCEEDED
-    assert ml.methods("jobs").count("begin_cancel") == 1
-    assert provider.job_logs("sg-job-1", tail=3) == "epoch 7\nepoch 8\nepoch 9"
-    with pytest.raises(ProviderError):
-        provider.job_status("sg-job-404")
-
-
-# --- retries --------------------------------------------------------------------
-
-
-def test_throttling_and_server_errors_are_retried_with_backoff(
-    provider: AzureProvider, ml: RecordingMLClient, sleeps: list[float]
-) -> None:
-    ml.compute.items["sg-ws-1"] = instance("sg-ws-1", "Stopped")
-    ml.compute.failures["begin_start"] = [
-        http_error(429),
-        http_error(503),
-        ServiceRequestError("reset"),
-    ]
-    assert provider.workspace_start("sg-ws-1").state == ResourceState.CREATING
-    assert ml.methods().count("begin_start") == 4
-    # Exponential (1, 2, 4 s caps) with half of each delay as jitter.
-    assert len(sleeps) == 3
-    for attempt, delay in enumerate(sleeps):
-        cap = 2.0**attempt
-        assert cap / 2 <= delay <= cap
-    assert sleeps[0] < sleeps[2]
-
-
-def test_retry_after_is_honoured(
-    provider: AzureProvider, ml: RecordingMLClient, sleeps: list[float]
-) -> None:
-    ml.compute.failures["get"] = [http_error(429, retry_after="7")]
-    assert provider.workspace_status("sg-ws-1").state == ResourceState.DELETED
-    assert sleeps == [7.0]
-
-
-def test_after_the_last_try_the_error_is_transient(
-    provider: AzureProvider, ml: RecordingMLClient, sleeps: list[float]
-) -> None:
-    ml.compute.failures["get"] = [http_error(503) for _ in range(10)]
-    with pytest.raises(TransientProviderError, match="gave up after 5 tries"):
-        provider.workspace_status("sg-ws-1")
-    assert ml.methods().count("get") == 5
-    assert len(sleeps) == 4
-    assert all(d <= provider.max_delay for d in sleeps)
-
-
-@pytest.mark.parametrize("status", [400, 403, 409])
-def test_client_errors_are_not_retried(
-    provider: AzureProvider, ml: RecordingMLClient, sleeps: list[float], status: int
-) -> None:
-    ml.compute.failures["begin_create_or_update"] = [http_error(status)]
-    with pytest.raises(ProviderError) as raised:
-        provider.workspace_create(WorkspaceSpec("sg-ws-1", DS3))
-    assert not isinstance(raised.value, TransientProviderError)
-    assert ml.methods().count("begin_create_or_update") == 1
-    assert sleeps == []
-
-
-# --- configuration and the live check --------------------------------------------
-
-
-def test_the_client_is_built_lazily_with_a_service_principal() -> None:
-    provider = AzureProvider(
-        subscription_id="00000000-0000-0000-0000-000000000000",
-        resource_group="rg",
-        workspace="ws",
-        tenant_id=TENANT,
-        client_id="client",
-        client_secret="not-a-real-secret",  # noqa: S106
-    )
-    assert provider._ml_client is None
-    client = provider.ml_client
-    assert isinstance(client, MLClient)
-    assert isinstance(client._credential, ClientSecretCredential)
-    assert provider.ml_client is client
+# --- configuration and the live check --------------------------------------------------
 
 
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"subscription_id": "", "resource_group": "rg", "workspace": "ws"},
-        {"subscription_id": "s", "resource_group": "", "workspace": "ws"},
-        {"subscription_id": "s", "resource_group": "rg", "workspace": ""},
-        {"subscription_id": "s", "resource_group": "rg", "workspace": "ws", "client_id": "c"},
+        {"subscription_id": "", "resource_group": "rg", "workspace": "ws", "name_salt": SALT},
+        {"subscription_id": "s", "resource_group": "", "workspace": "ws", "name_salt": SALT},
+        {"subscription_id": "s", "resource_group": "rg", "workspace": "", "name_salt": SALT},
+        {
+            "subscription_id": "s",
+            "resource_group": "rg",
+            "workspace": "ws",
+            "name_salt": SALT,
+            "client_id": "c",
+        },
+        {
+            "subscription_id": "s",
+            "resource_group": "rg",
+            "workspace": "ws",
+            "name_salt": SALT,
+            "workspace_allowed_ips": ["10.0.0.0/8"],
+        },
     ],
 )
 def test_the_provider_refuses_to_build_without_configuration(kwargs: dict[str, Any]) -> None:
-    with pytest.raises(ProviderConfigurationError):
+    with pytest.raises(ProviderError):
         AzureProvider(**kwargs)
+
+
+def test_the_live_check_script_says_when_it_did_not_run(tmp_path: Any) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
+    script = Path(__file__).resolve().parents[2] / "scripts" / "azure-live-check.py"
+    done = subprocess.run(  # noqa: S603
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert "LIVE AZURE CHECKS DID NOT RUN" in done.stderr
 
 
 LIVE_SETTINGS = ("AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AZURE_ML_WORKSPACE")
 
 
 def test_live_azure(capsys: pytest.CaptureFixture[str]) -> None:
-    """Against a real Azure ML workspace where one is configured; otherwise
-    checks that the provider refuses to build, and says so."""
+    """Read-only checks against a real Azure ML workspace where one is
+    configured; otherwise checks that the provider refuses to build, and says
+    that the live checks did not run (``scripts/azure-live-check.py`` does more)."""
     missing = [name for name in LIVE_SETTINGS if not os.environ.get(name)]
     if missing:
         with pytest.raises(ProviderConfigurationError, match="AZURE_"):
@@ -599,22 +881,26 @@ def test_live_azure(capsys: pytest.CaptureFixture[str]) -> None:
                 subscription_id=os.environ.get("AZURE_SUBSCRIPTION_ID", ""),
                 resource_group=os.environ.get("AZURE_RESOURCE_GROUP", ""),
                 workspace=os.environ.get("AZURE_ML_WORKSPACE", ""),
+                name_salt=SALT,
             )
         with capsys.disabled():
             print(
-                f"\nlive Azure ML checks need credentials: set {', '.join(missing)} "
-                "(and AZURE_TENANT_ID / AZURE_CLIENT_ID / AZURE_CLIENT_SECRET or a "
-                "default azure-identity login); only the offline checks ran."
+                f"\nLIVE AZURE CHECKS DID NOT RUN: set {', '.join(missing)} (and "
+                "AZURE_TENANT_ID / AZURE_CLIENT_ID / AZURE_CLIENT_SECRET or an azure-identity "
+                "login); only the offline checks ran."
             )
         return
     provider = AzureProvider(
         subscription_id=os.environ["AZURE_SUBSCRIPTION_ID"],
         resource_group=os.environ["AZURE_RESOURCE_GROUP"],
         workspace=os.environ["AZURE_ML_WORKSPACE"],
+        name_salt=os.environ.get("AZURE_NAME_SALT", SALT),
         tenant_id=os.environ.get("AZURE_TENANT_ID", ""),
         client_id=os.environ.get("AZURE_CLIENT_ID", ""),
         client_secret=os.environ.get("AZURE_CLIENT_SECRET", ""),
     )
     sizes = provider.list_sizes()
-    assert sizes and all(s.vcpus > 0 for s in sizes)
-    assert provider.workspace_status("sg-ws-does-not-exist").state == ResourceState.DELETED
+    assert sizes and all(s.vcpus > 0 and s.memory_gb > 0 for s in sizes)
+    assert any(u["limit"] != 0 for u in provider.list_usage())
+    absent = workspace_name(10**9 + random.randrange(10**6), provider.name_salt)
+    assert provider.workspace_status(absent).state == ResourceState.DELETED

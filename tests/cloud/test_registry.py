@@ -43,10 +43,12 @@ def test_azure_from_settings(settings: Any) -> None:
     settings.AZURE_SUBSCRIPTION_ID = "00000000-0000-0000-0000-000000000000"
     settings.AZURE_RESOURCE_GROUP = "rg"
     settings.AZURE_ML_WORKSPACE = "ws"
-    settings.AZURE_BASE_ALLOWED_IPS = ["192.0.2.0/24"]
+    settings.AZURE_NAME_SALT = "k7q"
+    settings.AZURE_WORKSPACE_ALLOWED_IPS = ["20.61.0.0/16"]
     provider = get_provider("azure")
     assert isinstance(provider, AzureProvider) and isinstance(provider, Provider)
-    assert provider.base_allowed_ips == ["192.0.2.0/24"]
+    assert provider.workspace_allowed_ips == ("20.61.0.0/16",)
+    assert provider.name_salt == "k7q"
 
 
 def test_unknown_provider_is_refused() -> None:
