@@ -43,6 +43,7 @@ run: install $(STAGEGATE_VAR_DIR)/secret_key
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 typecheck: install-dev
 	DJANGO_DEBUG=true $(BIN)/mypy .

@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 import pyarrow as pa
+from celery import Task
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
@@ -29,7 +30,7 @@ from django.utils import timezone
 from accounts.models import User
 from audit.services import audit_record
 from charter.selectors import charter_current, charter_signed_off
-from datasets import connectors
+from datasets import connectors, tasks
 from datasets.crypto import secrets_decrypt, secrets_encrypt
 from datasets.egress import EgressRefused
 from datasets.models import (
@@ -208,10 +209,7 @@ def _charter_for(project: Project) -> Any:
     return charter_signed_off(project=project) or charter_current(project=project)
 
 
-def _queue(task_name: str, **kwargs: int) -> None:
-    from datasets import tasks
-
-    task = getattr(tasks, task_name)
+def _queue(task: Task, **kwargs: int) -> None:
     transaction.on_commit(lambda: task.delay(**kwargs))
 
 
@@ -397,7 +395,7 @@ def source_test_request(*, actor: User, source: DataSource) -> DataSource:
                 project=source.project,
                 obj=source,
             )
-            _queue("source_test", source_id=source.pk)
+            _queue(tasks.source_test, source_id=source.pk)
     source.refresh_from_db()
     return source
 
@@ -474,7 +472,7 @@ def snapshot_upload(*, actor: User, source: DataSource, upload: UploadedFile) ->
                 },
             )
             if not unchanged:
-                _queue("ingestion_run", ingestion_id=ingestion.pk)
+                _queue(tasks.ingestion_run, ingestion_id=ingestion.pk)
     except BaseException:
         if staged.key:
             store.discard(staged.key)
@@ -528,7 +526,7 @@ def source_pull_request(
             obj=ingestion,
             payload={"source": source.name, "trigger": trigger},
         )
-        _queue("ingestion_run", ingestion_id=ingestion.pk)
+        _queue(tasks.ingestion_run, ingestion_id=ingestion.pk)
     return ingestion
 
 
@@ -705,7 +703,7 @@ def _snapshot_create(
                     "failed_rules": [r["rule_id"] for r in failed],
                 },
             )
-            _queue("profile_run", snapshot_id=snapshot.pk)
+            _queue(tasks.profile_run, snapshot_id=snapshot.pk)
     except BaseException:
         if new and not Snapshot.objects.filter(sha256=staged.sha256).exists():
             store.delete(key)
@@ -917,7 +915,7 @@ def split_create(
                 "group_column": group_column,
             },
         )
-        _queue("split_run", split_id=split.pk)
+        _queue(tasks.split_run, split_id=split.pk)
     return split
 
 

@@ -4,7 +4,6 @@ with a conditional update, call one service, record failures."""
 from __future__ import annotations
 
 import logging
-import random
 from typing import Any
 
 from celery import shared_task
@@ -13,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import F
 from django.utils import timezone
 
+from background import backoff_seconds, claim, task_options
 from datasets import services
 from datasets.models import (
     ConnectionStatus,
@@ -28,26 +28,22 @@ from datasets.models import (
 
 logger = logging.getLogger(__name__)
 
-TASK_OPTIONS: dict[str, Any] = {
-    "bind": True,
-    "acks_late": True,
-    "reject_on_worker_lost": True,
-    "max_retries": 4,
-    "soft_time_limit": 55 * 60,
-    "time_limit": 60 * 60,
-}
+TASK_OPTIONS = task_options(soft_time_limit=55 * 60, time_limit=60 * 60, max_retries=4)
 
 
 def _backoff(retries: int) -> float:
-    """Exponential backoff with full jitter: up to 10 s, 20 s, 40 s, ..."""
-    return random.uniform(1, 10 * 2**retries)  # noqa: S311
+    """Up to 10 s, 20 s, 40 s, ... with jitter."""
+    return backoff_seconds(retries, base=10)
 
 
 @shared_task(**TASK_OPTIONS)
 def ingestion_run(self: Any, *, ingestion_id: int) -> None:
     """Pull or parse one ingestion into a snapshot."""
-    claimed = Ingestion.objects.filter(pk=ingestion_id, status=IngestionStatus.PENDING).update(
-        status=IngestionStatus.RUNNING, started_at=timezone.now(), attempts=F("attempts") + 1
+    claimed = claim(
+        Ingestion.objects.filter(pk=ingestion_id, status=IngestionStatus.PENDING),
+        status=IngestionStatus.RUNNING,
+        started_at=timezone.now(),
+        attempts=F("attempts") + 1,
     )
     if not claimed:
         return
@@ -75,8 +71,9 @@ def ingestion_run(self: Any, *, ingestion_id: int) -> None:
 @shared_task(**TASK_OPTIONS)
 def profile_run(self: Any, *, snapshot_id: int) -> None:
     """Compute one snapshot's profile."""
-    claimed = Profile.objects.filter(snapshot_id=snapshot_id, status=ProfileStatus.PENDING).update(
-        status=ProfileStatus.RUNNING
+    claimed = claim(
+        Profile.objects.filter(snapshot_id=snapshot_id, status=ProfileStatus.PENDING),
+        status=ProfileStatus.RUNNING,
     )
     if not claimed:
         return
@@ -86,8 +83,9 @@ def profile_run(self: Any, *, snapshot_id: int) -> None:
         if self.request.retries >= self.max_retries:
             services.profile_mark_failed(snapshot_id=snapshot_id, error=str(exc))
             return
-        Profile.objects.filter(snapshot_id=snapshot_id, status=ProfileStatus.RUNNING).update(
-            status=ProfileStatus.PENDING
+        claim(
+            Profile.objects.filter(snapshot_id=snapshot_id, status=ProfileStatus.RUNNING),
+            status=ProfileStatus.PENDING,
         )
         raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from None
     except Exception as exc:
@@ -98,8 +96,8 @@ def profile_run(self: Any, *, snapshot_id: int) -> None:
 @shared_task(**TASK_OPTIONS)
 def split_run(self: Any, *, split_id: int) -> None:
     """Compute one train/test split."""
-    claimed = Split.objects.filter(pk=split_id, status=SplitStatus.PENDING).update(
-        status=SplitStatus.RUNNING
+    claimed = claim(
+        Split.objects.filter(pk=split_id, status=SplitStatus.PENDING), status=SplitStatus.RUNNING
     )
     if not claimed:
         return
@@ -111,8 +109,9 @@ def split_run(self: Any, *, split_id: int) -> None:
         if self.request.retries >= self.max_retries:
             services.split_mark_failed(split_id=split_id, error=str(exc))
             return
-        Split.objects.filter(pk=split_id, status=SplitStatus.RUNNING).update(
-            status=SplitStatus.PENDING
+        claim(
+            Split.objects.filter(pk=split_id, status=SplitStatus.RUNNING),
+            status=SplitStatus.PENDING,
         )
         raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from None
     except Exception as exc:
@@ -122,13 +121,12 @@ def split_run(self: Any, *, split_id: int) -> None:
         )
 
 
-@shared_task(
-    bind=True, acks_late=True, reject_on_worker_lost=True, soft_time_limit=60, time_limit=90
-)
+@shared_task(**task_options(soft_time_limit=60, time_limit=90, max_retries=0))
 def source_test(self: Any, *, source_id: int) -> None:
     """Test the connection to one source."""
-    claimed = DataSource.objects.filter(pk=source_id, test_status=ConnectionStatus.PENDING).update(
-        test_status=ConnectionStatus.RUNNING
+    claimed = claim(
+        DataSource.objects.filter(pk=source_id, test_status=ConnectionStatus.PENDING),
+        test_status=ConnectionStatus.RUNNING,
     )
     if not claimed:
         return
@@ -140,8 +138,8 @@ def source_test(self: Any, *, source_id: int) -> None:
         )
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True)
-def source_refresh(*, source_id: int) -> None:
+@shared_task(**task_options(soft_time_limit=60, time_limit=90, max_retries=0))
+def source_refresh(self: Any, *, source_id: int) -> None:
     """The scheduled pull of one source (from django-celery-beat)."""
     source = DataSource.objects.filter(pk=source_id).first()
     if source is None:

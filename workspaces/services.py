@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from celery import Task
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
@@ -28,6 +29,7 @@ from governance.approvals import ApprovalKind, register
 from governance.models import ApprovalRequest, ApprovalState
 from governance.services import approval_request_create, approval_withdraw
 from projects.models import Membership, Project, Role
+from workspaces import tasks
 from workspaces.models import IdleShutdown, Workspace, WorkspaceKind, WorkspaceState
 
 COMPUTE_KIND = "compute"
@@ -188,10 +190,7 @@ def _locked(workspace_id: int) -> Workspace:
     )
 
 
-def _queue(task_name: str, workspace_id: int) -> None:
-    from workspaces import tasks
-
-    task = getattr(tasks, task_name)
+def _queue(task: Task, workspace_id: int) -> None:
     transaction.on_commit(lambda: task.delay(workspace_id=workspace_id))
 
 
@@ -295,7 +294,7 @@ def workspace_request(
                 action="workspace.approved",
                 payload={"by": "quota", "hourly_estimate": decision.hourly},
             )
-            _queue("workspace_provision", workspace.pk)
+            _queue(tasks.workspace_provision, workspace.pk)
         else:
             _ask_admin(actor=actor, workspace=workspace, size=size, decision=decision, what="New")
             _transition(
@@ -334,7 +333,7 @@ def workspace_start(*, actor: Any, workspace: Workspace) -> Workspace:
                 reason="",
                 payload={"by": "quota"},
             )
-            _queue("workspace_provision", ws.pk)
+            _queue(tasks.workspace_provision, ws.pk)
         else:
             _ask_admin(actor=actor, workspace=ws, size=ws.size, decision=decision, what="Start")
             _transition(
@@ -389,7 +388,7 @@ def workspace_stop(
             payload={"idle_seconds": int(idle_seconds)} if idle_seconds is not None else None,
             now=now,
         )
-        _queue("workspace_stop_task", ws.pk)
+        _queue(tasks.workspace_stop_task, ws.pk)
     return ws
 
 
@@ -424,7 +423,7 @@ def workspace_resize(*, actor: Any, workspace: Workspace, size: ComputeSize) -> 
                 reason="",
                 payload={**payload, "by": "quota"},
             )
-            _queue("workspace_resize_task", ws.pk)
+            _queue(tasks.workspace_resize_task, ws.pk)
         else:
             _ask_admin(actor=actor, workspace=ws, size=size, decision=decision, what="Resize")
             audit_record(
@@ -476,7 +475,7 @@ def workspace_delete(*, actor: Any, workspace: Workspace) -> Workspace:
             action="workspace.deleting",
             reason=f"Deleted by {actor.get_username()}.",
         )
-        _queue("workspace_delete_task", ws.pk)
+        _queue(tasks.workspace_delete_task, ws.pk)
     return ws
 
 
@@ -503,7 +502,7 @@ def workspace_allowed_ips_set(
             payload={"before": before, "after": allowed},
         )
         if ws.provisioned:
-            _queue("workspace_allowed_ips_apply", ws.pk)
+            _queue(tasks.workspace_allowed_ips_apply, ws.pk)
     return ws
 
 
@@ -547,12 +546,12 @@ def workspace_claim(
 
 
 # Which task carries on an operation left in each state.
-RESUMABLE: dict[str, str] = {
-    S.APPROVED: "workspace_provision",
-    S.PROVISIONING: "workspace_provision",
-    S.STOPPING: "workspace_stop_task",
-    S.RESIZING: "workspace_resize_task",
-    S.DELETING: "workspace_delete_task",
+RESUMABLE: dict[str, Task] = {
+    S.APPROVED: tasks.workspace_provision,
+    S.PROVISIONING: tasks.workspace_provision,
+    S.STOPPING: tasks.workspace_stop_task,
+    S.RESIZING: tasks.workspace_resize_task,
+    S.DELETING: tasks.workspace_delete_task,
 }
 
 
@@ -718,7 +717,7 @@ def _on_approved(*, request: Any, actor: Any) -> None:
             reason="",
             payload={"by": "admin", "approval": request.pk},
         )
-        _queue("workspace_provision", ws.pk)
+        _queue(tasks.workspace_provision, ws.pk)
     elif ws.requested_size is not None and ws.state in (S.RUNNING, S.STOPPED):
         _transition(
             ws,
@@ -728,7 +727,7 @@ def _on_approved(*, request: Any, actor: Any) -> None:
             reason="",
             payload={"by": "admin", "approval": request.pk, "to_size": ws.requested_size.name},
         )
-        _queue("workspace_resize_task", ws.pk)
+        _queue(tasks.workspace_resize_task, ws.pk)
 
 
 def _undecided(request: Any, actor: Any, verb: str) -> None:

@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 from dataclasses import dataclass
 from typing import Any
 
 from celery import Task, shared_task
 from django.conf import settings
 
+import background
+from cloud import get_provider
 from cloud.base import (
     ClusterSpec,
+    Provider,
     ProviderError,
     ResourceState,
     ResourceStatus,
@@ -35,25 +37,17 @@ from workspaces.models import Workspace, WorkspaceKind, WorkspaceState
 
 logger = logging.getLogger(__name__)
 
-TASK_OPTIONS: dict[str, Any] = {
-    "bind": True,
-    "acks_late": True,
-    "reject_on_worker_lost": True,
-    "max_retries": None,  # counted by the task itself: polls and errors separately
-    "soft_time_limit": 240,
-    "time_limit": 300,
-}
+# max_retries None: the task counts polls and errors itself.
+TASK_OPTIONS = background.task_options(soft_time_limit=240, time_limit=300, max_retries=None)
+BEAT_OPTIONS = background.task_options(soft_time_limit=240, time_limit=300, max_retries=0)
 
 
 def backoff_seconds(errors: int) -> float:
-    """Exponential backoff with full jitter, capped."""
-    base: float = settings.WORKSPACES_RETRY_BASE_SECONDS
-    return random.uniform(base / 2, base * 2**errors)  # noqa: S311 - jitter, not crypto
+    """Exponential backoff with jitter after ``errors`` transient errors."""
+    return background.backoff_seconds(errors, base=settings.WORKSPACES_RETRY_BASE_SECONDS)
 
 
-def _provider(ws: Workspace) -> Any:
-    from cloud import get_provider
-
+def _provider(ws: Workspace) -> Provider:
     return get_provider(ws.provider)
 
 
@@ -113,28 +107,28 @@ class Operation:
     working: str
     done: ResourceState
 
-    def call(self, provider: Any, ws: Workspace) -> ResourceStatus:
+    def call(self, provider: Provider, ws: Workspace) -> ResourceStatus:
         cluster = ws.kind == WorkspaceKind.CLUSTER
         if self.name == "provision":
             if cluster:
-                return provider.cluster_create(_cluster_spec(ws))  # type: ignore[no-any-return]
+                return provider.cluster_create(_cluster_spec(ws))
             if ws.provisioned:
-                return provider.workspace_start(ws.provider_name)  # type: ignore[no-any-return]
-            return provider.workspace_create(_workspace_spec(ws))  # type: ignore[no-any-return]
+                return provider.workspace_start(ws.provider_name)
+            return provider.workspace_create(_workspace_spec(ws))
         if self.name == "stop":
-            return provider.workspace_stop(ws.provider_name)  # type: ignore[no-any-return]
+            return provider.workspace_stop(ws.provider_name)
         if self.name == "resize":
-            return provider.workspace_resize(ws.provider_name, _size(ws, requested=True))  # type: ignore[no-any-return]
+            return provider.workspace_resize(ws.provider_name, _size(ws, requested=True))
         if cluster:
-            return provider.cluster_delete(ws.provider_name)  # type: ignore[no-any-return]
-        return provider.workspace_delete(ws.provider_name)  # type: ignore[no-any-return]
+            return provider.cluster_delete(ws.provider_name)
+        return provider.workspace_delete(ws.provider_name)
 
-    def poll(self, provider: Any, ws: Workspace) -> ResourceStatus:
+    def poll(self, provider: Provider, ws: Workspace) -> ResourceStatus:
         if self.name == "resize":  # convergent: each call advances one step
             return self.call(provider, ws)
         if ws.kind == WorkspaceKind.CLUSTER:
-            return provider.cluster_status(ws.provider_name)  # type: ignore[no-any-return]
-        return provider.workspace_status(ws.provider_name)  # type: ignore[no-any-return]
+            return provider.cluster_status(ws.provider_name)
+        return provider.workspace_status(ws.provider_name)
 
 
 OPERATIONS = {
@@ -267,7 +261,7 @@ def workspace_allowed_ips_apply(self: Task, *, workspace_id: int, errors: int = 
     return "applied"
 
 
-@shared_task(bind=True, acks_late=True, soft_time_limit=240, time_limit=300)
+@shared_task(**BEAT_OPTIONS)
 def workspaces_idle_shutdown(self: Task) -> list[int]:
     """Beat: stop notebooks idle longer than their setting; notice the ones the
     provider stopped by itself (its own idle shutdown or schedule)."""
@@ -299,7 +293,7 @@ def workspaces_idle_shutdown(self: Task) -> list[int]:
     return stopped
 
 
-@shared_task(bind=True, acks_late=True, soft_time_limit=240, time_limit=300)
+@shared_task(**BEAT_OPTIONS)
 def workspaces_meter_usage(self: Task) -> dict[str, Any]:
     """Beat: resume operations whose task was lost, keep open usage intervals
     within one day, and announce budget thresholds."""

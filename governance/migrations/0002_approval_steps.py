@@ -5,20 +5,25 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('governance', '0001_initial'),
+        ("governance", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='approvalrequest',
-            name='previous',
-            field=models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='next_step', to='governance.approvalrequest'),
+            model_name="approvalrequest",
+            name="previous",
+            field=models.OneToOneField(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="next_step",
+                to="governance.approvalrequest",
+            ),
         ),
         migrations.AddField(
-            model_name='approvalrequest',
-            name='step',
+            model_name="approvalrequest",
+            name="step",
             field=models.PositiveSmallIntegerField(default=0),
         ),
     ]

@@ -118,7 +118,7 @@ def test_charter_is_written_submitted_and_signed_off_in_place(page: Page, demo: 
 def test_rejection_without_comment_is_explained_in_the_row(page: Page, demo: None) -> None:
     from accounts.models import User
     from charter.services import charter_draft_save, charter_submit
-    from tests.projects.test_charter import GOOD
+    from tests.charter.test_charter import GOOD
 
     project = Project.objects.get(slug=DEMO_PROJECT)
     scientist = User.objects.get(username="scientist")

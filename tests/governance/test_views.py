@@ -15,7 +15,7 @@ from charter.services import charter_draft_save, charter_submit
 from governance.models import ApprovalRequest
 from projects.models import Stage
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory
-from tests.projects.test_charter import GOOD
+from tests.charter.test_charter import GOOD
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 INBOX = "/approvals/"

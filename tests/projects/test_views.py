@@ -10,7 +10,7 @@ from charter.models import CharterStatus, CharterVersion
 from charter.services import charter_draft_save, charter_submit
 from governance.models import ApprovalRequest
 from governance.services import approval_decide
-from tests.projects.test_charter import GOOD
+from tests.charter.test_charter import GOOD
 
 # The charter as the HTML form posts it.
 FORM = {
