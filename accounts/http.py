@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from django_htmx.middleware import HtmxDetails
 from rest_framework.request import Request
@@ -24,3 +25,12 @@ class AuthedApiRequest(Request):
     """A DRF request that passed authentication (``IsAuthenticated``)."""
 
     user: User
+
+
+def request_user(request: HttpRequest | Request) -> User:
+    """The signed-in user of a request that passed authentication (for code
+    that receives the untyped request, e.g. a DRF ``get_queryset``)."""
+    user = request.user
+    if not isinstance(user, User):
+        raise PermissionDenied
+    return user

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
+from accounts.models import User
 from compute.consumers import Holding, registered
 from compute.models import ComputeSize, Quota, UsageInterval
 from projects.models import Project
@@ -52,7 +53,7 @@ def _holdings(*, project_id: int | None = None, user_id: int | None = None) -> l
 def quota_usage(
     *,
     project: Project | None = None,
-    user: Any = None,
+    user: User | None = None,
     exclude: tuple[str, int] | None = None,
 ) -> Usage:
     """What every registered kind of resource of a project (or a user) holds
@@ -136,7 +137,7 @@ def cost_rows(
     start: datetime,
     end: datetime,
     projects: Any = None,
-    user: Any = None,
+    user: User | None = None,
     resource: tuple[str, int] | None = None,
     now: datetime | None = None,
 ) -> list[CostRow]:
@@ -220,7 +221,7 @@ def projects_with_usage() -> QuerySet[Project]:
 
 
 def spend_month_to_date(
-    *, project: Project | None = None, user: Any = None, now: datetime | None = None
+    *, project: Project | None = None, user: User | None = None, now: datetime | None = None
 ) -> Decimal:
     now = now or timezone.now()
     start, _ = month_bounds(now.date())

@@ -44,7 +44,7 @@ def _defaults(prefix: str) -> dict[str, Any]:
     return dict(settings.WORKSPACES_DEFAULT_QUOTAS[prefix])
 
 
-def quota_for_update(*, project: Project | None = None, user: Any = None) -> Quota:
+def quota_for_update(*, project: Project | None = None, user: User | None = None) -> Quota:
     """The quota row of a project or user, created from the defaults, locked
     (SELECT ... FOR UPDATE) until the transaction ends."""
     if project is not None:

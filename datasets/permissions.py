@@ -3,17 +3,16 @@ non-members, 403 for read-only members), applied to its sources."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.http import Http404
 
+from accounts.models import User
 from datasets.models import DataSource, Snapshot, Split
 from projects.models import Project
 from projects.permissions import get_project_for_user
 
 
 def get_source_for_user(
-    user: Any, slug: str, source_id: int, *, write: bool = False
+    user: User, slug: str, source_id: int, *, write: bool = False
 ) -> tuple[Project, DataSource]:
     project, _ = get_project_for_user(user, slug, write=write)
     source = DataSource.objects.filter(project=project, pk=source_id).first()
@@ -24,7 +23,7 @@ def get_source_for_user(
 
 
 def get_snapshot_for_user(
-    user: Any, slug: str, source_id: int, version: int, *, write: bool = False
+    user: User, slug: str, source_id: int, version: int, *, write: bool = False
 ) -> tuple[Project, Snapshot]:
     project, source = get_source_for_user(user, slug, source_id, write=write)
     snapshot = Snapshot.objects.filter(source=source, version=version).first()
@@ -35,7 +34,7 @@ def get_snapshot_for_user(
 
 
 def get_split_for_user(
-    user: Any, slug: str, source_id: int, split_id: int
+    user: User, slug: str, source_id: int, split_id: int
 ) -> tuple[Project, Split]:
     project, source = get_source_for_user(user, slug, source_id)
     split = (

@@ -9,6 +9,7 @@ from typing import Any
 from django.db.models import Count, Max, Prefetch, QuerySet
 from django.utils import timezone
 
+from accounts.models import User
 from datasets.models import DataSource, Ingestion, Snapshot, Split
 from projects.models import Project
 
@@ -25,7 +26,7 @@ def sources_for_project(*, project: Project) -> QuerySet[DataSource]:
     )
 
 
-def sources_for_user(*, user: Any) -> QuerySet[DataSource]:
+def sources_for_user(*, user: User) -> QuerySet[DataSource]:
     sources = DataSource.objects.all()
     if not user.is_staff:
         sources = sources.filter(project__members=user)

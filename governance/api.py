@@ -11,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.http import AuthedApiRequest
+from accounts.http import AuthedApiRequest, request_user
 from audit.models import AuditEvent
 from governance.approvals import kind_for
 from governance.forms import AuditFilterForm
@@ -69,14 +69,13 @@ class AuditEventListApi(generics.ListAPIView):
 
     def get_queryset(self):  # type: ignore[no-untyped-def]
         request = self.request
-        if not user_may_see_audit(user=request.user):
+        user = request_user(request)
+        if not user_may_see_audit(user=user):
             raise Http404
         form = AuditFilterForm(request.query_params or None)
         if form.is_bound and not form.is_valid():
             raise ValidationError(form_errors(form))
-        return audit_events_filtered(
-            user=request.user, **(form.cleaned_data if form.is_bound else {})
-        )
+        return audit_events_filtered(user=user, **(form.cleaned_data if form.is_bound else {}))
 
 
 class ApprovalOutput(serializers.ModelSerializer):
@@ -142,7 +141,7 @@ class ApprovalListApi(generics.ListAPIView):
         state = self.request.query_params.get("state", "")
         if state and state not in ApprovalState.values:
             raise ValidationError({"state": [f"One of: {', '.join(ApprovalState.values)}."]})
-        return approvals_visible_to(user=self.request.user, state=state)
+        return approvals_visible_to(user=request_user(self.request), state=state)
 
 
 class ApprovalDetailApi(APIView):

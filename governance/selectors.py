@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, Q, QuerySet
 
+from accounts.models import User
 from audit.models import AuditEvent
 from governance.models import ApprovalRequest, ApprovalState
 from governance.services import MAX_STEPS
 from projects.models import Membership, Role
 
 
-def pending_approvals_for_user(*, user: Any) -> QuerySet[ApprovalRequest]:
+def pending_approvals_for_user(*, user: User) -> QuerySet[ApprovalRequest]:
     """Pending requests this user may decide: never their own (four eyes)."""
     holds_role = Membership.objects.filter(
         project=OuterRef("project"), user=user, role=OuterRef("required_role")
@@ -32,7 +32,7 @@ def pending_approvals_for_user(*, user: Any) -> QuerySet[ApprovalRequest]:
     return pending.select_related("project", "requested_by").order_by("created_at")
 
 
-def audit_events_visible_to(*, user: Any) -> QuerySet[AuditEvent]:
+def audit_events_visible_to(*, user: User) -> QuerySet[AuditEvent]:
     """Admins see every event; project leads the events of their projects."""
     events = AuditEvent.objects.all()
     if not user.is_staff:
@@ -43,7 +43,7 @@ def audit_events_visible_to(*, user: Any) -> QuerySet[AuditEvent]:
 
 def audit_events_filtered(
     *,
-    user: Any,
+    user: User,
     project: str = "",
     actor: str = "",
     action: str = "",
@@ -64,11 +64,11 @@ def audit_events_filtered(
     return events
 
 
-def user_may_see_audit(*, user: Any) -> bool:
+def user_may_see_audit(*, user: User) -> bool:
     return bool(user.is_staff) or Membership.objects.filter(user=user, role=Role.LEAD).exists()
 
 
-def approvals_visible_to(*, user: Any, state: str = "") -> QuerySet[ApprovalRequest]:
+def approvals_visible_to(*, user: User, state: str = "") -> QuerySet[ApprovalRequest]:
     """Requests in the user's projects (admins: all), each annotated with
     ``may_decide`` for this user, in one query."""
     holds_role = Membership.objects.filter(
@@ -96,7 +96,7 @@ def approvals_visible_to(*, user: Any, state: str = "") -> QuerySet[ApprovalRequ
     )
 
 
-def approval_for_user(*, user: Any, approval_id: int) -> ApprovalRequest:
+def approval_for_user(*, user: User, approval_id: int) -> ApprovalRequest:
     """One request the user may see; 404 for anyone outside its project."""
     from django.http import Http404
 

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
+from accounts.models import User
 from projects.models import Membership, Project, Role
 
 
-def get_membership(user: Any, project: Project) -> Membership | None:
+def get_membership(user: User, project: Project) -> Membership | None:
     if not getattr(user, "is_authenticated", False):
         return None
     return Membership.objects.filter(project=project, user=user).first()
 
 
 def get_project_for_user(
-    user: Any, slug: str, *, write: bool = False, roles: frozenset[str] | None = None
+    user: User, slug: str, *, write: bool = False, roles: frozenset[str] | None = None
 ) -> tuple[Project, Membership | None]:
     """Return the project and the user's membership (None for a platform admin).
 

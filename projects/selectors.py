@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-from typing import Any
-
 from django.db.models import Count, QuerySet
 
+from accounts.models import User
 from projects.models import Membership, Project
 
 
-def projects_for_user(*, user: Any) -> QuerySet[Project]:
+def projects_for_user(*, user: User) -> QuerySet[Project]:
     """Projects the user belongs to (admins: all), with member counts."""
     projects = Project.objects.all() if user.is_staff else Project.objects.filter(members=user)
     return projects.annotate(member_count=Count("memberships", distinct=True)).order_by("name")

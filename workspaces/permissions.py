@@ -11,6 +11,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
+from accounts.models import User
 from projects.models import Membership, Project, Role
 from projects.permissions import get_membership, get_project_for_user
 from workspaces.models import Workspace
@@ -18,7 +19,7 @@ from workspaces.selectors import projects_led_by
 
 
 def get_workspace_for_user(
-    user: Any, slug: str, workspace_id: int, *, write: bool = False
+    user: User, slug: str, workspace_id: int, *, write: bool = False
 ) -> tuple[Workspace, Membership | None]:
     """The workspace ``workspace_id`` of project ``slug``, if the user may see it."""
     project, membership = get_project_for_user(user, slug, write=write)
@@ -32,7 +33,7 @@ def get_workspace_for_user(
     return workspace, membership
 
 
-def cost_scope(user: Any, slug: str) -> tuple[Any, Project | None]:
+def cost_scope(user: User, slug: str) -> tuple[Any, Project | None]:
     """The projects whose costs the user may see: one project for its lead
     (or an admin), all projects for admins, the projects they lead for leads."""
     if slug:

@@ -10,6 +10,7 @@ from typing import Any
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
+from accounts.models import User
 from audit.models import AuditEvent
 from compute.consumers import Holding
 from compute.selectors import CENT, month_bounds, resource_cost
@@ -29,7 +30,7 @@ def workspaces_for_project(*, project: Project) -> QuerySet[Workspace]:
     )
 
 
-def workspaces_for_user(*, user: Any) -> QuerySet[Workspace]:
+def workspaces_for_user(*, user: User) -> QuerySet[Workspace]:
     """Workspaces in the user's projects, not deleted."""
     return (
         Workspace.objects.filter(project__in=Membership.objects.filter(user=user).values("project"))
@@ -187,7 +188,7 @@ def cost_figures(
     }
 
 
-def projects_led_by(*, user: Any) -> QuerySet[Project]:
+def projects_led_by(*, user: User) -> QuerySet[Project]:
     return Project.objects.filter(memberships__user=user, memberships__role=Role.LEAD)
 
 

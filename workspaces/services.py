@@ -20,6 +20,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from accounts.models import User
 from accounts.notifications import notify
 from audit.services import audit_record
 from compute.models import HOURS_PER_MONTH, ComputeSize
@@ -83,18 +84,18 @@ def _size_offered(size: ComputeSize) -> None:
         raise ValidationError({"size": f"{size.name} is not offered."})
 
 
-def _membership(actor: Any, project: Project) -> Membership | None:
+def _membership(actor: User, project: Project) -> Membership | None:
     return Membership.objects.filter(project=project, user=actor).first()
 
 
-def _require_writer(actor: Any, project: Project) -> Membership:
+def _require_writer(actor: User, project: Project) -> Membership:
     membership = _membership(actor, project)
     if membership is None or not membership.can_write:
         raise PermissionDenied("Only members who may change the project request compute.")
     return membership
 
 
-def workspace_may_manage(*, user: Any, workspace: Workspace) -> bool:
+def workspace_may_manage(*, user: User, workspace: Workspace) -> bool:
     """The owner and the project's leads start, stop, resize and delete it."""
     if workspace.owner_id == user.pk:
         return _membership(user, workspace.project) is not None
@@ -103,7 +104,7 @@ def workspace_may_manage(*, user: Any, workspace: Workspace) -> bool:
     ).exists()
 
 
-def _require_manager(actor: Any, workspace: Workspace, *, staff_may: bool = False) -> None:
+def _require_manager(actor: User, workspace: Workspace, *, staff_may: bool = False) -> None:
     if staff_may and getattr(actor, "is_staff", False):
         return
     if not workspace_may_manage(user=actor, workspace=workspace):
@@ -135,7 +136,7 @@ def _transition(
     workspace: Workspace,
     state: str,
     *,
-    actor: Any,
+    actor: User | None,
     action: str,
     reason: str | None = None,
     payload: dict[str, Any] | None = None,
@@ -195,7 +196,7 @@ def _queue(task: Task, workspace_id: int) -> None:
 
 
 def _ask_admin(
-    *, actor: Any, workspace: Workspace, size: ComputeSize, decision: QuotaDecision, what: str
+    *, actor: User, workspace: Workspace, size: ComputeSize, decision: QuotaDecision, what: str
 ) -> ApprovalRequest:
     workspace.quota_exceeded = decision.exceeded
     workspace.save(update_fields=["quota_exceeded"])
@@ -217,7 +218,7 @@ def _ask_admin(
 
 def workspace_request(
     *,
-    actor: Any,
+    actor: User,
     project: Project,
     name: str,
     size: ComputeSize,
@@ -315,7 +316,7 @@ def _conflict(workspace: Workspace, allowed: Iterable[str], verb: str) -> None:
         )
 
 
-def workspace_start(*, actor: Any, workspace: Workspace) -> Workspace:
+def workspace_start(*, actor: User, workspace: Workspace) -> Workspace:
     """Start a stopped (or failed) notebook again: a request again, checked against quota."""
     _require_manager(actor, workspace)
     with transaction.atomic():
@@ -348,7 +349,7 @@ def workspace_start(*, actor: Any, workspace: Workspace) -> Workspace:
 
 
 def workspace_stop(
-    *, actor: Any, workspace: Workspace, reason: str = "", idle_seconds: float | None = None
+    *, actor: User | None, workspace: Workspace, reason: str = "", idle_seconds: float | None = None
 ) -> Workspace:
     """Stop a running notebook; metering stops now. ``idle_seconds`` marks an idle shutdown."""
     if actor is not None:
@@ -392,7 +393,7 @@ def workspace_stop(
     return ws
 
 
-def workspace_resize(*, actor: Any, workspace: Workspace, size: ComputeSize) -> Workspace:
+def workspace_resize(*, actor: User, workspace: Workspace, size: ComputeSize) -> Workspace:
     """Change a notebook's size: a request again, checked against quota with
     the new size in place of the old one."""
     _require_manager(actor, workspace)
@@ -436,7 +437,7 @@ def workspace_resize(*, actor: Any, workspace: Workspace, size: ComputeSize) -> 
     return ws
 
 
-def workspace_delete(*, actor: Any, workspace: Workspace) -> Workspace:
+def workspace_delete(*, actor: User, workspace: Workspace) -> Workspace:
     """Delete the workspace and what the provider holds for it."""
     _require_manager(actor, workspace, staff_may=True)
     with transaction.atomic():
@@ -480,7 +481,7 @@ def workspace_delete(*, actor: Any, workspace: Workspace) -> Workspace:
 
 
 def workspace_allowed_ips_set(
-    *, actor: Any, workspace: Workspace, cidrs: Iterable[str]
+    *, actor: User, workspace: Workspace, cidrs: Iterable[str]
 ) -> Workspace:
     """Replace the workspace's IP allowlist; the provider applies it after commit."""
     _require_manager(actor, workspace)
@@ -704,7 +705,7 @@ def _subject(request: Any) -> Workspace | None:
     )
 
 
-def _on_approved(*, request: Any, actor: Any) -> None:
+def _on_approved(*, request: Any, actor: User) -> None:
     ws = _subject(request)
     if ws is None:
         return
@@ -730,7 +731,7 @@ def _on_approved(*, request: Any, actor: Any) -> None:
         _queue(tasks.workspace_resize_task, ws.pk)
 
 
-def _undecided(request: Any, actor: Any, verb: str) -> None:
+def _undecided(request: Any, actor: User, verb: str) -> None:
     ws = _subject(request)
     if ws is None:
         return
@@ -756,11 +757,11 @@ def _undecided(request: Any, actor: Any, verb: str) -> None:
         )
 
 
-def _on_rejected(*, request: Any, actor: Any) -> None:
+def _on_rejected(*, request: Any, actor: User) -> None:
     _undecided(request, actor, "rejected")
 
 
-def _on_withdrawn(*, request: Any, actor: Any) -> None:
+def _on_withdrawn(*, request: Any, actor: User) -> None:
     _undecided(request, actor, "withdrawn")
 
 
