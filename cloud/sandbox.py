@@ -196,9 +196,11 @@ def wrap(
     for inside, host in _write_etc(box, uid).items():
         args += ["--ro-bind", host, inside]
     args += ["--proc", "/proc", "--dev", "/dev"]
-    if box.tmp_bytes:
-        args += ["--size", str(box.tmp_bytes)]
-    args += ["--tmpfs", "/tmp"]  # noqa: S108 - a private, empty tmpfs inside the sandbox
+    # Private, empty, writable to the user (multiprocessing needs /dev/shm).
+    for tmp in ("/tmp", "/dev/shm"):  # noqa: S108 - inside the sandbox
+        if box.tmp_bytes:
+            args += ["--size", str(box.tmp_bytes)]
+        args += ["--perms", "1777", "--tmpfs", tmp]
 
     python, python_dirs = python_paths(box.python)
     mounts: list[tuple[str, str, bool]] = []  # (host, inside, writable)
@@ -223,7 +225,9 @@ def wrap(
         args += ["--bind" if writable else "--ro-bind", host, inside]
         bound.append(inside)
         made.add(inside)
-    args += ["--chdir", box.workdir]
+    # The root itself (the folders made above) read-only: nothing written
+    # anywhere but the writable folders, /tmp and /dev/shm.
+    args += ["--remount-ro", "/", "--chdir", box.workdir]
 
     hidden = ["--clearenv"]
     for key, value in {**box.env, "SG_EXEC": json.dumps(list(argv))}.items():
