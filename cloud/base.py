@@ -75,6 +75,8 @@ class WorkspaceSpec:
     allowed_ips: tuple[str, ...] = ()
     # Folders (read-only data, e.g. dataset snapshots) to expose inside the workspace.
     data_paths: tuple[str, ...] = ()
+    # Local provider: run even where no sandbox is available (platform admins only).
+    allow_unsandboxed: bool = False
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,8 @@ class JobSpec:
     code_dir: str = ""
     environment: dict[str, str] = field(default_factory=dict)
     inputs: dict[str, str] = field(default_factory=dict)
+    # Local provider: run even where no sandbox is available (platform admins only).
+    allow_unsandboxed: bool = False
 
 
 @dataclass(frozen=True)

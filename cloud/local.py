@@ -1,11 +1,18 @@
 """The local provider: everything for real on this machine.
 
-A workspace is a JupyterLab server bound to 127.0.0.1 on a free port with a
-random token, in ``<root>/<name>/work`` (the dataset snapshots it may read are
-symlinked under ``work/data``), with the size's CPUs as its CPU affinity and
-the size's memory as its address-space limit (both capped by the machine, and
-inherited by its kernels). A cluster is a pool of ``max_nodes`` job slots; a
-job is a supervised subprocess with the cluster size's limits.
+A workspace is a JupyterLab server in a sandbox (``cloud/sandbox.py``: no
+network, only its own files and the snapshots handed to it, read-only),
+listening on a unix socket in its private folder; a supervisor outside the
+sandbox relays 127.0.0.1 on a free port to it, so the browser reaches it with
+a random token. Its files are in ``<root>/<name>/work`` (the dataset snapshots
+it may read are symlinked under ``work/data`` and mounted read-only at their
+own paths), with the size's CPUs as its CPU affinity and the size's memory as
+its address-space limit (both capped by the machine, and inherited by its
+kernels). A cluster is a pool of ``max_nodes`` job slots; a job is a
+supervised, sandboxed subprocess with the cluster size's limits.
+
+Without a working sandbox (:func:`cloud.sandbox.isolation_status`), user
+code is refused unless its spec says ``allow_unsandboxed=True``.
 
 State lives on disk (``state.json`` and a pid file per resource), so a portal
 restart, or another worker process, re-discovers what runs: a pid counts only
@@ -14,8 +21,8 @@ the process start time as well). Every change to one resource holds a file
 lock on its name, so two tasks racing on one name start one process.
 
 The token appears in the state file (mode 0600) and in the URL returned to the
-portal, never in a command line or a log line. Child processes get a minimal
-environment, not the portal's (which holds its secrets).
+portal, never in a command line or a log line. User code gets an environment
+built from scratch, not the portal's (which holds its secrets).
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from typing import Any
 
 import psutil
 
+from cloud import sandbox
 from cloud.base import (
     ClusterSpec,
     JobSpec,
@@ -65,13 +73,15 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 GIB = 1024**3
 # Below this the Python interpreter of the Jupyter server itself cannot start.
 MIN_MEMORY_BYTES = 512 * 1024**2
-# Variables a notebook or job may inherit from the portal's environment; the
-# rest (secret keys, database URLs, cloud credentials) stays behind.
-INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME")
+# Where the portal runs as root, each workspace and job runs as its own uid,
+# allocated upwards from here (far above real users and subuid ranges).
+SANDBOX_UID_BASE = 1_900_000_000
+# The workspace's private run folder (Jupyter's socket, runtime files) as the
+# sandbox sees it: short, since a unix socket's path has at most 107 bytes.
+SANDBOX_RUN_DIR = "/run/stagegate"
+PORT_TAKEN_EXIT = 98  # the launcher's exit code when the port was taken meanwhile
 JUPYTER_OFFLINE_FLAGS = (
     "--no-browser",
-    "--ServerApp.ip=127.0.0.1",
-    "--ServerApp.port_retries=0",  # fail instead of silently taking another port
     "--ServerApp.allow_remote_access=False",
     "--LabApp.news_url=None",
     "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
@@ -105,6 +115,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def _read_pid(path: Path) -> int | None:
     try:
         return int(path.read_text())
@@ -124,6 +140,10 @@ def _tail(path: Path, lines: int) -> str:
     return "\n".join(data.splitlines()[-lines:]) if lines > 0 else ""
 
 
+class _PortTaken(Exception):
+    pass
+
+
 class LocalProvider:
     """Workspaces, clusters and jobs as real processes on this machine."""
 
@@ -137,12 +157,16 @@ class LocalProvider:
         python: str = sys.executable,
         ready_timeout: float = 30.0,
         stop_timeout: float = 10.0,
+        bwrap: str | None = None,
+        sandbox_uid_base: int = SANDBOX_UID_BASE,
     ) -> None:
         self.root = Path(root).resolve()
         self.data_roots = tuple(Path(p).resolve() for p in data_roots)
         self.python = python
         self.ready_timeout = ready_timeout
         self.stop_timeout = stop_timeout
+        self.bwrap = bwrap or sandbox.default_bwrap()
+        self.sandbox_uid_base = sandbox_uid_base
         self.machine_cpus = sorted(os.sched_getaffinity(0))
         self.machine_memory = int(psutil.virtual_memory().total)
 
@@ -198,16 +222,60 @@ class LocalProvider:
         memory = max(MIN_MEMORY_BYTES, min(memory, self.machine_memory))
         return cpus, memory
 
-    def _child_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
-        bindir = str(Path(self.python).parent)
-        env["PATH"] = os.pathsep.join([bindir, env.get("PATH", "/usr/local/bin:/usr/bin:/bin")])
-        env.setdefault("HOME", str(self.root))
-        env.setdefault("LANG", "C.UTF-8")
-        env["PYTHONUNBUFFERED"] = "1"
-        if extra:
-            env.update(extra)
+    # --- sandbox -------------------------------------------------------------
+
+    def isolation_status(self) -> tuple[bool, str]:
+        """Whether user code runs sandboxed here (see :mod:`cloud.sandbox`)."""
+        return sandbox.isolation_status(bwrap=self.bwrap)
+
+    def _use_sandbox(self, allow_unsandboxed: bool) -> bool:
+        """True to sandbox; False to run unsandboxed where the caller allowed it.
+
+        Raises SandboxUnavailableError when there is no sandbox and the caller
+        did not allow going without.
+        """
+        available, reason = self.isolation_status()
+        if available:
+            return True
+        if not allow_unsandboxed:
+            raise sandbox.SandboxUnavailableError(
+                f"User code is not started without a sandbox, and there is none: {reason}"
+            )
+        logger.warning("starting user code WITHOUT a sandbox (allowed by caller): %s", reason)
+        return False
+
+    def _sandbox_uid(self, kind: str, name: str) -> int | None:
+        """The dedicated uid of a workspace or job where the portal runs as root."""
+        if os.geteuid() != 0:
+            return None
+        with self._locked("uids", "all"):
+            path = self.root / "_uids.json"
+            data = _read_json(path) or {"next": 0, "uids": {}}
+            key = f"{kind}:{self._check_name(name)}"
+            if key not in data["uids"]:
+                # Never reused: nothing left behind by an old one can be another's.
+                data["uids"][key] = self.sandbox_uid_base + int(data["next"])
+                data["next"] = int(data["next"]) + 1
+                _write_json(path, data)
+            return int(data["uids"][key])
+
+    def _user_env(self, python: str, extra: dict[str, str]) -> dict[str, str]:
+        """An environment from scratch for user code: nothing of the portal's."""
+        env = {
+            "PATH": os.pathsep.join([str(Path(python).parent), "/usr/local/bin:/usr/bin:/bin"]),
+            "LANG": "C.UTF-8",
+            "USER": "sandbox",
+            "LOGNAME": "sandbox",
+            "SHELL": "/bin/bash",
+            "PYTHONUNBUFFERED": "1",
+        }
+        if re.fullmatch(r"[A-Za-z0-9_+/:.-]{1,64}", os.environ.get("TZ", "")):
+            env["TZ"] = os.environ["TZ"]
+        env.update(extra)
         return env
+
+    def _python_inside(self, sandboxed: bool) -> str:
+        return sandbox.python_paths(self.python)[0] if sandboxed else self.python
 
     def _launch(
         self,
@@ -219,9 +287,12 @@ class LocalProvider:
         cpus: list[int],
         memory: int,
         env: dict[str, str],
+        box: sandbox.Sandbox | None,
         exit_code_file: Path | None = None,
+        forward: tuple[int, Path] | None = None,
     ) -> tuple[int, float]:
-        """Start ``command`` detached with limits; return its pid and start time."""
+        """Start ``command`` detached with limits (in ``box`` unless None);
+        return the supervisor's pid and start time."""
         pidfile.unlink(missing_ok=True)
         args = [
             self.python,
@@ -231,11 +302,34 @@ class LocalProvider:
             f"--cwd={cwd}",
             f"--cpus={','.join(map(str, cpus))}",
             f"--mem-bytes={memory}",
+            "--command-stdin",
         ]
         if exit_code_file is not None:
             args.append(f"--exit-code-file={exit_code_file}")
+        if forward is not None:
+            args += [f"--forward-port={forward[0]}", f"--forward-socket={forward[1]}"]
+        if box is not None:
+            wrapped, hidden = sandbox.wrap(box, command, bwrap=self.bwrap)
+            payload = {"command": wrapped, "hidden_args": hidden}
+            launcher_env = {"PATH": "/usr/bin:/bin"}  # bwrap starts from --clearenv
+        else:
+            payload = {"command": command}
+            launcher_env = env
         try:
-            subprocess.run([*args, "--", *command], env=env, check=True, timeout=30)
+            done = subprocess.run(  # noqa: S603 - an argv list, no shell
+                args,
+                input=json.dumps(payload).encode(),
+                env=launcher_env,
+                capture_output=True,
+                timeout=30,
+                check=False,
+            )
+            if done.returncode == PORT_TAKEN_EXIT and forward is not None:
+                raise _PortTaken(done.stderr.decode("utf-8", "replace"))
+            if done.returncode != 0:
+                raise TransientProviderError(
+                    f"Could not start {command[0]}: {done.stderr.decode('utf-8', 'replace')}"
+                )
             pid = int(pidfile.read_text())
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             raise TransientProviderError(f"Could not start {command[0]}: {exc}") from exc
@@ -306,9 +400,9 @@ class LocalProvider:
     def _ws_state(self, name: str) -> dict[str, Any] | None:
         return _read_json(self._ws_dir(name) / "state.json")
 
-    @staticmethod
-    def _ws_marker(state: dict[str, Any]) -> str:
-        return f"--ServerApp.root_dir={state['workdir']}"
+    def _ws_marker(self, name: str) -> str:
+        """What the command line of this workspace's supervisor contains."""
+        return f"--pidfile={self._ws_dir(name) / 'server.pid'}"
 
     def _ws_proc(self, name: str, state: dict[str, Any]) -> psutil.Process | None:
         """The workspace's server process, if it runs.
@@ -317,39 +411,48 @@ class LocalProvider:
         launch and recording the pid left the server running, with its port
         and token already in the state file.
         """
-        marker = self._ws_marker(state)
+        marker = self._ws_marker(name)
         proc = self._alive(state.get("pid"), state.get("pid_started"), marker)
         if proc is None:
             proc = self._alive(_read_pid(self._ws_dir(name) / "server.pid"), None, marker)
         return proc
 
-    def _kill_strays(self, marker: str) -> None:
+    def _kill_strays(self, *markers: str) -> None:
         """Stop processes with our marker that no state or pid file knows of (a
         worker killed between fork and pid file), so a start makes exactly one."""
         for proc in psutil.process_iter(["cmdline"]):
             with contextlib.suppress(psutil.Error):
-                if marker in " ".join(proc.info["cmdline"] or []) and _running(proc):
-                    logger.warning("stopping stray process %s (%s)", proc.pid, marker)
+                cmdline = " ".join(proc.info["cmdline"] or [])
+                if any(m in cmdline for m in markers) and _running(proc):
+                    logger.warning("stopping stray process %s (%s)", proc.pid, cmdline[:200])
                     self._terminate(proc)
 
     def _url(self, state: dict[str, Any]) -> str:
         return f"http://127.0.0.1:{state['port']}/lab?token={state['token']}"
 
     def _api_status(self, state: dict[str, Any], timeout: float = 2.0) -> dict[str, Any] | None:
-        """The Jupyter server's ``/api/status``, or None while it does not answer."""
+        """The Jupyter server's ``/api/status``, or None while it does not answer.
+
+        The answer comes from inside the sandbox: read with a size limit.
+        """
         request = urllib.request.Request(  # noqa: S310 - fixed http://127.0.0.1 URL
             f"http://127.0.0.1:{state['port']}/api/status",
             headers={"Authorization": f"token {state['token']}"},
         )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-                data: dict[str, Any] = json.loads(response.read())
-                return data
+                data = json.loads(response.read(64 * 1024))
+                return data if isinstance(data, dict) else None
         except (OSError, ValueError):
             return None
 
     def workspace_create(self, spec: WorkspaceSpec) -> ResourceStatus:
-        """Create the workspace and start its server; a second call changes nothing."""
+        """Create the workspace and start its server; a second call changes nothing.
+
+        Raises SandboxUnavailableError, creating nothing, when user code cannot
+        be sandboxed here and ``spec.allow_unsandboxed`` is not set.
+        """
+        self._use_sandbox(spec.allow_unsandboxed)
         data = self._resolve_data_paths(spec.data_paths)
         allowed_ips = _validate_cidrs(spec.allowed_ips)
         with self._locked("ws", spec.name):
@@ -370,6 +473,7 @@ class LocalProvider:
                     "idle_shutdown_minutes": spec.idle_shutdown_minutes,
                     "allowed_ips": allowed_ips,
                     "data_paths": [str(p) for p in data],
+                    "allow_unsandboxed": spec.allow_unsandboxed,
                     "created_at": _now(),
                 }
                 self._link_data(workdir / "data", data)
@@ -398,61 +502,119 @@ class LocalProvider:
 
     def _ws_start(self, name: str, state: dict[str, Any]) -> ResourceStatus:
         directory = self._ws_dir(name)
+        sandboxed = self._use_sandbox(bool(state.get("allow_unsandboxed")))
         cpus, memory = self.limits_for(_size_from(state["size"]), name)
-        env = self._child_env(
+        workdir = Path(state["workdir"])
+        run = directory / "run"
+        run.mkdir(mode=0o700, exist_ok=True)
+        run_inside = SANDBOX_RUN_DIR if sandboxed else str(run)
+        python = self._python_inside(sandboxed)
+        env = self._user_env(
+            python,
             {
                 "JUPYTER_TOKEN": state["token"],
-                "JUPYTER_CONFIG_DIR": str(directory / "jupyter-config"),
-                "JUPYTER_RUNTIME_DIR": str(directory / "jupyter-runtime"),
-                "IPYTHONDIR": str(directory / "ipython"),
+                "JUPYTER_CONFIG_DIR": f"{run_inside}/config",
+                "JUPYTER_RUNTIME_DIR": f"{run_inside}/runtime",
+                "IPYTHONDIR": f"{run_inside}/ipython",
                 # ~ is the workspace's own folder, as on an Azure ML instance.
-                "HOME": state["workdir"],
-            }
+                "HOME": str(workdir),
+            },
         )
+        box = None
+        if sandboxed:
+            uid = self._sandbox_uid("ws", name)
+            if uid is not None:
+                self._hand_over(uid, workdir, run, keep_root=workdir / "data")
+            box = sandbox.Sandbox(
+                workdir=str(workdir),
+                env=env,
+                etc_dir=str(directory / "etc"),
+                writable=(str(workdir), (str(run), SANDBOX_RUN_DIR)),
+                readonly=tuple(state.get("data_paths", [])),
+                python=self.python,
+                host_uid=uid,
+                tmp_bytes=memory,
+            )
+        sock = f"{run_inside}/jupyter.sock"
+        if len(sock) > 100:  # unsandboxed with a long path: relative to its cwd
+            sock = os.path.relpath(sock, workdir)
+        (run / "jupyter.sock").unlink(missing_ok=True)
+        command = [
+            python,
+            "-m",
+            "jupyterlab",
+            *JUPYTER_OFFLINE_FLAGS,
+            f"--ServerApp.sock={sock}",
+            f"--ServerApp.root_dir={workdir}",
+        ]
+        if not sandboxed and os.geteuid() == 0:
+            command.append("--allow-root")
         log = directory / "server.log"
-        self._kill_strays(self._ws_marker(state))
-        for _attempt in range(3):
+        self._kill_strays(self._ws_marker(name), f"--ServerApp.root_dir={workdir}")
+        pid = None
+        for _attempt in range(5):
             # Port and time recorded before the launch: a server whose pid was
             # never recorded can still be adopted through its pid file.
-            state.update(port=_free_port(), pid=None, pid_started=None, started_at=_now())
-            _write_json(directory / "state.json", state)
-            command = [
-                self.python,
-                "-m",
-                "jupyterlab",
-                *JUPYTER_OFFLINE_FLAGS,
-                f"--ServerApp.port={state['port']}",
-                f"--ServerApp.root_dir={state['workdir']}",
-            ]
-            if os.geteuid() == 0:
-                command.append("--allow-root")
-            pid, pid_started = self._launch(
-                command,
-                cwd=Path(state["workdir"]),
-                pidfile=directory / "server.pid",
-                log=log,
-                cpus=cpus,
-                memory=memory,
-                env=env,
+            state.update(
+                port=_free_port(),
+                pid=None,
+                pid_started=None,
+                started_at=_now(),
+                sandboxed=sandboxed,
             )
-            state.update(pid=pid, pid_started=pid_started, cpus=cpus, memory=memory)
             _write_json(directory / "state.json", state)
-            logger.info("workspace %s: server pid %s on port %s", name, pid, state["port"])
-            deadline = time.monotonic() + self.ready_timeout
-            while time.monotonic() < deadline:
-                if self._api_status(state, timeout=1.0) is not None:
-                    return self._ws_status(name, state)
-                if not self._ws_proc(name, state):
-                    break
-                time.sleep(0.05)
-            else:
-                # Still starting: the caller polls workspace_status.
-                return ResourceStatus(name, ResourceState.CREATING, detail="server starting")
-            if "Address already in use" not in _tail(log, 20):
+            try:
+                pid, pid_started = self._launch(
+                    command,
+                    cwd=workdir,
+                    pidfile=directory / "server.pid",
+                    log=log,
+                    cpus=cpus,
+                    memory=memory,
+                    env=env,
+                    box=box,
+                    forward=(state["port"], run / "jupyter.sock"),
+                )
                 break
+            except _PortTaken:
+                continue  # lost the port to another process: another one
+        if pid is None:
+            raise TransientProviderError("No free port for the workspace's server")
+        state.update(pid=pid, pid_started=pid_started, cpus=cpus, memory=memory)
+        _write_json(directory / "state.json", state)
+        logger.info(
+            "workspace %s: server pid %s on port %s%s",
+            name,
+            pid,
+            state["port"],
+            "" if sandboxed else " WITHOUT a sandbox",
+        )
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if self._api_status(state, timeout=1.0) is not None:
+                return self._ws_status(name, state)
+            if not self._ws_proc(name, state):
+                break
+            time.sleep(0.05)
+        else:
+            # Still starting: the caller polls workspace_status.
+            return ResourceStatus(name, ResourceState.CREATING, detail="server starting")
         return ResourceStatus(
             name, ResourceState.FAILED, detail=f"server exited: {_tail(log, 5)[-500:]}"
         )
+
+    @staticmethod
+    def _hand_over(uid: int, *folders: Path, keep_root: Path | None = None) -> None:
+        """Give the sandbox's own folders to its uid (the portal runs as root).
+
+        Recursive only when not done yet (a folder made before this uid); runs
+        while nothing runs in them, so no link can be swapped meanwhile.
+        """
+        for folder in folders:
+            if folder.lstat().st_uid != uid:
+                sandbox.give_to(uid, folder)
+        if keep_root is not None and keep_root.is_dir() and not keep_root.is_symlink():
+            os.chown(keep_root, 0, 0, follow_symlinks=False)
 
     def _ws_status(self, name: str, state: dict[str, Any]) -> ResourceStatus:
         if not self._ws_proc(name, state):
@@ -464,10 +626,13 @@ class LocalProvider:
             return ResourceStatus(name, ResourceState.FAILED, detail="server does not answer")
         idle = None
         last = status.get("last_activity")
-        if last:
-            last_at = datetime.fromisoformat(last.replace("Z", "+00:00"))
+        with contextlib.suppress(AttributeError, TypeError, ValueError):
+            last_at = datetime.fromisoformat(str(last).replace("Z", "+00:00"))
             idle = max(0.0, (datetime.now(UTC) - last_at).total_seconds())
-        return ResourceStatus(name, ResourceState.RUNNING, url=self._url(state), idle_seconds=idle)
+        detail = "" if state.get("sandboxed", True) else "running WITHOUT a sandbox"
+        return ResourceStatus(
+            name, ResourceState.RUNNING, url=self._url(state), detail=detail, idle_seconds=idle
+        )
 
     def workspace_status(self, name: str) -> ResourceStatus:
         state = self._ws_state(name)
@@ -518,7 +683,7 @@ class LocalProvider:
                 self._ws_stop(name, state)
             if directory.exists():
                 data_dir = directory / "work" / "data"
-                if data_dir.exists():
+                if data_dir.is_dir() and not data_dir.is_symlink():
                     data_dir.chmod(0o755)
                 shutil.rmtree(directory)
             return ResourceStatus(name, ResourceState.DELETED)
@@ -617,7 +782,8 @@ class LocalProvider:
         )
 
     def _job_proc(self, job: dict[str, Any]) -> psutil.Process | None:
-        return self._alive(job.get("pid"), job.get("pid_started"), str(LAUNCHER))
+        marker = f"--pidfile={self._job_dir(job['name']) / 'job.pid'}"
+        return self._alive(job.get("pid"), job.get("pid_started"), marker)
 
     def _job_state(self, job: dict[str, Any]) -> JobState:
         directory = self._job_dir(job["name"])
@@ -640,7 +806,9 @@ class LocalProvider:
         state = self._job_state(job)
         detail = ""
         code = self._job_dir(job["name"]) / "exit_code"
-        if state == JobState.FAILED:
+        if state == JobState.FAILED and job.get("refused"):
+            detail = str(job["refused"])
+        elif state == JobState.FAILED:
             detail = f"exit code {code.read_text().strip()}" if code.exists() else "process lost"
         elif state == JobState.QUEUED:
             detail = f"waiting for a free slot on {job['compute']}"
@@ -664,34 +832,71 @@ class LocalProvider:
     def _job_run(self, job: dict[str, Any], cluster: dict[str, Any]) -> None:
         directory = self._job_dir(job["name"])
         cpus, memory = self.limits_for(_size_from(cluster["size"]), job["name"])
+        try:
+            sandboxed = self._use_sandbox(bool(job.get("allow_unsandboxed")))
+        except sandbox.SandboxUnavailableError as exc:
+            # Recorded as the job's outcome: a queued job started by a later
+            # call must not fail that call.
+            (directory / "job.log").write_text(f"{exc}\n")
+            _write_atomically(directory / "exit_code", "126\n")
+            job.update(
+                pid=0, pid_started=None, started_at=_now(), sandboxed=False, refused=str(exc)
+            )
+            _write_json(directory / "job.json", job)
+            return
         command = job["command"]
         for key, path in job["inputs"].items():
             command = command.replace(f"${{{{inputs.{key}}}}}", shlex.quote(path))
-        env = self._child_env(
+        cwd, outputs, home = Path(job["cwd"]), directory / "outputs", directory / "home"
+        outputs.mkdir(exist_ok=True)
+        home.mkdir(exist_ok=True)
+        python = self._python_inside(sandboxed)
+        env = self._user_env(
+            python,
             {
+                "HOME": str(home),
                 **job["environment"],
-                "HOME": str(directory),
                 "SG_JOB_NAME": job["name"],
-                "SG_OUTPUT_DIR": str(directory / "outputs"),
+                "SG_OUTPUT_DIR": str(outputs),
                 **{f"SG_INPUT_{k.upper()}": v for k, v in job["inputs"].items()},
-            }
+            },
         )
-        (directory / "outputs").mkdir(exist_ok=True)
+        box = None
+        if sandboxed:
+            uid = self._sandbox_uid("job", job["name"])
+            if uid is not None:
+                self._hand_over(uid, cwd, outputs, home)
+            box = sandbox.Sandbox(
+                workdir=str(cwd),
+                env=env,
+                etc_dir=str(directory / "etc"),
+                writable=(str(cwd), str(outputs), str(home)),
+                readonly=tuple(job["inputs"].values()),
+                python=self.python,
+                host_uid=uid,
+                tmp_bytes=memory,
+            )
         pid, started = self._launch(
             ["/bin/sh", "-c", command],
-            cwd=Path(job["cwd"]),
+            cwd=cwd,
             pidfile=directory / "job.pid",
             log=directory / "job.log",
             cpus=cpus,
             memory=memory,
             env=env,
+            box=box,
             exit_code_file=directory / "exit_code",
         )
-        job.update(pid=pid, pid_started=started, started_at=_now())
+        job.update(pid=pid, pid_started=started, started_at=_now(), sandboxed=sandboxed)
         _write_json(directory / "job.json", job)
 
     def job_submit(self, spec: JobSpec) -> JobStatus:
-        """Queue the job on its cluster and start it when a slot is free."""
+        """Queue the job on its cluster and start it when a slot is free.
+
+        Raises SandboxUnavailableError, queuing nothing, when user code cannot
+        be sandboxed here and ``spec.allow_unsandboxed`` is not set.
+        """
+        self._use_sandbox(spec.allow_unsandboxed)
         inputs = {
             k: str(p)
             for k, p in zip(
@@ -726,6 +931,7 @@ class LocalProvider:
                     "cwd": str(cwd),
                     "environment": dict(spec.environment),
                     "inputs": inputs,
+                    "allow_unsandboxed": spec.allow_unsandboxed,
                     "submitted_at": _now(),
                     "pid": None,
                     "pid_started": None,

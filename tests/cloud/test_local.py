@@ -101,13 +101,17 @@ def test_workspace_lifecycle_with_a_real_jupyter_server(
     assert status.url.startswith("http://127.0.0.1:") and "/lab?token=" in status.url
     base, token = status.url.split("/lab?token=")
     state = json.loads((tmp_path / "workspaces" / "sg-ws-1" / "state.json").read_text())
-    pid = state["pid"]
-    servers = [
+    assert state["sandboxed"] is True
+    supervisor = state["pid"]
+    supervisors = [
         p
         for p in psutil.process_iter(["cmdline"])
-        if f"{tmp_path}/workspaces/sg-ws-1/work" in " ".join(p.info["cmdline"] or [])
+        if f"--pidfile={tmp_path}/workspaces/sg-ws-1/server.pid"
+        in " ".join(p.info["cmdline"] or [])
     ]
-    assert [p.pid for p in servers] == [pid]
+    assert [p.pid for p in supervisors] == [supervisor]
+    (pid,) = servers_of(tmp_path / "workspaces" / "sg-ws-1" / "work")
+    assert pid in {p.pid for p in psutil.Process(supervisor).children(recursive=True)}
 
     # Reached over HTTP: with the token, and not without.
     code, body = get(f"{base}/api/status", token)
@@ -153,17 +157,17 @@ def test_workspace_lifecycle_with_a_real_jupyter_server(
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 201
-    kernel = next(
-        child for child in _wait_for_children(pid) if "ipykernel" in " ".join(child.cmdline())
-    )
+    kernel = _wait_for_children(pid)[0]
     assert address_space_limit(kernel.pid) == memory
     assert os.sched_getaffinity(kernel.pid) == set(cpus)
 
     # Create again: the same process. A new provider (a portal restart) finds it.
     assert provider.workspace_create(spec).url == status.url
     assert (
-        json.loads((tmp_path / "workspaces" / "sg-ws-1" / "state.json").read_text())["pid"] == pid
+        json.loads((tmp_path / "workspaces" / "sg-ws-1" / "state.json").read_text())["pid"]
+        == supervisor
     )
+    assert servers_of(tmp_path / "workspaces" / "sg-ws-1" / "work") == [pid]
     restarted = LocalProvider(tmp_path / "workspaces", data_roots=[data_root])
     assert restarted.workspace_status("sg-ws-1").state == ResourceState.RUNNING
     assert restarted.workspace_start("sg-ws-1").url == status.url
@@ -171,15 +175,19 @@ def test_workspace_lifecycle_with_a_real_jupyter_server(
     # Resize: stopped, new limits, started again.
     resized = restarted.workspace_resize("sg-ws-1", BIGGER)
     assert resized.state == ResourceState.RUNNING
-    assert gone(pid) and gone(kernel.pid)
-    new_pid = json.loads((tmp_path / "workspaces" / "sg-ws-1" / "state.json").read_text())["pid"]
+    assert gone(pid) and gone(kernel.pid) and gone(supervisor)
+    (new_pid,) = servers_of(tmp_path / "workspaces" / "sg-ws-1" / "work")
     assert address_space_limit(new_pid) == 3 * 1024**3
     assert len(os.sched_getaffinity(new_pid)) == min(2, len(os.sched_getaffinity(0)))
     assert get(resized.url.replace("/lab?token=", "/api/status?token="))[0] == 200
 
     # Stop: the process is gone, the state says stopped, also to a new provider.
+    new_supervisor = json.loads((tmp_path / "workspaces" / "sg-ws-1" / "state.json").read_text())[
+        "pid"
+    ]
     assert provider.workspace_stop("sg-ws-1").state == ResourceState.STOPPED
-    assert gone(new_pid)
+    assert gone(new_pid) and gone(new_supervisor)
+    assert servers_of(tmp_path / "workspaces" / "sg-ws-1" / "work") == []
     assert provider.workspace_stop("sg-ws-1").state == ResourceState.STOPPED
     assert LocalProvider(tmp_path / "workspaces").workspace_status("sg-ws-1").state == (
         ResourceState.STOPPED
@@ -374,8 +382,16 @@ def test_slots_queue_jobs_and_cancel_kills_the_process_group(provider: Any) -> N
     assert provider.cluster_status("sg-cl-2").detail == "1 of 1 slots busy, 1 queued"
 
     job = json.loads((provider.root / "_jobs" / "sg-job-10" / "job.json").read_text())
-    group = [p for p in psutil.process_iter() if _pgid(p.pid) == job["pid"]]
-    assert len(group) >= 3  # the supervisor, the shell and its sleeps
+    supervisor = psutil.Process(job["pid"])
+    deadline = time.monotonic() + 10
+    while True:
+        # The supervisor, the sandbox, the shell and its sleeps.
+        group = [supervisor, *supervisor.children(recursive=True)]
+        sleeps = sum(p.name() == "sleep" for p in group)
+        if sleeps == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert sleeps == 2, group
     canceled = provider.job_cancel("sg-job-10")
     assert canceled.state == JobState.CANCELED
     assert all(gone(p.pid) for p in group)
@@ -403,10 +419,3 @@ def _wait_for_children(pid: int, timeout: float = 10) -> list[psutil.Process]:
             return children
         time.sleep(0.05)
     raise AssertionError("no kernel process")
-
-
-def _pgid(pid: int) -> int | None:
-    try:
-        return os.getpgid(pid)
-    except ProcessLookupError:
-        return None
