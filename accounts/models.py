@@ -15,6 +15,10 @@ class User(AbstractUser):
     """A person who signs in. Platform admins are staff users."""
 
     display_name = models.CharField(max_length=150, blank=True)
+    # The user's object id in Microsoft Entra ID (the ID token's ``oid``):
+    # Azure ML assigns a compute instance to it, so that only this person can
+    # open the notebook. Filled at single sign-on; empty for local accounts.
+    entra_object_id = models.CharField("Entra ID object id", max_length=36, blank=True)
 
     def __str__(self) -> str:
         return self.display_name or self.get_full_name() or self.username

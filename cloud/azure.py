@@ -434,10 +434,16 @@ class AzureProvider:
         base = urlsplit(self._arm._config.base_url)
         if (parts.scheme, parts.netloc) != (base.scheme, base.netloc):
             raise ProviderError(f"Not an Azure Resource Manager URL: {url!r}")
-        response = self._call(
-            "read operation status",
-            lambda: self._arm.send_request(HttpRequest("GET", url)),
-        )
+
+        def read() -> Any:
+            response = self._arm.send_request(HttpRequest("GET", url))
+            # Throttled or a server error says nothing about the operation:
+            # retried by _call, then TransientProviderError, never "Failed".
+            if response.status_code in (408, 429) or response.status_code >= 500:
+                raise HttpResponseError(response=response)
+            return response
+
+        response = self._call("read operation status", read)
         if response.status_code == 202:  # a Location URL answers 202 while under way
             return OperationStatus("InProgress")
         if response.status_code >= 400:

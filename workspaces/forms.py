@@ -5,10 +5,11 @@ from decimal import Decimal
 from typing import Any
 
 from django import forms
+from django.conf import settings
 
 from compute.selectors import sizes_offered
 from compute.services import QUOTA_LIMITS
-from workspaces.models import WorkspaceKind
+from workspaces.models import NO_INSTANCE_ALLOWLIST, WorkspaceKind, instance_allowlist_supported
 from workspaces.services import IDLE_MINUTES_RANGE, MAX_NODES
 
 
@@ -48,9 +49,21 @@ class WorkspaceRequestForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["size"].queryset = sizes_offered()  # type: ignore[attr-defined]
+        # Shown instead of the allowlist where the provider has none.
+        self.allowlist_note = ""
+        if not instance_allowlist_supported(settings.CLOUD_PROVIDER):
+            del self.fields["allowed_ips"]
+            self.allowlist_note = NO_INSTANCE_ALLOWLIST
 
     def clean_allowed_ips(self) -> list[str]:
         return _split_cidrs(self.cleaned_data.get("allowed_ips", ""))
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        # A hidden field is not silently ignored: an allowlist posted anyway is refused.
+        if self.allowlist_note and _split_cidrs(self.data.get("allowed_ips", "")):
+            raise forms.ValidationError(NO_INSTANCE_ALLOWLIST)
+        return cleaned
 
     def service_kwargs(self) -> dict[str, Any]:
         data = dict(self.cleaned_data)

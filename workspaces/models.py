@@ -54,10 +54,25 @@ BUSY_STATES = frozenset(
 )
 
 
+NO_INSTANCE_ALLOWLIST = (
+    "Azure ML cannot limit one compute instance to IP addresses: only its owner, "
+    "signed in with Microsoft Entra ID, can open it. Network rules apply to the whole "
+    "Azure ML workspace and are set by a platform admin."
+)
+
+
+def instance_allowlist_supported(provider: str) -> bool:
+    """Whether ``provider`` limits one workspace to an IP allowlist. Azure ML
+    has no such rule per compute instance: only its assigned user signs in to
+    it (``AzureProvider.supports_instance_allowlist``)."""
+    return provider != "azure"
+
+
 class Workspace(models.Model):
     """A notebook workspace or a compute cluster requested for a project.
 
-    The provider knows it as ``workspace_name(pk)`` / ``cluster_name(pk)``.
+    The provider knows it as ``provider_name``, given once when the row is
+    created (``workspace_name(pk, salt)`` / ``cluster_name(pk, salt)``).
     ``task_id`` is the Celery task that claimed the current transitional
     state; ``attempts`` counts deliveries that called the provider for it.
     """
@@ -73,6 +88,9 @@ class Workspace(models.Model):
         max_length=10, choices=WorkspaceKind.choices, default=WorkspaceKind.NOTEBOOK
     )
     provider = models.CharField(max_length=20)
+    # The provider-side name, kept rather than derived each time: a later change
+    # of the install's name salt must not orphan what the provider holds.
+    provider_name = models.CharField(max_length=64, blank=True)
     size = models.ForeignKey(ComputeSize, on_delete=models.PROTECT, related_name="+")
     requested_size = models.ForeignKey(
         ComputeSize, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
@@ -104,6 +122,10 @@ class Workspace(models.Model):
     # an operation whose task was lost can be told from a slow one.
     claimed_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # The provider's handle on the long-running operation under way (Azure:
+    # its Azure-AsyncOperation / Location URL), polled for a failure that the
+    # resource's own state may not show; empty once the operation settles.
+    operation_url = models.CharField(max_length=1000, blank=True)
     provisioned = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
     state_changed_at = models.DateTimeField(default=timezone.now)
@@ -121,13 +143,37 @@ class Workspace(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.get_state_display()})"
 
-    @property
-    def provider_name(self) -> str:
-        from cloud.base import cluster_name, workspace_name
+    def ensure_provider_name(self) -> str:
+        """Give the row its provider-side name unless it has one; return it.
 
-        if self.kind == WorkspaceKind.CLUSTER:
-            return cluster_name(self.pk)
-        return workspace_name(self.pk)
+        Azure names carry the install's salt (``AZURE_NAME_SALT``); local ones
+        keep their historical form (``sg-ws-7``), so existing folders are found.
+        Raises ``ProviderConfigurationError`` when the salt is not valid.
+        """
+        from cloud.base import ProviderConfigurationError, check_salt, cluster_name, workspace_name
+
+        if self.provider_name:
+            return self.provider_name
+        make = cluster_name if self.kind == WorkspaceKind.CLUSTER else workspace_name
+        try:
+            # No salt means the unsalted local form, which Azure refuses: check first.
+            salt = check_salt(settings.AZURE_NAME_SALT) if self.provider == "azure" else ""
+            name = make(self.pk, salt)
+        except ValueError as exc:
+            raise ProviderConfigurationError(f"AZURE_NAME_SALT: {exc}") from exc
+        # Conditional: two tasks naming one row at once agree on the first name.
+        Workspace.objects.filter(pk=self.pk, provider_name="").update(provider_name=name)
+        self.refresh_from_db(fields=["provider_name"])
+        return self.provider_name
+
+    @property
+    def instance_allowlist_supported(self) -> bool:
+        return instance_allowlist_supported(self.provider)
+
+    @property
+    def no_instance_allowlist(self) -> str:
+        """Why the page offers no allowlist for it ("" where it does)."""
+        return "" if self.instance_allowlist_supported else NO_INSTANCE_ALLOWLIST
 
     @property
     def idle_shutdown_minutes(self) -> int:

@@ -23,6 +23,7 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.notifications import notify
 from audit.services import audit_record
+from cloud.base import ProviderConfigurationError, ProviderError
 from compute.models import HOURS_PER_MONTH, ComputeSize
 from compute.selectors import sizes_offered
 from compute.services import Demand, QuotaDecision, quota_decide, usage_close, usage_open
@@ -31,7 +32,14 @@ from governance.models import ApprovalRequest, ApprovalState
 from governance.services import approval_request_create, approval_withdraw
 from projects.models import Membership, Project, Role
 from workspaces import tasks
-from workspaces.models import IdleShutdown, Workspace, WorkspaceKind, WorkspaceState
+from workspaces.models import (
+    NO_INSTANCE_ALLOWLIST,
+    IdleShutdown,
+    Workspace,
+    WorkspaceKind,
+    WorkspaceState,
+    instance_allowlist_supported,
+)
 
 COMPUTE_KIND = "compute"
 IDLE_MINUTES_RANGE = (15, 4320)  # Azure ML's own bounds for idle shutdown
@@ -69,6 +77,21 @@ def cidrs_normalize(values: Iterable[str]) -> list[str]:
     if errors:
         raise ValidationError({"allowed_ips": errors})
     return result
+
+
+NO_ENTRA_OBJECT_ID = (
+    "A notebook on Azure ML is assigned to its owner's Microsoft Entra ID account, and "
+    "the portal does not know yours yet: sign in once with Microsoft (single sign-on), "
+    "or ask a platform admin to record your Entra ID object id."
+)
+
+
+def _check_for_provider(*, provider: str, kind: str, owner: Any, cidrs: list[str]) -> None:
+    """Refuse what the provider cannot do, before anything is queued."""
+    if cidrs and not instance_allowlist_supported(provider):
+        raise ValidationError({"allowed_ips": NO_INSTANCE_ALLOWLIST})
+    if provider == "azure" and kind == WorkspaceKind.NOTEBOOK and not owner.entra_object_id:
+        raise ValidationError(NO_ENTRA_OBJECT_ID)
 
 
 def _check_idle_minutes(minutes: int) -> None:
@@ -233,7 +256,9 @@ def workspace_request(
     Within the project's and the owner's quotas and budgets it is approved at
     once and provisioning is queued after commit; beyond them a platform
     admin decides (an approval request with the cost estimate and what is
-    exceeded).
+    exceeded). On Azure ML, a notebook needs its owner's Entra ID object id,
+    and no workspace takes an IP allowlist; both are refused here, before
+    any task runs.
     """
     _require_writer(actor, project)
     name = (name or "").strip()
@@ -251,6 +276,13 @@ def workspace_request(
     else:
         min_nodes, max_nodes = 0, 1
     _size_offered(size)
+    provider = settings.CLOUD_PROVIDER
+    _check_for_provider(
+        provider=provider,
+        kind=kind,
+        owner=actor,
+        cidrs=cidrs,
+    )
     with transaction.atomic():
         if (
             Workspace.objects.filter(project=project, name=name)
@@ -263,13 +295,20 @@ def workspace_request(
             owner=actor,
             name=name,
             kind=kind,
-            provider=settings.CLOUD_PROVIDER,
+            provider=provider,
             size=size,
             idle_shutdown_seconds=idle_shutdown_minutes * 60,
             allowed_ips=cidrs,
             min_nodes=min_nodes,
             max_nodes=max_nodes,
         )
+        try:
+            workspace.ensure_provider_name()
+        except ProviderConfigurationError as exc:
+            raise ValidationError(
+                f"Workspaces on {provider} are not set up on this portal ({exc}); "
+                "ask a platform admin."
+            ) from exc
         audit_record(
             action="workspace.requested",
             actor=actor,
@@ -278,6 +317,8 @@ def workspace_request(
             payload={
                 "name": name,
                 "kind": kind,
+                "provider": provider,
+                "provider_name": workspace.provider_name,
                 "size": size.name,
                 "hourly_price": size.hourly_price,
                 "idle_shutdown_minutes": idle_shutdown_minutes,
@@ -490,6 +531,8 @@ def workspace_allowed_ips_set(
         ws = _locked(workspace.pk)
         if ws.state in (S.DELETING, S.DELETED):
             raise WorkspaceConflict("The workspace is deleted.", ws.state)
+        if allowed and not ws.instance_allowlist_supported:
+            raise ValidationError({"allowed_ips": NO_INSTANCE_ALLOWLIST})
         before = list(ws.allowed_ips)
         if before == allowed:
             return ws
@@ -505,6 +548,33 @@ def workspace_allowed_ips_set(
         if ws.provisioned:
             _queue(tasks.workspace_allowed_ips_apply, ws.pk)
     return ws
+
+
+def azure_network_apply(*, provider: Any) -> list[str]:
+    """Apply ``AZURE_WORKSPACE_ALLOWED_IPS`` as the Azure ML workspace's IP
+    rules and audit what was applied (an admin's act, by command: no actor).
+
+    The rules cover the whole Azure ML workspace, never one person's
+    notebook, so no user request changes them. Raises ``ProviderError`` when
+    Azure refuses (nothing is audited then: nothing changed).
+    """
+    apply = getattr(provider, "workspace_network_apply", None)
+    if apply is None:
+        raise ProviderError(f"The {provider.name} provider has no workspace network rules.")
+    rules = list(apply())
+    with transaction.atomic():
+        audit_record(
+            action="azure.network_applied",
+            actor=None,
+            object_type="azure.workspace",
+            object_id=settings.AZURE_ML_WORKSPACE,
+            payload={
+                "workspace": settings.AZURE_ML_WORKSPACE,
+                "rules": rules,
+                "default_action": "Deny" if rules else "Allow",
+            },
+        )
+    return rules
 
 
 # --- outcomes a task records ------------------------------------------------------------
@@ -596,6 +666,18 @@ def workspace_operations_resume(
     return resumed
 
 
+def workspace_operation_set(*, workspace_id: int, url: str, working: str) -> bool:
+    """Remember the provider's long-running operation (or, with ``url=""``, that
+    it settled) while the workspace is still in ``working``.
+
+    Bookkeeping of the task at work, like its claim: not audited; the outcome
+    the operation leads to is (``workspace_mark_*``).
+    """
+    return bool(
+        Workspace.objects.filter(pk=workspace_id, state=working).update(operation_url=url[:1000])
+    )
+
+
 def _outcome(workspace_id: int, working: str) -> Workspace | None:
     ws = _locked(workspace_id)
     return ws if ws.state == working else None
@@ -618,7 +700,17 @@ def workspace_mark_running(
             ws.approval = None
         ws.url = url
         ws.provisioned = True
-        ws.save(update_fields=["size", "requested_size", "approval", "url", "provisioned"])
+        ws.operation_url = ""
+        ws.save(
+            update_fields=[
+                "size",
+                "requested_size",
+                "approval",
+                "url",
+                "provisioned",
+                "operation_url",
+            ]
+        )
         IdleShutdown.objects.filter(workspace=ws, resumed_at__isnull=True).update(resumed_at=now)
         _transition(
             ws,
@@ -640,7 +732,8 @@ def workspace_mark_stopped(
         if ws is None:
             return False
         ws.url = ""
-        ws.save(update_fields=["url"])
+        ws.operation_url = ""
+        ws.save(update_fields=["url", "operation_url"])
         _transition(
             ws,
             S.STOPPED,
@@ -657,7 +750,8 @@ def workspace_mark_deleted(*, workspace_id: int) -> bool:
         if ws is None:
             return False
         ws.url = ""
-        ws.save(update_fields=["url"])
+        ws.operation_url = ""
+        ws.save(update_fields=["url", "operation_url"])
         _transition(ws, S.DELETED, actor=None, action="workspace.deleted")
     return True
 
@@ -672,7 +766,8 @@ def workspace_mark_failed(*, workspace_id: int, reason: str, working: str | None
             return False
         ws.requested_size = None
         ws.url = ""
-        ws.save(update_fields=["requested_size", "url"])
+        ws.operation_url = ""
+        ws.save(update_fields=["requested_size", "url", "operation_url"])
         reason = reason or "The provider failed without saying why."
         _transition(ws, S.FAILED, actor=None, action="workspace.failed", reason=reason)
         notify(

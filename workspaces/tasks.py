@@ -6,7 +6,10 @@ name, and records the outcome through a service. A provider answer that the
 work is still under way (CREATING, STOPPING, ...) re-schedules the same task
 to poll; a ``TransientProviderError`` retries with exponential backoff and
 jitter; after the last try, or on any other provider error,
-``workspace_mark_failed`` records why.
+``workspace_mark_failed`` records why. When the provider hands back a
+long-running operation (``ResourceStatus.operation_url``), the row keeps it
+and each poll asks the provider how it went first: a failed operation fails
+the workspace with the provider's message.
 """
 
 from __future__ import annotations
@@ -86,6 +89,7 @@ def _workspace_spec(ws: Workspace) -> WorkspaceSpec:
         name=ws.provider_name,
         size=_size(ws),
         owner_username=ws.owner.username,
+        owner_object_id=ws.owner.entra_object_id,
         idle_shutdown_minutes=ws.idle_shutdown_minutes,
         allowed_ips=tuple(ws.allowed_ips),
         data_paths=data_paths(ws) if ws.provider == "local" else (),
@@ -150,6 +154,26 @@ def _record(op: Operation, ws: Workspace, status: ResourceStatus) -> None:
         services.workspace_mark_deleted(workspace_id=ws.pk)
 
 
+def _operation_failure(provider: Provider, ws: Workspace, op: Operation) -> str:
+    """How the long-running operation the row remembers failed, in the
+    provider's words; "" while it runs or after it succeeded (then forgotten).
+
+    A resource's state may not show a failed operation (a start that failed
+    leaves an instance stopped), so the operation itself is asked first."""
+    from workspaces import services
+
+    read_operation = getattr(provider, "operation_status", None)
+    if not ws.operation_url or read_operation is None:
+        return ""
+    outcome = read_operation(ws.operation_url)
+    if not outcome.done:
+        return ""
+    if outcome.failed:
+        return outcome.detail or f"the operation ended {outcome.status}"
+    services.workspace_operation_set(workspace_id=ws.pk, url="", working=op.working)
+    return ""
+
+
 def run_operation(task: Task, name: str, workspace_id: int, polls: int = 0, errors: int = 0) -> str:
     from workspaces import services
 
@@ -165,6 +189,13 @@ def run_operation(task: Task, name: str, workspace_id: int, polls: int = 0, erro
         return "nothing to claim"
     try:
         provider = _provider(ws)
+        ws.ensure_provider_name()
+        failure = _operation_failure(provider, ws, op) if polls else ""
+        if failure:
+            services.workspace_mark_failed(
+                workspace_id=workspace_id, reason=f"{name} failed: {failure}", working=op.working
+            )
+            return "failed"
         status = op.call(provider, ws) if polls == 0 else op.poll(provider, ws)
     except TransientProviderError as exc:
         if errors + 1 >= settings.WORKSPACES_MAX_ERRORS:
@@ -185,6 +216,10 @@ def run_operation(task: Task, name: str, workspace_id: int, polls: int = 0, erro
             workspace_id=workspace_id, reason=f"{name} failed: {exc}", working=op.working
         )
         return "failed"
+    if status.operation_url and status.operation_url != ws.operation_url:
+        services.workspace_operation_set(
+            workspace_id=workspace_id, url=status.operation_url, working=op.working
+        )
     if status.state == op.done:
         _record(op, ws, status)
         return status.state
@@ -245,6 +280,7 @@ def workspace_allowed_ips_apply(self: Task, *, workspace_id: int, errors: int = 
     if ws is None or not ws.provisioned or ws.kind != WorkspaceKind.NOTEBOOK:
         return "nothing to apply"
     try:
+        ws.ensure_provider_name()
         _provider(ws).workspace_set_allowed_ips(ws.provider_name, tuple(ws.allowed_ips))
     except TransientProviderError as exc:
         if errors + 1 >= settings.WORKSPACES_MAX_ERRORS:
@@ -273,6 +309,7 @@ def workspaces_idle_shutdown(self: Task) -> list[int]:
     ).select_related("owner", "project", "size")
     for ws in running:
         try:
+            ws.ensure_provider_name()
             status = _provider(ws).workspace_status(ws.provider_name)
         except ProviderError as exc:
             logger.warning("workspace %s: status unknown: %s", ws.pk, exc)

@@ -342,6 +342,21 @@ def test_the_operation_url_tells_how_the_operation_went(
         provider.operation_status("https://attacker.example/op")
 
 
+def test_a_throttled_operation_read_is_retried_not_taken_for_a_failure(
+    provider: AzureProvider, azure: FakeAzureML, sleeps: list[float]
+) -> None:
+    url = provider.workspace_create(spec()).operation_url
+    azure.fail("GET", "computeOperationsStatus", 429, headers={"Retry-After": "3"})
+    azure.fail("GET", "computeOperationsStatus", 503)
+    result = provider.operation_status(url)
+    assert not result.done and not result.failed  # the third read answered: InProgress
+    assert len(azure.calls("GET", "computeOperationsStatus")) == 3
+    assert sleeps[0] >= 3
+    azure.fail("GET", "computeOperationsStatus", 500, times=provider.max_attempts)
+    with pytest.raises(TransientProviderError, match="read operation status"):
+        provider.operation_status(url)
+
+
 def test_start_and_stop_send_one_post_each_and_are_idempotent(
     provider: AzureProvider, azure: FakeAzureML
 ) -> None:

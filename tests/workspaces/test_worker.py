@@ -246,12 +246,16 @@ def test_a_provider_that_is_not_configured_fails_the_workspace_with_the_reason(
 ) -> None:
     settings.CLOUD_PROVIDER = "azure"
     settings.AZURE_SUBSCRIPTION_ID = ""
+    settings.AZURE_NAME_SALT = "k7q"  # named at the request; the rest is missing
+    bob.entra_object_id = "22222222-2222-2222-2222-222222222222"
+    bob.save(update_fields=["entra_object_id"])
     ws = services.workspace_request(actor=bob, project=project, name="az", size=small)
     result = tasks.workspace_provision.apply(kwargs={"workspace_id": ws.pk}).get()
     assert result == "failed"
     ws.refresh_from_db()
     assert ws.state == S.FAILED
     assert ws.state_reason.startswith("provision failed:")
+    assert "AZURE_SUBSCRIPTION_ID" in ws.state_reason
     # A second delivery of the same task finds nothing to claim.
     assert (
         tasks.workspace_provision.apply(kwargs={"workspace_id": ws.pk}).get() == "nothing to claim"
