@@ -23,7 +23,9 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.notifications import notify
 from audit.services import audit_record
+from cloud import get_provider
 from cloud.base import ProviderConfigurationError, ProviderError
+from cloud.local import LocalProvider
 from compute.models import HOURS_PER_MONTH, ComputeSize
 from compute.selectors import sizes_offered
 from compute.services import Demand, QuotaDecision, quota_decide, usage_close, usage_open
@@ -92,6 +94,21 @@ def _check_for_provider(*, provider: str, kind: str, owner: Any, cidrs: list[str
         raise ValidationError({"allowed_ips": NO_INSTANCE_ALLOWLIST})
     if provider == "azure" and kind == WorkspaceKind.NOTEBOOK and not owner.entra_object_id:
         raise ValidationError(NO_ENTRA_OBJECT_ID)
+    if provider == "local" and kind == WorkspaceKind.NOTEBOOK and not owner.is_staff:
+        available, reason = local_isolation_status()
+        if not available:
+            raise ValidationError(
+                "This machine cannot run notebooks in a sandbox, so only platform admins "
+                f"may start one here ({reason})."
+            )
+
+
+def local_isolation_status() -> tuple[bool, str]:
+    """Whether the local provider can sandbox user code, and why (not)."""
+    provider = get_provider("local")
+    if not isinstance(provider, LocalProvider):  # pragma: no cover - a misconfiguration
+        return False, "the local provider is not configured"
+    return provider.isolation_status()
 
 
 def _check_idle_minutes(minutes: int) -> None:

@@ -93,6 +93,9 @@ def _workspace_spec(ws: Workspace) -> WorkspaceSpec:
         idle_shutdown_minutes=ws.idle_shutdown_minutes,
         allowed_ips=tuple(ws.allowed_ips),
         data_paths=data_paths(ws) if ws.provider == "local" else (),
+        # Where no sandbox is available, only a platform admin's notebook runs
+        # without one (the request was refused for anyone else).
+        allow_unsandboxed=ws.owner.is_staff,
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -47,6 +48,14 @@ def my_workspaces(request: AuthedRequest) -> HttpResponse:
     )
 
 
+def _sandbox_problem() -> str:
+    """Why notebooks here run for platform admins only, or "" when they are sandboxed."""
+    if settings.CLOUD_PROVIDER != "local":
+        return ""
+    available, reason = services.local_isolation_status()
+    return "" if available else reason
+
+
 @login_required
 def workspace_list(request: AuthedRequest, slug: str) -> HttpResponse:
     project, membership = get_project_for_user(request.user, slug, write=request.method == "POST")
@@ -78,6 +87,7 @@ def workspace_list(request: AuthedRequest, slug: str) -> HttpResponse:
             "project": project,
             "membership": membership,
             "can_request": membership is not None and membership.can_write,
+            "sandbox_problem": _sandbox_problem(),
             "workspaces": selectors.workspaces_for_project(project=project),
             "form": form,
             "usage": usage,
@@ -89,8 +99,6 @@ def workspace_list(request: AuthedRequest, slug: str) -> HttpResponse:
 
 
 def _default_quota() -> dict[str, Any]:
-    from django.conf import settings
-
     return dict(settings.WORKSPACES_DEFAULT_QUOTAS["project"])
 
 

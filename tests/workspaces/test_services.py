@@ -498,3 +498,48 @@ def test_deleting_a_pending_request_withdraws_it(project: Any, bob: Any, gpu: An
     ws.refresh_from_db()
     assert ws.state == S.DELETED
     assert ApprovalRequest.objects.get().state == ApprovalState.WITHDRAWN
+
+
+@pytest.fixture
+def no_sandbox(tmp_path: Any) -> Any:
+    """A local provider on a machine without bubblewrap."""
+    import cloud
+    from cloud.local import LocalProvider
+
+    cloud.reset_providers()
+    cloud._providers["local"] = LocalProvider(tmp_path, bwrap="/nonexistent/bwrap")
+    yield
+    cloud.reset_providers()
+
+
+def test_without_a_sandbox_only_platform_admins_get_a_local_notebook(
+    project: Any, bob: Any, admin_user: Any, small: Any, no_sandbox: Any
+) -> None:
+    with pytest.raises(ValidationError, match="only platform admins") as refused:
+        request(bob, project, small)
+    assert "bubblewrap is not installed" in str(refused.value)
+    assert not Workspace.objects.exists()
+    # A platform admin may, and the task will start it without a sandbox.
+    from projects.models import Membership
+
+    Membership.objects.create(project=project, user=admin_user, role="data_scientist")
+    ws = request(admin_user, project, small)
+    assert ws.state == WorkspaceState.APPROVED
+    from workspaces.tasks import _workspace_spec
+
+    assert _workspace_spec(ws).allow_unsandboxed
+
+
+def test_with_a_sandbox_nobody_asks_to_run_unsandboxed(project: Any, bob: Any, small: Any) -> None:
+    from workspaces.tasks import _workspace_spec
+
+    assert services.local_isolation_status()[0], services.local_isolation_status()[1]
+    assert not _workspace_spec(request(bob, project, small)).allow_unsandboxed
+
+
+def test_the_workspaces_page_says_why_without_a_sandbox(
+    client_for: Any, project: Any, bob: Any, small: Any, no_sandbox: Any
+) -> None:
+    page = client_for(bob).get("/projects/churn/workspaces/").content.decode()
+    assert "only platform admins may start one here" in page
+    assert "bubblewrap is not installed" in page
