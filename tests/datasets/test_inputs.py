@@ -74,7 +74,7 @@ def pg_body() -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize("cron", ["*/5 * * * *", "0,30 9 * * *", "0 0,23 * * *"])
+@pytest.mark.parametrize("cron", ["*/5 * * * *", "0,30 9 * * *", "* 3 * * *"])
 def test_a_schedule_more_often_than_hourly_is_a_400(
     project: Any, api_for: Any, alice: Any, pg_body: dict[str, Any], cron: str
 ) -> None:
@@ -93,6 +93,20 @@ def test_hourly_and_rarer_schedules_are_taken(
     response = api_for(alice).post(
         "/api/projects/churn/sources/", {**pg_body, "refresh_cron": cron}, format="json"
     )
+    assert response.status_code == 201, response.content
+
+
+def test_the_gap_across_midnight_counts_when_consecutive_days_run(
+    project: Any, api_for: Any, alice: Any, pg_body: dict[str, Any], settings: Any
+) -> None:
+    settings.DATA_REFRESH_MIN_MINUTES = 120
+    url = "/api/projects/churn/sources/"
+    # 23:00 then 00:00 the next day: an hour apart.
+    response = api_for(alice).post(url, {**pg_body, "refresh_cron": "0 0,23 * * *"}, format="json")
+    assert response.status_code == 400
+    assert "every 60 minutes" in str(response.json()["refresh_cron"])
+    # Mondays only: Monday 23:00 is followed by the next Monday's 00:00.
+    response = api_for(alice).post(url, {**pg_body, "refresh_cron": "0 0,23 * * 1"}, format="json")
     assert response.status_code == 201, response.content
 
 
