@@ -14,13 +14,13 @@ from django.http import FileResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, ValidationError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.http import AuthedApiRequest
 from accounts.models import User
 from datasets import services
+from datasets.forms import MAX_SEED
 from datasets.models import (
     DataSource,
     Ingestion,
@@ -37,6 +37,7 @@ from datasets.selectors import next_runs, source_ingestions, source_snapshots, s
 from datasets.storage import TooLarge, default_store
 from projects.permissions import get_project_for_user
 from web.api import paginated, validation_detail
+from web.parsers import FormParser, JSONParser, MultiPartParser
 
 
 class Conflict(APIException):
@@ -210,7 +211,7 @@ class SplitOutput(serializers.ModelSerializer):
 
 class SplitInput(serializers.Serializer):
     test_fraction = serializers.FloatField(min_value=0.0, max_value=1.0, default=0.2)
-    seed = serializers.IntegerField(min_value=0, default=0)
+    seed = serializers.IntegerField(min_value=0, max_value=MAX_SEED, default=0)
     stratify_column = serializers.CharField(
         max_length=200, required=False, allow_blank=True, allow_null=True, default=None
     )

@@ -14,12 +14,26 @@ from urllib.parse import urlsplit
 from datasets.egress import EgressRefused, egress_check, host_is_allowlisted
 from datasets.storage import CHUNK_BYTES
 
-CONNECT_TIMEOUT = 10
+# Seconds to wait for a source's server to accept and answer the handshake:
+# a server that hangs gives its worker slot back after this.
+CONNECT_TIMEOUT = 5
 STATEMENT_TIMEOUT_MS = 15 * 60 * 1000
 
 
 class SourceError(Exception):
     """The source answered, but not with data we can use (final, no retry)."""
+
+
+class ConnectFailed(ConnectionError):
+    """No connection to the source's server (transient, retried).
+
+    The same words whether the port was closed, filtered, or open to something
+    that is not the expected server, so that a stored error cannot be used to
+    tell open ports from closed ones.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(f"Could not connect to {host}:{port}.")
 
 
 # --- PostgreSQL ---------------------------------------------------------------
@@ -32,17 +46,24 @@ def _postgres(config: dict[str, Any], secrets: dict[str, str]) -> Iterator[Any]:
     host = config["host"]
     port = int(config.get("port") or 5432)
     address = egress_check(host, port)
-    connection = psycopg.connect(
-        host=host,
-        hostaddr=address,
-        port=port,
-        dbname=config["database"],
-        user=config["user"],
-        password=secrets.get("password") or None,
-        connect_timeout=CONNECT_TIMEOUT,
-        application_name="stagegate",
-        options=f"-c default_transaction_read_only=on -c statement_timeout={STATEMENT_TIMEOUT_MS}",
-    )
+    try:
+        connection = psycopg.connect(
+            host=host,
+            hostaddr=address,
+            port=port,
+            dbname=config["database"],
+            user=config["user"],
+            password=secrets.get("password") or None,
+            connect_timeout=CONNECT_TIMEOUT,
+            application_name="stagegate",
+            options=(
+                f"-c default_transaction_read_only=on -c statement_timeout={STATEMENT_TIMEOUT_MS}"
+            ),
+        )
+    except psycopg.OperationalError as exc:
+        if "FATAL:" in str(exc):
+            raise  # a PostgreSQL server answered (wrong password, no such database)
+        raise ConnectFailed(host, port) from None
     try:
         yield connection
     finally:
@@ -86,7 +107,7 @@ def _azure_endpoint(config: dict[str, Any]) -> tuple[str, str, int]:
     parts = urlsplit(endpoint)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    if (parts.scheme != "https" or port != 443) and not host_is_allowlisted(host):
+    if (parts.scheme != "https" or port != 443) and not host_is_allowlisted(host, port):
         raise EgressRefused("Azure endpoints must be https on port 443.")
     return endpoint, host, port
 
@@ -106,15 +127,30 @@ def _azure_fs(config: dict[str, Any], secrets: dict[str, str]) -> Any:
     elif secrets.get("sas_token"):
         parts.append(f"SharedAccessSignature={secrets['sas_token'].lstrip('?')}")
     return fsspec.filesystem(
-        "abfs", connection_string=";".join(parts) + ";", skip_instance_cache=True
+        "abfs",
+        connection_string=";".join(parts) + ";",
+        skip_instance_cache=True,
+        connection_timeout=CONNECT_TIMEOUT,
     )
+
+
+@contextmanager
+def _azure_connect_errors(config: dict[str, Any]) -> Iterator[None]:
+    from azure.core.exceptions import ServiceRequestError
+
+    try:
+        yield
+    except ServiceRequestError:
+        _, host, port = _azure_endpoint(config)
+        raise ConnectFailed(host, port) from None
 
 
 def azure_test(config: dict[str, Any], secrets: dict[str, str]) -> str:
     fs = _azure_fs(config, secrets)
     path = f"{config['container']}/{config['path']}"
     try:
-        info = fs.info(path)
+        with _azure_connect_errors(config):
+            info = fs.info(path)
     except FileNotFoundError as exc:
         raise SourceError(f"No blob at {path}.") from exc
     return f"Found {path} ({info.get('size', 0):,} bytes)."
@@ -124,7 +160,8 @@ def azure_chunks(config: dict[str, Any], secrets: dict[str, str]) -> Iterator[by
     fs = _azure_fs(config, secrets)
     path = f"{config['container']}/{config['path']}"
     try:
-        handle = fs.open(path, "rb", block_size=CHUNK_BYTES)
+        with _azure_connect_errors(config):
+            handle = fs.open(path, "rb", block_size=CHUNK_BYTES)
     except FileNotFoundError as exc:
         raise SourceError(f"No blob at {path}.") from exc
     with handle:
@@ -146,8 +183,18 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         self._address = address
 
     def connect(self) -> None:
-        sock = socket.create_connection((self._address, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
+        try:
+            sock = socket.create_connection((self._address, self.port), self.timeout)
+        except OSError:
+            raise ConnectFailed(self.host, self.port) from None
+        try:
+            self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
+        except ssl.SSLCertVerificationError:
+            sock.close()
+            raise  # a TLS server answered with a certificate we do not trust
+        except OSError:
+            sock.close()  # not TLS, or it hung: the same answer as a closed port
+            raise ConnectFailed(self.host, self.port) from None
 
 
 def _https_get(config: dict[str, Any]) -> http.client.HTTPResponse:
@@ -155,7 +202,7 @@ def _https_get(config: dict[str, Any]) -> http.client.HTTPResponse:
     if parts.scheme != "https" or not parts.hostname:
         raise EgressRefused("Only https:// URLs are allowed.")
     port = parts.port or 443
-    if port != 443 and not host_is_allowlisted(parts.hostname):
+    if port != 443 and not host_is_allowlisted(parts.hostname, port):
         raise EgressRefused("HTTPS sources must use port 443.")
     address = egress_check(parts.hostname, port)
     connection = _PinnedHTTPSConnection(parts.hostname, address, port)

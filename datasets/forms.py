@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django import forms
 
 from datasets.models import Location, Mode, RuleKind, SourceKind
 from datasets.services import KIND_FIELDS
+
+# The split's random state: numpy takes seeds below 2**32.
+MAX_SEED = 2**32 - 1
 
 
 class SourceForm(forms.Form):
@@ -93,14 +97,15 @@ def _number(text: str) -> float | str | None:
     if not text:
         return None
     try:
-        return float(text)
+        number = float(text)
     except ValueError:
         return text
+    return number if math.isfinite(number) else text
 
 
 class SplitForm(forms.Form):
     test_fraction = forms.FloatField(min_value=0.01, max_value=0.99, initial=0.2)
-    seed = forms.IntegerField(min_value=0, initial=42)
+    seed = forms.IntegerField(min_value=0, max_value=MAX_SEED, initial=42)
     stratify_column = forms.ChoiceField(required=False, label="Stratify by")
     group_column = forms.ChoiceField(required=False, label="Keep groups together by")
 

@@ -52,6 +52,7 @@ from datasets.models import (
 from datasets.profiling import profile_table
 from datasets.readers import FORMATS, format_for_name, read_table, sniff, table_columns
 from datasets.rules import evaluate, rule_errors
+from datasets.schedules import shortest_gap_minutes
 from datasets.splitting import split_indices, table_bytes
 from datasets.storage import ObjectStore, Staged, TooLarge, default_store, file_chunks, object_key
 from projects.models import Project
@@ -175,9 +176,17 @@ def _clean_cron(cron: str) -> str:
             {"refresh_cron": "Give five fields: minute hour day-of-month month day-of-week."}
         )
     try:
-        crontab(**dict(zip(CRON_FIELDS, parts, strict=True)))
+        schedule = crontab(**dict(zip(CRON_FIELDS, parts, strict=True)))
     except (ValueError, TypeError) as exc:
         raise ValidationError({"refresh_cron": f"Not a valid cron expression: {exc}"}) from exc
+    gap, minimum = shortest_gap_minutes(schedule), settings.DATA_REFRESH_MIN_MINUTES
+    if gap is not None and gap < minimum:
+        raise ValidationError(
+            {
+                "refresh_cron": f"This would pull every {gap} minutes; "
+                f"the shortest interval allowed is {minimum} minutes."
+            }
+        )
     return cron
 
 

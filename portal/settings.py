@@ -71,6 +71,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "web.middleware.RefuseNulMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -229,6 +230,12 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # DRF's parsers, refusing deep JSON and text PostgreSQL cannot store.
+    "DEFAULT_PARSER_CLASSES": [
+        "web.parsers.JSONParser",
+        "web.parsers.FormParser",
+        "web.parsers.MultiPartParser",
+    ],
     "EXCEPTION_HANDLER": "web.api.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
@@ -361,15 +368,17 @@ if not _field_keys:
             "data source credentials, the same in every web and worker process."
         )
 FIELD_ENCRYPTION_KEYS = [k.strip() for k in _field_keys.split(",") if k.strip()]
-# Outbound connections from data sources may not reach loopback, link-local
-# or private addresses, except these networks (CIDR, comma-separated). The
-# embedded default (SQLite, one machine) and DEBUG allow this machine, so the
-# demo can pull from a local PostgreSQL.
+# Outbound connections from data sources may not reach link-local or private
+# addresses, except these networks (CIDR, comma-separated), nor this machine
+# except on these ports: the embedded default (SQLite, one machine) and DEBUG
+# allow PostgreSQL's port, so the demo can pull from a local PostgreSQL.
 _embedded = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
-DATA_EGRESS_ALLOWED_CIDRS = env.list(
-    "DATA_EGRESS_ALLOWED_CIDRS",
-    default=["127.0.0.1/32", "::1/128"] if (DEBUG or _embedded) else [],
+DATA_EGRESS_ALLOWED_CIDRS = env.list("DATA_EGRESS_ALLOWED_CIDRS", default=[])
+DATA_EGRESS_LOOPBACK_PORTS = env.list(
+    "DATA_EGRESS_LOOPBACK_PORTS", cast=int, default=[5432] if (DEBUG or _embedded) else []
 )
+# The shortest interval between two scheduled pulls of a source, in minutes.
+DATA_REFRESH_MIN_MINUTES = env.int("DATA_REFRESH_MIN_MINUTES", default=60)
 # Bytes parsed per batch while ingesting, and the most rows a profile reads.
 DATA_BATCH_BYTES = env.int("DATA_BATCH_BYTES", default=16 * 1024**2)
 DATA_PROFILE_MAX_ROWS = env.int("DATA_PROFILE_MAX_ROWS", default=5_000_000)

@@ -98,5 +98,11 @@ urlpatterns = [
     path("api/", include("workspaces.api_urls")),
 ]
 
+# JSON under /api/, Django's pages elsewhere.
+handler400 = "web.errors.bad_request"
+handler403 = "web.errors.permission_denied"
+handler404 = "web.errors.page_not_found"
+handler500 = "web.errors.server_error"
+
 if settings.OIDC_ENABLED:
     urlpatterns.append(path("oidc/", include("mozilla_django_oidc.urls")))

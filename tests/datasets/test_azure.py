@@ -8,6 +8,7 @@ import logging
 import os
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 import fsspec
 import pytest
@@ -51,7 +52,7 @@ def test_azure_blob_source_pulls_a_csv(
     fs = fsspec.filesystem("abfs", connection_string=connection_string, skip_instance_cache=True)
     with fs.open(f"{container}/exports/customers.csv", "wb") as f:
         f.write(CSV)
-    settings.DATA_EGRESS_ALLOWED_CIDRS = ["127.0.0.1/32"]
+    settings.DATA_EGRESS_LOOPBACK_PORTS = [urlsplit(endpoint).port]
     source = services.source_create(
         actor=alice,
         project=project,

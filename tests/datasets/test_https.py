@@ -84,7 +84,7 @@ def tls_server(tmp_path: Path, settings: Any) -> Iterator[int]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     settings.DATA_HTTPS_CA_FILE = str(cert)
-    settings.DATA_EGRESS_ALLOWED_CIDRS = ["127.0.0.1/32"]
+    settings.DATA_EGRESS_LOOPBACK_PORTS = [int(server.server_address[1])]
     try:
         yield int(server.server_address[1])
     finally:

@@ -38,6 +38,7 @@ def crm_table(transactional_db: Any) -> Iterator[str]:
 def pg_source(crm_table: str, project: Any, alice: Any, settings: Any) -> DataSource:
     settings.DATA_EGRESS_ALLOWED_CIDRS = ["127.0.0.1/32"]
     db = connection.settings_dict
+    settings.DATA_EGRESS_LOOPBACK_PORTS = [int(db["PORT"])]
     return services.source_create(
         actor=alice,
         project=project,

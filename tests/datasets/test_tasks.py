@@ -67,12 +67,12 @@ def test_a_redelivered_task_does_nothing_twice(upload_source: Any, alice: Any) -
 def test_transient_failures_are_retried_then_recorded(
     project: Any, alice: Any, settings: Any
 ) -> None:
-    settings.DATA_EGRESS_ALLOWED_CIDRS = ["127.0.0.1/32"]
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed_port = s.getsockname()[1]
+    settings.DATA_EGRESS_LOOPBACK_PORTS = [closed_port]
     source = services.source_create(
         actor=alice,
         project=project,
@@ -94,7 +94,7 @@ def test_transient_failures_are_retried_then_recorded(
     ingestion.refresh_from_db()
     assert ingestion.status == IngestionStatus.FAILED
     assert ingestion.attempts == 5
-    assert ingestion.error.startswith("Gave up after 5 attempts: connection failed")
+    assert ingestion.error.startswith("Gave up after 5 attempts: Could not connect")
     assert "Down-Secret-99" not in ingestion.error
 
 
