@@ -101,7 +101,7 @@ def test_nobody_decides_two_steps_of_one_chain(
         )
     )
     try:
-        other_admin = UserFactory(username="admin2", is_staff=True)
+        other_admin: Any = UserFactory(username="admin2", is_staff=True)
         first = approval_request_create(
             actor=alice, kind="test-admins", project=project, subject=project, summary="x"
         )

@@ -14,8 +14,8 @@ from charter.models import CharterStatus, CharterVersion
 from charter.services import charter_draft_save, charter_submit
 from governance.models import ApprovalRequest
 from projects.models import Stage
-from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 from tests.charter.test_charter import GOOD
+from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 INBOX = "/approvals/"
