@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
+from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
@@ -12,7 +14,13 @@ from rest_framework.request import Request
 from accounts.models import PersonalAccessToken, User, hash_token
 
 
+class TokenExpired(exceptions.AuthenticationFailed):
+    pass
+
+
 def user_for_token(raw: str) -> tuple[User, PersonalAccessToken] | None:
+    """The user and token a raw token names; None when it names none, is
+    revoked or belongs to a deactivated user; TokenExpired when it expired."""
     token = (
         PersonalAccessToken.objects.select_related("user")
         .filter(token_hash=hash_token(raw), revoked_at__isnull=True, user__is_active=True)
@@ -20,6 +28,9 @@ def user_for_token(raw: str) -> tuple[User, PersonalAccessToken] | None:
     )
     if token is None:
         return None
+    if token.is_expired:
+        when = timezone.localtime(token.expires_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        raise TokenExpired(f"Token expired on {when}; create a new one on your profile page.")
     token.touch()
     return token.user, token
 

@@ -9,6 +9,9 @@ from django.db import models
 from django.utils import timezone
 
 TOKEN_PREFIX = "sgp_"  # noqa: S105 (a label, not a secret)
+# How long a new token lives, in days: the choices offered, and the default.
+TOKEN_LIFETIME_CHOICES = (7, 30, 90, 180, 365)
+TOKEN_DEFAULT_LIFETIME_DAYS = 90
 
 
 class User(AbstractUser):
@@ -39,6 +42,7 @@ class PersonalAccessToken(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField()
 
     class Meta:
         ordering = ["-created_at"]
@@ -52,7 +56,11 @@ class PersonalAccessToken(models.Model):
 
     @property
     def is_active(self) -> bool:
-        return self.revoked_at is None
+        return self.revoked_at is None and not self.is_expired
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at <= timezone.now()
 
     def touch(self) -> None:
         """Record a use, at most once a minute to spare the database."""

@@ -18,6 +18,7 @@ from accounts.services import token_create, token_revoke
 from web.http import client_ip
 
 NEW_TOKEN_SESSION_KEY = "portal:new_token"  # noqa: S105 (a session key name)
+NEW_TOKEN_EXPIRES_SESSION_KEY = "portal:new_token_expires"  # noqa: S105
 NOTIFICATIONS_SHOWN = 100
 
 
@@ -28,9 +29,10 @@ def profile(request: AuthedRequest) -> HttpResponse:
         form = TokenForm(request.POST)
         if form.is_valid():
             try:
-                _, raw = token_create(
+                token, raw = token_create(
                     user=request.user,
                     name=form.cleaned_data["name"],
+                    lifetime_days=form.cleaned_data["lifetime_days"],
                     ip_address=client_ip(request),
                 )
             except ValidationError as exc:
@@ -39,6 +41,9 @@ def profile(request: AuthedRequest) -> HttpResponse:
                 # Post/redirect/get, so a reload cannot create a second token;
                 # the raw value waits in the session for one page view only.
                 request.session[NEW_TOKEN_SESSION_KEY] = raw
+                request.session[NEW_TOKEN_EXPIRES_SESSION_KEY] = token.expires_at.strftime(
+                    "%Y-%m-%d %H:%M UTC"
+                )
                 return redirect("profile")
     response = render(
         request,
@@ -46,6 +51,7 @@ def profile(request: AuthedRequest) -> HttpResponse:
         {
             "form": form,
             "new_token": request.session.pop(NEW_TOKEN_SESSION_KEY, None),
+            "new_token_expires": request.session.pop(NEW_TOKEN_EXPIRES_SESSION_KEY, None),
             "tokens": user_tokens(user=request.user),
         },
     )

@@ -33,7 +33,7 @@ class AuditEvent(models.Model):
 
     ``hash`` is sha256 over ``previous_hash`` and the canonical encoding of the
     event's fields, so changing, removing or reordering any row breaks the chain
-    from that row on. The database rejects UPDATE and DELETE (see migration 0003).
+    from that row on. The database rejects UPDATE and DELETE (see migration 0002).
     """
 
     sequence = models.BigIntegerField(unique=True)
@@ -63,6 +63,11 @@ class AuditEvent(models.Model):
     ip_address = models.GenericIPAddressField(null=True, blank=True)
     previous_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
+    # HMAC-SHA256 of sequence and hash with a key the database does not hold
+    # (audit/keys.py). Null only for events written before MACs existed;
+    # nullable so that adding it cannot make SQLite rebuild the table (and drop
+    # the append-only triggers).
+    mac = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
 
     class Meta:
         ordering = ["-sequence"]

@@ -35,7 +35,7 @@ from compute.selectors import (
     spend_month_to_date,
     split_by_day,
 )
-from projects.models import Project, Role
+from projects.models import Membership, Project, Role
 
 # --- quotas ----------------------------------------------------------------------
 
@@ -158,9 +158,30 @@ QUOTA_LIMITS = {"max_vcpus": 100_000, "max_gpus": 10_000, "max_running": 10_000}
 def quota_set(
     *, actor: User, project: Project | None = None, user: User | None = None, **limits: Any
 ) -> Quota:
-    """Change a project's or a user's quota (platform admins only)."""
+    """Change a project's or a user's quota (platform admins only).
+
+    Four eyes apply to admins too: an admin who is a member of the project, or
+    whose own quota it is, is refused (and the attempt audited); another
+    admin makes the change.
+    """
     if not actor.is_staff:
         raise PermissionDenied("Only platform admins change quotas.")
+    own = (
+        project is not None and Membership.objects.filter(project=project, user=actor).exists()
+    ) or (user is not None and user.pk == actor.pk)
+    if own:
+        subject = f"project:{project.slug}" if project else f"user:{actor.username}"
+        audit_record(
+            action="quota.change_refused",
+            actor=actor,
+            project=project,
+            payload={"subject": subject, "asked": limits, "reason": "four eyes"},
+        )
+        raise PermissionDenied(
+            "You are a member of this project; another platform admin changes its quota."
+            if project
+            else "Another platform admin changes your own quota."
+        )
     errors = {}
     for name, high in QUOTA_LIMITS.items():
         if name in limits and not 0 <= int(limits[name]) <= high:

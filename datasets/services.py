@@ -55,7 +55,7 @@ from datasets.rules import evaluate, rule_errors
 from datasets.schedules import shortest_gap_minutes
 from datasets.splitting import split_indices, table_bytes
 from datasets.storage import ObjectStore, Staged, TooLarge, default_store, file_chunks, object_key
-from projects.models import Project
+from projects.models import Membership, Project
 
 logger = logging.getLogger(__name__)
 
@@ -236,6 +236,11 @@ def _source_payload(source: DataSource) -> dict[str, Any]:
 # --- Sources -------------------------------------------------------------------
 
 
+def _check_owner(project: Project, owner: User | None) -> None:
+    if owner is not None and not Membership.objects.filter(project=project, user=owner).exists():
+        raise ValidationError({"owner": "The owner must be a member of the project."})
+
+
 def source_create(
     *,
     actor: User,
@@ -258,6 +263,7 @@ def source_create(
     cron = _clean_cron(refresh_cron)
     if cron and kind == SourceKind.UPLOAD:
         raise ValidationError({"refresh_cron": "Upload sources have nothing to pull."})
+    _check_owner(project, owner or actor)
     try:
         with transaction.atomic():
             source = DataSource.objects.create(
@@ -303,6 +309,8 @@ def source_update(*, actor: User, source: DataSource, **changes: Any) -> DataSou
         if changes["refresh_cron"] and source.kind == SourceKind.UPLOAD:
             raise ValidationError({"refresh_cron": "Upload sources have nothing to pull."})
     new_secrets = _clean_secrets(source.kind, changes.pop("secrets", None) or {})
+    if "owner" in changes:
+        _check_owner(source.project, changes["owner"])
     try:
         with transaction.atomic():
             source = DataSource.objects.select_for_update().get(pk=source.pk)

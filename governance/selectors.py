@@ -20,7 +20,8 @@ def pending_approvals_for_user(*, user: User) -> QuerySet[ApprovalRequest]:
     )
     may_decide = Q(Exists(holds_role), requires_staff=False)
     if user.is_staff:
-        may_decide |= Q(requires_staff=True)
+        member = Membership.objects.filter(project=OuterRef("project"), user=user)
+        may_decide |= Q(~Exists(member), requires_staff=True)
     pending = (
         ApprovalRequest.objects.filter(state=ApprovalState.PENDING)
         .filter(may_decide)

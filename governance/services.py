@@ -28,7 +28,10 @@ class ApprovalConflict(Exception):
 
 def _deciders(*, project: Project, required_role: str, requires_staff: bool) -> QuerySet[User]:
     if requires_staff:
-        return User.objects.filter(is_staff=True, is_active=True)
+        # Not an admin who is a member of the project (four eyes for admins too).
+        return User.objects.filter(is_staff=True, is_active=True).exclude(
+            memberships__project=project
+        )
     return User.objects.filter(
         pk__in=Membership.objects.filter(project=project, role=required_role).values("user")
     )
@@ -156,7 +159,11 @@ def approval_may_decide(*, user: User, request: ApprovalRequest) -> tuple[bool, 
     if any(r.decided_by_id == user.pk for r in _earlier_steps(request)):
         return False, "You decided an earlier step of this request; someone else decides this one."
     if request.requires_staff:
-        return (True, "") if user.is_staff else (False, "Only a platform admin decides this.")
+        if not user.is_staff:
+            return False, "Only a platform admin decides this."
+        if Membership.objects.filter(project_id=request.project_id, user=user).exists():
+            return False, "You are a member of this project; another platform admin decides this."
+        return True, ""
     if not Membership.objects.filter(
         project_id=request.project_id, user=user, role=request.required_role
     ).exists():

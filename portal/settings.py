@@ -141,10 +141,14 @@ LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
 # Login attempts: after AXES_FAILURE_LIMIT failures for one username from one
-# address, that pair is locked out for AXES_COOLOFF_MINUTES.
+# address, that pair is locked out for AXES_COOLOFF_MINUTES; after
+# AXES_ADDRESS_FAILURE_LIMIT failures from one address, whatever the usernames,
+# the address is. Never an account as such (accounts/lockout.py).
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_ADDRESS_FAILURE_LIMIT = env.int("AXES_ADDRESS_FAILURE_LIMIT", default=20)
 AXES_COOLOFF_TIME = env.int("AXES_COOLOFF_MINUTES", default=15) / 60
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_LOCKOUT_PARAMETERS = [["ip_address", "username"], "ip_address"]
+AXES_HANDLER = "accounts.lockout.AddressAndPairHandler"
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
@@ -304,6 +308,25 @@ HEALTHZ_PING_TIMEOUT = env.float("HEALTHZ_PING_TIMEOUT", default=1.0)
 # PostgreSQL role the web and worker processes connect as. When set, the audit
 # migration revokes UPDATE, DELETE and TRUNCATE on the audit table from it.
 AUDIT_APP_DB_ROLE = env.str("AUDIT_APP_DB_ROLE", default="")
+# Keys the database does not hold (docs/audit.md): the events' MAC keys, newest
+# first, and the Ed25519 key that signs checkpoints; without them, generated
+# once under VAR_DIR. Checkpoints go to a file or an Azure append blob.
+AUDIT_MAC_KEYS = [k.strip() for k in (secret("AUDIT_MAC_KEY") or "").split(",") if k.strip()]
+AUDIT_SIGNING_KEY_FILE = Path(
+    env.str("AUDIT_SIGNING_KEY_FILE", default=str(VAR_DIR / "audit_signing_key"))
+)
+AUDIT_PREVIOUS_PUBLIC_KEYS = env.list("AUDIT_PREVIOUS_PUBLIC_KEYS", default=[])
+AUDIT_CHECKPOINT_URL = env.str(
+    "AUDIT_CHECKPOINT_URL", default=f"file://{VAR_DIR / 'audit-checkpoints.jsonl'}"
+)
+AUDIT_CHECKPOINT_CONNECTION_STRING = secret("AUDIT_CHECKPOINT_CONNECTION_STRING", "") or ""
+CELERY_BEAT_SCHEDULE = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "audit-checkpoint": {
+        "task": "audit.tasks.audit_checkpoint",
+        "schedule": env.float("AUDIT_CHECKPOINT_SECONDS", default=3600.0),
+    },
+}
 
 LOGGING = {
     "version": 1,
