@@ -17,7 +17,7 @@ def give_existing_tokens_an_expiry(apps: Any, schema_editor: Any) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [("accounts", "0001_initial")]
+    dependencies = [("accounts", "0002_user_entra_object_id")]
     operations = [
         migrations.AddField(
             model_name="personalaccesstoken",
