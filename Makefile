@@ -38,7 +38,7 @@ run: install $(STAGEGATE_VAR_DIR)/secret_key
 	$(BIN)/python manage.py collectstatic --no-input -v0 && \
 	$(BIN)/python manage.py seed_demo && \
 	echo "" && echo "  Stagegate is starting at http://$(HOST):$(PORT)/  (Ctrl-C stops web, worker and beat)" && echo "" && \
-	HOST=$(HOST) PATH=$(CURDIR)/$(BIN):$$PATH exec $(BIN)/honcho start -f Procfile -p $(PORT)
+	HOST=$(HOST) PORT=$(PORT) PATH=$(CURDIR)/$(BIN):$$PATH exec $(BIN)/supervisord -c supervisord.conf
 
 lint: install-dev
 	$(BIN)/ruff check .

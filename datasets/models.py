@@ -7,6 +7,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from background.models import Leased
 from projects.models import Project
 
 
@@ -40,9 +41,10 @@ class ConnectionStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-class DataSource(models.Model):
+class DataSource(Leased):
     """Where a project's data comes from. Credentials live only in
-    ``secrets_encrypted`` (MultiFernet); ``secret_names`` says which are set."""
+    ``secrets_encrypted`` (MultiFernet); ``secret_names`` says which are set.
+    Its lease is that of its connection test."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="data_sources")
     name = models.CharField(max_length=200)
@@ -94,7 +96,7 @@ class Trigger(models.TextChoices):
     SCHEDULE = "schedule", "Schedule"
 
 
-class Ingestion(models.Model):
+class Ingestion(Leased):
     """One upload or pull of a source: the history and the progress bar."""
 
     source = models.ForeignKey(DataSource, on_delete=models.CASCADE, related_name="ingestions")
@@ -115,7 +117,6 @@ class Ingestion(models.Model):
         "Snapshot", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     error = models.TextField(blank=True)
-    attempts = models.PositiveIntegerField(default=0)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -193,7 +194,7 @@ class ProfileStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-class Profile(models.Model):
+class Profile(Leased):
     """The EDA of one snapshot, computed once."""
 
     snapshot = models.OneToOneField(Snapshot, on_delete=models.CASCADE, related_name="profile")
@@ -244,7 +245,7 @@ class SplitStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-class Split(models.Model):
+class Split(Leased):
     """A deterministic train/test split of one snapshot, versioned per source."""
 
     parent = models.ForeignKey(Snapshot, on_delete=models.PROTECT, related_name="splits")

@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from audit.services import audit_record
+from background.leases import LeasedWork, lease_recover, lease_waiting
 from charter.selectors import charter_current, charter_signed_off
 from datasets import connectors, tasks
 from datasets.crypto import secrets_decrypt, secrets_encrypt
@@ -77,8 +78,6 @@ KIND_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]]
 STORAGE_FIELDS = ("container", "path")
 CRON_FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
 PROGRESS_EVERY_SECONDS = 0.5
-# Longer than the ingestion task's hard time limit (tasks.TASK_OPTIONS).
-STALE_AFTER = timedelta(minutes=65)
 
 
 class SourceInUse(Exception):
@@ -403,7 +402,7 @@ def source_test_request(*, actor: User, source: DataSource) -> DataSource:
         claimed = (
             DataSource.objects.filter(pk=source.pk)
             .exclude(test_status__in=[ConnectionStatus.PENDING, ConnectionStatus.RUNNING])
-            .update(test_status=ConnectionStatus.PENDING, test_message="")
+            .update(test_status=ConnectionStatus.PENDING, test_message="", **lease_waiting())
         )
         if claimed:
             audit_record(
@@ -475,6 +474,7 @@ def snapshot_upload(*, actor: User, source: DataSource, upload: UploadedFile) ->
                 snapshot=latest if unchanged else None,
                 created_by=actor,
                 finished_at=timezone.now() if unchanged else None,
+                **({} if unchanged else lease_waiting()),
             )
             audit_record(
                 action="ingestion.unchanged" if unchanged else "ingestion.queued",
@@ -524,18 +524,17 @@ def source_pull_request(
         raise ValidationError({"kind": "Upload sources take files; upload a new version."})
     with transaction.atomic():
         DataSource.objects.select_for_update().filter(pk=source.pk).first()
-        # A run older than the task's hard time limit lost its worker.
-        stale_before = timezone.now() - STALE_AFTER
-        for lost in source.ingestions.filter(
-            status=IngestionStatus.RUNNING, started_at__lt=stale_before
-        ):
-            ingestion_mark_failed(ingestion_id=lost.pk, error="The worker was lost; pull again.")
+        # Work whose lease ran out is sent again (or failed) now rather than at
+        # the next recovery beat: what this returns is live, never stuck.
+        lease_recover(INGESTIONS, within=source.ingestions.all())
         running = source.ingestions.filter(
             status__in=[IngestionStatus.PENDING, IngestionStatus.RUNNING]
         ).first()
         if running is not None:
             return running
-        ingestion = Ingestion.objects.create(source=source, trigger=trigger, created_by=actor)
+        ingestion = Ingestion.objects.create(
+            source=source, trigger=trigger, created_by=actor, **lease_waiting()
+        )
         audit_record(
             action="ingestion.queued",
             actor=actor,
@@ -695,7 +694,9 @@ def _snapshot_create(
             )
             charter = _charter_for(source.project)
             Profile.objects.create(
-                snapshot=snapshot, target=charter.target_variable if charter else ""
+                snapshot=snapshot,
+                target=charter.target_variable if charter else "",
+                **lease_waiting(),
             )
             Ingestion.objects.filter(pk=ingestion.pk).update(
                 status=IngestionStatus.SUCCEEDED,
@@ -755,10 +756,11 @@ def ingestion_mark_failed(*, ingestion_id: int, error: str) -> None:
         default_store().discard(staging_key)
 
 
-def ingestion_release(*, ingestion_id: int) -> None:
-    """Put a running ingestion back in the queue before a retry."""
+def ingestion_release(*, ingestion_id: int, delay: float = 0.0) -> None:
+    """Put a running ingestion back in the queue before a retry in ``delay``
+    seconds; its lease covers the wait."""
     Ingestion.objects.filter(pk=ingestion_id, status=IngestionStatus.RUNNING).update(
-        status=IngestionStatus.PENDING
+        status=IngestionStatus.PENDING, **lease_waiting(delay=delay)
     )
 
 
@@ -811,6 +813,13 @@ def profile_execute(*, snapshot_id: int) -> None:
     data = profile_table(table, target=profile.target)
     Profile.objects.filter(pk=profile.pk).update(
         status=ProfileStatus.READY, data=data, error="", computed_at=timezone.now()
+    )
+
+
+def profile_release(*, snapshot_id: int, delay: float = 0.0) -> None:
+    """Put a running profile back in the queue before a retry."""
+    Profile.objects.filter(snapshot_id=snapshot_id, status=ProfileStatus.RUNNING).update(
+        status=ProfileStatus.PENDING, **lease_waiting(delay=delay)
     )
 
 
@@ -916,6 +925,7 @@ def split_create(
             stratify_column=stratify_column,
             group_column=group_column,
             created_by=actor,
+            **lease_waiting(),
         )
         audit_record(
             action="split.created",
@@ -970,10 +980,103 @@ def split_execute(*, split_id: int) -> None:
         )
 
 
+def split_release(*, split_id: int, delay: float = 0.0) -> None:
+    """Put a running split back in the queue before a retry."""
+    Split.objects.filter(pk=split_id, status=SplitStatus.RUNNING).update(
+        status=SplitStatus.PENDING, **lease_waiting(delay=delay)
+    )
+
+
 def split_mark_failed(*, split_id: int, error: str) -> None:
     Split.objects.filter(pk=split_id).exclude(status=SplitStatus.READY).filter(
         ~Q(status=SplitStatus.FAILED)
     ).update(status=SplitStatus.FAILED, error=error[:2000], finished_at=timezone.now())
+
+
+# --- Lost work ---------------------------------------------------------------------------
+
+
+def source_test_mark_failed(*, source_id: int, error: str) -> None:
+    DataSource.objects.filter(
+        pk=source_id, test_status__in=[ConnectionStatus.PENDING, ConnectionStatus.RUNNING]
+    ).update(
+        test_status=ConnectionStatus.FAILED, test_message=error[:500], tested_at=timezone.now()
+    )
+
+
+def staging_orphans_remove(*, older_than_seconds: float | None = None) -> list[str]:
+    """Remove staged objects that no unfinished ingestion names and that
+    nobody has written to for a while: what a worker killed mid-pull (or a
+    web process killed mid-upload) left behind. Returns their keys."""
+    if older_than_seconds is None:
+        older_than_seconds = settings.DATA_STAGING_ORPHAN_SECONDS
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    store = default_store()
+    old = {key for key, modified in store.staging_objects() if modified < cutoff}
+    if not old:
+        return []
+    named = set(
+        Ingestion.objects.filter(staging_key__in=old)
+        .exclude(
+            status__in=[
+                IngestionStatus.SUCCEEDED,
+                IngestionStatus.UNCHANGED,
+                IngestionStatus.FAILED,
+            ]
+        )
+        .values_list("staging_key", flat=True)
+    )
+    removed = sorted(old - named)
+    for key in removed:
+        store.discard(key)
+    if removed:
+        logger.warning("removed %d orphaned staging object(s)", len(removed))
+    return removed
+
+
+# What the recovery beat (background.leases) knows of the data stage's work;
+# registered in DatasetsConfig.ready().
+INGESTIONS = LeasedWork(
+    name="ingestion",
+    model=Ingestion,
+    active=lambda: Ingestion.objects.filter(
+        status__in=[IngestionStatus.PENDING, IngestionStatus.RUNNING]
+    ),
+    requeue={"status": IngestionStatus.PENDING},
+    redispatch=lambda row: tasks.ingestion_run.delay(ingestion_id=row.pk),
+    fail=lambda row, error: ingestion_mark_failed(ingestion_id=row.pk, error=error),
+    cleanup=staging_orphans_remove,
+)
+PROFILES = LeasedWork(
+    name="profile",
+    model=Profile,
+    active=lambda: Profile.objects.filter(
+        status__in=[ProfileStatus.PENDING, ProfileStatus.RUNNING]
+    ),
+    requeue={"status": ProfileStatus.PENDING},
+    redispatch=lambda row: tasks.profile_run.delay(snapshot_id=row.snapshot_id),
+    fail=lambda row, error: profile_mark_failed(snapshot_id=row.snapshot_id, error=error),
+)
+SPLITS = LeasedWork(
+    name="split",
+    model=Split,
+    active=lambda: Split.objects.filter(status__in=[SplitStatus.PENDING, SplitStatus.RUNNING]),
+    requeue={"status": SplitStatus.PENDING},
+    redispatch=lambda row: tasks.split_run.delay(split_id=row.pk),
+    fail=lambda row, error: split_mark_failed(split_id=row.pk, error=error),
+)
+SOURCE_TESTS = LeasedWork(
+    name="source_test",
+    model=DataSource,
+    active=lambda: DataSource.objects.filter(
+        test_status__in=[ConnectionStatus.PENDING, ConnectionStatus.RUNNING]
+    ),
+    requeue={"test_status": ConnectionStatus.PENDING},
+    redispatch=lambda row: tasks.source_test.delay(source_id=row.pk),
+    fail=lambda row, error: source_test_mark_failed(source_id=row.pk, error=error),
+    max_attempts=2,
+)
+LEASED_WORK = (INGESTIONS, PROFILES, SPLITS, SOURCE_TESTS)
 
 
 # --- Keys ---------------------------------------------------------------------------------

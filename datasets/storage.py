@@ -20,6 +20,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from stat import S_ISREG
 from typing import IO, Any
 
@@ -231,6 +232,34 @@ class ObjectStore:
                 self.fs.rm(path)
         except FileNotFoundError:
             pass
+
+    def staging_objects(self) -> Iterator[tuple[str, datetime]]:
+        """Every staging object, with when it was last written."""
+        folder = f"{self.root}/staging"
+        if self.is_local:
+            try:
+                entries = list(os.scandir(folder))
+            except FileNotFoundError:
+                return
+            for entry in entries:
+                key = f"staging/{entry.name}"
+                if KEY_RE.match(key) and entry.is_file():
+                    yield key, datetime.fromtimestamp(entry.stat().st_mtime, tz=UTC)
+            return
+        try:
+            listing = self.fs.ls(folder, detail=True)
+        except FileNotFoundError:
+            return
+        for info in listing:
+            key = f"staging/{info['name'].rstrip('/').rsplit('/', 1)[-1]}"
+            modified = info.get("last_modified") or info.get("mtime")
+            if not KEY_RE.match(key) or modified is None:
+                continue
+            if not isinstance(modified, datetime):
+                modified = datetime.fromtimestamp(float(modified), tz=UTC)
+            elif modified.tzinfo is None:
+                modified = modified.replace(tzinfo=UTC)
+            yield key, modified
 
     def exists(self, key: str) -> bool:
         return bool(self.fs.exists(self.path(key)))

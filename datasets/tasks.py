@@ -1,5 +1,8 @@
 """Thin Celery tasks on the ``data`` queue: keyword-only ids, claim the row
-with a conditional update, call one service, record failures."""
+and its lease with a conditional update, keep the lease alive while the work
+runs, call one service, record failures. Work whose lease runs out (its
+worker died, its message was lost) is sent again by the recovery beat
+(``background.leases``; the kinds are registered in ``datasets.apps``)."""
 
 from __future__ import annotations
 
@@ -9,10 +12,10 @@ from typing import Any
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.core.exceptions import ValidationError
-from django.db.models import F
 from django.utils import timezone
 
-from background import backoff_seconds, claim, task_options
+from background import backoff_seconds, task_options
+from background.leases import lease_claim, lease_kept, lease_owner_for
 from datasets import services
 from datasets.models import (
     ConnectionStatus,
@@ -39,16 +42,18 @@ def _backoff(retries: int) -> float:
 @shared_task(**TASK_OPTIONS)
 def ingestion_run(self: Any, *, ingestion_id: int) -> None:
     """Pull or parse one ingestion into a snapshot."""
-    claimed = claim(
+    owner = lease_owner_for(self)
+    claimed = lease_claim(
         Ingestion.objects.filter(pk=ingestion_id, status=IngestionStatus.PENDING),
+        owner=owner,
         status=IngestionStatus.RUNNING,
         started_at=timezone.now(),
-        attempts=F("attempts") + 1,
     )
     if not claimed:
         return
     try:
-        services.ingestion_execute(ingestion_id=ingestion_id)
+        with lease_kept(Ingestion, ingestion_id, owner=owner):
+            services.ingestion_execute(ingestion_id=ingestion_id)
     except services.TransientSourceError as exc:
         if self.request.retries >= self.max_retries:
             services.ingestion_mark_failed(
@@ -56,8 +61,9 @@ def ingestion_run(self: Any, *, ingestion_id: int) -> None:
                 error=f"Gave up after {self.request.retries + 1} attempts: {exc}",
             )
             return
-        services.ingestion_release(ingestion_id=ingestion_id)
-        raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from None
+        countdown = _backoff(self.request.retries)
+        services.ingestion_release(ingestion_id=ingestion_id, delay=countdown)
+        raise self.retry(exc=exc, countdown=countdown) from None
     except SoftTimeLimitExceeded:
         services.ingestion_mark_failed(ingestion_id=ingestion_id, error="Took too long.")
     except Exception as exc:
@@ -71,23 +77,25 @@ def ingestion_run(self: Any, *, ingestion_id: int) -> None:
 @shared_task(**TASK_OPTIONS)
 def profile_run(self: Any, *, snapshot_id: int) -> None:
     """Compute one snapshot's profile."""
-    claimed = claim(
+    owner = lease_owner_for(self)
+    claimed = lease_claim(
         Profile.objects.filter(snapshot_id=snapshot_id, status=ProfileStatus.PENDING),
+        owner=owner,
         status=ProfileStatus.RUNNING,
     )
     if not claimed:
         return
+    profile_id = Profile.objects.values_list("pk", flat=True).get(snapshot_id=snapshot_id)
     try:
-        services.profile_execute(snapshot_id=snapshot_id)
+        with lease_kept(Profile, profile_id, owner=owner):
+            services.profile_execute(snapshot_id=snapshot_id)
     except OSError as exc:
         if self.request.retries >= self.max_retries:
             services.profile_mark_failed(snapshot_id=snapshot_id, error=str(exc))
             return
-        claim(
-            Profile.objects.filter(snapshot_id=snapshot_id, status=ProfileStatus.RUNNING),
-            status=ProfileStatus.PENDING,
-        )
-        raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from None
+        countdown = _backoff(self.request.retries)
+        services.profile_release(snapshot_id=snapshot_id, delay=countdown)
+        raise self.retry(exc=exc, countdown=countdown) from None
     except Exception as exc:
         logger.error("profile of snapshot %s failed: %s", snapshot_id, type(exc).__name__)
         services.profile_mark_failed(snapshot_id=snapshot_id, error=type(exc).__name__)
@@ -96,24 +104,26 @@ def profile_run(self: Any, *, snapshot_id: int) -> None:
 @shared_task(**TASK_OPTIONS)
 def split_run(self: Any, *, split_id: int) -> None:
     """Compute one train/test split."""
-    claimed = claim(
-        Split.objects.filter(pk=split_id, status=SplitStatus.PENDING), status=SplitStatus.RUNNING
+    owner = lease_owner_for(self)
+    claimed = lease_claim(
+        Split.objects.filter(pk=split_id, status=SplitStatus.PENDING),
+        owner=owner,
+        status=SplitStatus.RUNNING,
     )
     if not claimed:
         return
     try:
-        services.split_execute(split_id=split_id)
+        with lease_kept(Split, split_id, owner=owner):
+            services.split_execute(split_id=split_id)
     except ValidationError as exc:
         services.split_mark_failed(split_id=split_id, error="; ".join(exc.messages))
     except OSError as exc:
         if self.request.retries >= self.max_retries:
             services.split_mark_failed(split_id=split_id, error=str(exc))
             return
-        claim(
-            Split.objects.filter(pk=split_id, status=SplitStatus.RUNNING),
-            status=SplitStatus.PENDING,
-        )
-        raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from None
+        countdown = _backoff(self.request.retries)
+        services.split_release(split_id=split_id, delay=countdown)
+        raise self.retry(exc=exc, countdown=countdown) from None
     except Exception as exc:
         logger.error("split %s failed: %s", split_id, type(exc).__name__)
         services.split_mark_failed(
@@ -124,14 +134,17 @@ def split_run(self: Any, *, split_id: int) -> None:
 @shared_task(**task_options(soft_time_limit=60, time_limit=90, max_retries=0))
 def source_test(self: Any, *, source_id: int) -> None:
     """Test the connection to one source."""
-    claimed = claim(
+    owner = lease_owner_for(self)
+    claimed = lease_claim(
         DataSource.objects.filter(pk=source_id, test_status=ConnectionStatus.PENDING),
+        owner=owner,
         test_status=ConnectionStatus.RUNNING,
     )
     if not claimed:
         return
     try:
-        services.source_test_execute(source_id=source_id)
+        with lease_kept(DataSource, source_id, owner=owner):
+            services.source_test_execute(source_id=source_id)
     except SoftTimeLimitExceeded:
         DataSource.objects.filter(pk=source_id).update(
             test_status=ConnectionStatus.FAILED, test_message="Timed out.", tested_at=timezone.now()

@@ -21,3 +21,12 @@ app.autodiscover_tasks()
 def ping() -> str:
     """Answer with 'pong': used by the health check and the round-trip test."""
     return "pong"
+
+
+@app.task(name="portal.leases_recover", ignore_result=True)
+def leases_recover() -> dict[str, dict[str, list[object]]]:
+    """Beat: send again (or fail) the background work whose lease ran out,
+    for every kind the apps registered (background.leases)."""
+    from background.leases import recover_all
+
+    return recover_all()

@@ -304,6 +304,27 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # How long /healthz waits for a worker to answer a ping, in seconds.
 HEALTHZ_PING_TIMEOUT = env.float("HEALTHZ_PING_TIMEOUT", default=1.0)
+# How long /healthz waits for a tiny task to go through every queue and back.
+HEALTHZ_ROUNDTRIP_TIMEOUT = env.float("HEALTHZ_ROUNDTRIP_TIMEOUT", default=5.0)
+
+# Leases on background work (background/leases.py): a claimed row is held
+# this long past its last heartbeat (a beat every third of it); a row sent to
+# the broker and not claimed within the grace lost its message. The recovery
+# beat sends such work again, up to BACKGROUND_MAX_ATTEMPTS, then fails it.
+BACKGROUND_LEASE_SECONDS = env.float("BACKGROUND_LEASE_SECONDS", default=120.0)
+BACKGROUND_DISPATCH_GRACE_SECONDS = env.float("BACKGROUND_DISPATCH_GRACE_SECONDS", default=600.0)
+BACKGROUND_MAX_ATTEMPTS = env.int("BACKGROUND_MAX_ATTEMPTS", default=6)
+BACKGROUND_RECOVER_SECONDS = env.float("BACKGROUND_RECOVER_SECONDS", default=60.0)
+# A staging object no live ingestion names and unchanged this long is removed.
+DATA_STAGING_ORPHAN_SECONDS = env.float("DATA_STAGING_ORPHAN_SECONDS", default=2 * 3600.0)
+CELERY_BEAT_SCHEDULE = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "background-leases-recover": {
+        "task": "portal.leases_recover",
+        "schedule": BACKGROUND_RECOVER_SECONDS,
+        "options": {"expires": BACKGROUND_RECOVER_SECONDS},
+    },
+}
 
 # PostgreSQL role the web and worker processes connect as. When set, the audit
 # migration revokes UPDATE, DELETE and TRUNCATE on the audit table from it.

@@ -135,7 +135,9 @@ def test_schedule_creates_a_periodic_task_and_the_refresh_queues_a_pull(
     assert not PeriodicTask.objects.filter(name=f"datasets.source.{source_id}.refresh").exists()
 
 
-def test_a_pull_lost_with_its_worker_is_failed_by_the_next_pull(project: Any, alice: Any) -> None:
+def test_a_pull_lost_with_its_worker_is_sent_again_by_the_next_pull(
+    project: Any, alice: Any, django_capture_on_commit_callbacks: Any
+) -> None:
     source = services.source_create(
         actor=alice,
         project=project,
@@ -148,9 +150,16 @@ def test_a_pull_lost_with_its_worker_is_failed_by_the_next_pull(project: Any, al
         trigger=Trigger.MANUAL,
         status=IngestionStatus.RUNNING,
         started_at=timezone.now() - timedelta(hours=2),
+        lease_owner="gone@host:task-1",
+        attempts=1,
+        lease_expires_at=timezone.now() - timedelta(seconds=5),
     )
-    fresh = services.source_pull_request(actor=alice, source=source)
+    with django_capture_on_commit_callbacks(execute=False) as sent:
+        again = services.source_pull_request(actor=alice, source=source)
+    assert again.pk == lost.pk and len(sent) == 1
     lost.refresh_from_db()
-    assert lost.status == IngestionStatus.FAILED and "worker was lost" in lost.error
-    assert fresh.pk != lost.pk and fresh.status == IngestionStatus.PENDING
-    assert services.source_pull_request(actor=alice, source=source).pk == fresh.pk
+    assert lost.status == IngestionStatus.PENDING and lost.lease_owner == ""
+    assert lost.lease_expires_at is not None and lost.lease_expires_at > timezone.now()
+    with django_capture_on_commit_callbacks(execute=False) as sent:
+        assert services.source_pull_request(actor=alice, source=source).pk == lost.pk
+    assert sent == []
