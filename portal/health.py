@@ -118,6 +118,18 @@ def check_background_work() -> dict[str, Any]:
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
 
 
+def check_sandbox() -> dict[str, Any]:
+    """Whether the local provider runs user code in a sandbox. Reported, not
+    judged: without one only platform admins' notebooks run, and the
+    workspaces page says why."""
+    if settings.CLOUD_PROVIDER != "local":
+        return {"ok": True, "provider": settings.CLOUD_PROVIDER}
+    from workspaces.services import local_isolation_status
+
+    available, reason = local_isolation_status()
+    return {"ok": True, "available": available, "detail": reason}
+
+
 def health() -> dict[str, Any]:
     checks = {"database": check_database(), "broker": check_broker()}
     # Pinging workers needs the broker; without it, say so instead of waiting.
@@ -133,4 +145,5 @@ def health() -> dict[str, Any]:
     if checks["database"]["ok"]:
         # Reported, not judged: a long queue is a reason to add workers, not a fault.
         checks["background_work"] = check_background_work()
+    checks["sandbox"] = check_sandbox()
     return {"ok": ok, "checks": checks}

@@ -131,3 +131,23 @@ def test_healthz_fails_while_the_worker_answers_pings_but_its_pool_is_stuck(
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def test_healthz_says_whether_user_code_is_sandboxed(
+    db: Any, client: Any, settings: Any, tmp_path: Any
+) -> None:
+    import cloud
+    from cloud.local import LocalProvider
+
+    settings.CLOUD_PROVIDER = "local"
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"  # no broker: answer at once
+    cloud.reset_providers()
+    try:
+        sandbox = client.get("/healthz").json()["checks"]["sandbox"]
+        assert sandbox == {"ok": True, "available": True, "detail": sandbox["detail"]}
+        cloud._providers["local"] = LocalProvider(tmp_path, bwrap="/nonexistent/bwrap")
+        sandbox = client.get("/healthz").json()["checks"]["sandbox"]
+        assert sandbox["available"] is False
+        assert "bubblewrap is not installed" in sandbox["detail"]
+    finally:
+        cloud.reset_providers()
