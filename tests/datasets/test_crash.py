@@ -265,7 +265,7 @@ def test_worker_killed_in_a_retry_wait_on_the_filesystem_broker_is_recovered_by_
     context.load_cert_chain(cert, key)
     server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    settings.DATA_EGRESS_ALLOWED_CIDRS = ["127.0.0.1/32"]
+    settings.DATA_EGRESS_LOOPBACK_PORTS = [server.server_address[1]]
     source = services.source_create(
         actor=alice,
         project=project,
@@ -283,7 +283,7 @@ def test_worker_killed_in_a_retry_wait_on_the_filesystem_broker_is_recovered_by_
         CELERY_BROKER_URL="filesystem://",
         STAGEGATE_VAR_DIR=str(var),
         DATA_HTTPS_CA_FILE=str(cert),
-        DATA_EGRESS_ALLOWED_CIDRS="127.0.0.1/32",
+        DATA_EGRESS_LOOPBACK_PORTS=str(server.server_address[1]),
         BACKGROUND_RECOVER_SECONDS="1",
     )
     worker_args = ["worker", "-Q", "default,data", "--pool", "solo", "-l", "info"]
