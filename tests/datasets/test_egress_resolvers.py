@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from datasets import connectors
-from datasets.egress import EgressRefused, egress_check
+from datasets.egress import EgressRefused, egress_check, host_is_allowlisted
 
 CHECKED = "127.0.0.2"  # what the resolver tells the egress check
 REBOUND = "127.0.0.3"  # what it tells anyone who asks again
@@ -83,6 +83,75 @@ def test_an_allowlisted_network_admits_only_its_addresses(
     resolver["straddles.example"] = ["10.1.2.3", "10.2.0.1"]
     with pytest.raises(EgressRefused, match="10.2.0.1"):
         egress_check("straddles.example", 5432)
+
+
+@pytest.mark.parametrize(
+    ("port", "allowed"), [(0, False), (1, True), (65535, True), (65536, False)]
+)
+def test_ports_outside_1_to_65535_are_refused(
+    settings: Any, resolver: dict[str, list[str]], port: int, allowed: bool
+) -> None:
+    settings.DATA_EGRESS_ALLOWED_CIDRS = []
+    resolver["public.example"] = ["93.184.216.34"]
+    if allowed:
+        assert egress_check("public.example", port) == "93.184.216.34"
+    else:
+        with pytest.raises(EgressRefused, match=f"Port {port} is not a valid port"):
+            egress_check("public.example", port)
+
+
+def test_no_host_no_answer_and_bad_names_are_refused(
+    settings: Any, resolver: dict[str, list[str]]
+) -> None:
+    settings.DATA_EGRESS_ALLOWED_CIDRS = []
+    with pytest.raises(EgressRefused, match="No host given"):
+        egress_check("", 443)
+    resolver["empty.example"] = []
+    with pytest.raises(EgressRefused, match=r"Cannot resolve empty\.example"):
+        egress_check("empty.example", 443)
+    with pytest.raises(EgressRefused, match="Cannot resolve"):
+        egress_check("bad..name" + "x" * 300, 443)
+
+
+def test_scoped_and_mapped_addresses_are_judged_by_their_address(
+    settings: Any, resolver: dict[str, list[str]]
+) -> None:
+    settings.DATA_EGRESS_ALLOWED_CIDRS = ["fe80::/10", "10.9.0.0/16"]
+    resolver["scoped.example"] = ["fe80::1%eth0"]
+    assert egress_check("scoped.example", 443) == "fe80::1"
+    resolver["mapped.example"] = ["::ffff:10.9.1.1"]
+    assert egress_check("mapped.example", 443) == "10.9.1.1"
+    settings.DATA_EGRESS_ALLOWED_CIDRS = []
+    with pytest.raises(EgressRefused, match="link-local"):
+        egress_check("scoped.example", 443)
+
+
+@pytest.mark.parametrize(
+    ("addresses", "expected"),
+    [
+        (["10.1.2.3"], True),
+        (["10.1.2.3", "10.1.200.9"], True),
+        (["10.1.2.3", "10.2.0.1"], False),  # every address, not any
+        (["10.2.0.1", "10.1.2.3"], False),
+        (["93.184.216.34"], False),
+        (["fe80::1%eth0"], True),  # the scope is not part of the address
+        ([], False),  # no answer: nothing is allowlisted
+    ],
+)
+def test_host_is_allowlisted_only_when_every_address_is(
+    settings: Any, resolver: dict[str, list[str]], addresses: list[str], expected: bool
+) -> None:
+    settings.DATA_EGRESS_ALLOWED_CIDRS = ["10.1.0.0/16", "fe80::/10"]
+    resolver["host.example"] = addresses
+    assert host_is_allowlisted("host.example") is expected
+
+
+def test_host_is_allowlisted_is_false_for_names_that_do_not_resolve(
+    settings: Any, resolver: dict[str, list[str]]
+) -> None:
+    settings.DATA_EGRESS_ALLOWED_CIDRS = ["0.0.0.0/0"]
+    assert host_is_allowlisted("bad..name" + "x" * 300) is False
+    assert host_is_allowlisted("nothing.invalid") is False
 
 
 class Listener:
