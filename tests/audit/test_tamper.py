@@ -41,7 +41,7 @@ def _tamper(sql: str, params: list[Any]) -> None:
 
 @pytest.fixture
 def events(db: Any, alice: Any) -> list[AuditEvent]:
-    project = ProjectFactory(slug="audited", created_by=alice)
+    project: Any = ProjectFactory(slug="audited", created_by=alice)
     return [
         audit_record(
             action=f"test.{i}",
@@ -68,7 +68,7 @@ def test_changing_a_hashed_column_is_detected(events: list[AuditEvent], column: 
 def test_pointing_an_event_at_someone_else_is_detected(
     events: list[AuditEvent], column: str
 ) -> None:
-    other = (
+    other: Any = (
         UserFactory(username="mallory") if column == "actor_id" else ProjectFactory(slug="other")
     )
     target = events[2]

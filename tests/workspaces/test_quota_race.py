@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -79,7 +80,7 @@ def test_concurrent_starts_never_exceed_the_quota(
 
     errors = _all_at_once(
         [
-            lambda ws=ws, owner=owner: services.workspace_start(actor=owner, workspace=ws)
+            partial(services.workspace_start, actor=owner, workspace=ws)
             for ws, owner in zip(stopped, owners, strict=True)
         ]
     )
@@ -106,9 +107,7 @@ def test_concurrent_resizes_never_exceed_the_quota(
 
     errors = _all_at_once(
         [
-            lambda ws=ws, owner=owner: services.workspace_resize(
-                actor=owner, workspace=ws, size=medium
-            )
+            partial(services.workspace_resize, actor=owner, workspace=ws, size=medium)
             for ws, owner in zip(running, owners, strict=True)
         ]
     )
