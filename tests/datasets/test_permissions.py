@@ -68,3 +68,9 @@ def test_sources_and_versions_of_another_project_are_404(
         get_source_for_user(alice, "churn", source.pk + 1000)
     with pytest.raises(Http404, match="No such version"):
         get_snapshot_for_user(alice, "churn", source.pk, snapshot.version + 1)
+
+
+def test_reading_is_the_default(source: Any, ingest: Any, carol: Any) -> None:
+    snapshot = ingest(source).snapshot
+    assert get_source_for_user(carol, "churn", source.pk)[1] == source
+    assert get_snapshot_for_user(carol, "churn", source.pk, snapshot.version)[1] == snapshot

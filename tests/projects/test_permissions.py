@@ -70,3 +70,8 @@ def test_membership_is_of_this_project_only(project: Any, alice: Any, charlie: A
     other: Any = ProjectFactory(slug="other", created_by=charlie)
     assert get_membership(alice, other) is None
     assert get_membership(alice, project).role == Role.LEAD  # type: ignore[union-attr]
+
+
+def test_reading_is_the_default(project: Any, carol: Any, admin_user: Any) -> None:
+    assert get_project_for_user(carol, "churn")[0] == project
+    assert get_project_for_user(admin_user, "churn") == (project, None)

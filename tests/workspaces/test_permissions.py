@@ -42,3 +42,8 @@ def test_get_workspace_for_user(
     assert (membership.role if membership else None) == READ[who]
     with pytest.raises(Http404, match="No such workspace"):
         get_workspace_for_user(user, "churn", ws.pk + 1000, write=write)
+
+
+def test_reading_is_the_default(project: Any, bob: Any, carol: Any, small: Any) -> None:
+    ws = workspace_services.workspace_request(actor=bob, project=project, name="nb", size=small)
+    assert get_workspace_for_user(carol, "churn", ws.pk)[0] == ws
