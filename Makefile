@@ -7,7 +7,7 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 export STAGEGATE_VAR_DIR ?= $(CURDIR)/var
 
-.PHONY: run test install install-dev lint typecheck clean
+.PHONY: run test install install-dev lint typecheck mutation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,12 @@ test: install-dev
 	scripts/install-system-deps.sh
 	$(MAKE) --no-print-directory lint typecheck
 	$(BIN)/python scripts/testenv.py -- scripts/test-stages.sh
+	$(BIN)/python scripts/testenv.py -- scripts/mutation.sh --gate --check
+
+# Mutation testing of the critical modules: prints each one's score and the
+# mutants no test kills (`.venv/bin/mutmut show <name>` shows one).
+mutation: install-dev
+	$(BIN)/python scripts/testenv.py -- scripts/mutation.sh
 
 clean:
-	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) var mutants .mypy_cache .pytest_cache .ruff_cache

@@ -19,4 +19,7 @@ DJANGO_HTTPS=true DJANGO_ALLOWED_HOSTS=stagegate.example.com \
   DJANGO_SECRET_KEY="$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
   $BIN/python manage.py check --deploy --fail-level WARNING
 echo "== pytest"
-exec $BIN/pytest "$@"
+# Not exec: the EXIT trap above must still run to remove $STAGEGATE_VAR_DIR.
+status=0
+$BIN/pytest "$@" || status=$?
+exit "$status"

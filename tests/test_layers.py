@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SKIP = {".venv", "node_modules", "var", ".git", "tests", "bench", "scripts"}
+SKIP = {".venv", "node_modules", "var", ".git", "tests", "bench", "scripts", "mutants"}
 
 
 def _imports(path: Path) -> set[str]:

@@ -55,7 +55,8 @@ def workspace_holdings(
     """What active workspaces hold now, for compute accounting (one query).
 
     A notebook holds one machine and one running slot; a cluster its size
-    times its maximum nodes.
+    times its maximum nodes. A notebook being resized holds the larger of its
+    two sizes, so that approved resizes count before they finish.
     """
     active = Workspace.objects.filter(state__in=ACTIVE_STATES)
     if project_id is not None:
@@ -63,9 +64,32 @@ def workspace_holdings(
     if user_id is not None:
         active = active.filter(owner_id=user_id)
     holdings = []
-    for pk, project, owner, kind, size_vcpus, size_gpus, max_nodes in active.values_list(
-        "pk", "project_id", "owner_id", "kind", "size__vcpus", "size__gpus", "max_nodes"
-    ):
+    rows = active.values_list(
+        "pk",
+        "project_id",
+        "owner_id",
+        "kind",
+        "size__vcpus",
+        "size__gpus",
+        "max_nodes",
+        "state",
+        "requested_size__vcpus",
+        "requested_size__gpus",
+    )
+    for (
+        pk,
+        project,
+        owner,
+        kind,
+        size_vcpus,
+        size_gpus,
+        max_nodes,
+        state,
+        to_vcpus,
+        to_gpus,
+    ) in rows:
+        if state == WorkspaceState.RESIZING and to_vcpus is not None:
+            size_vcpus, size_gpus = max(size_vcpus, to_vcpus), max(size_gpus, to_gpus)
         notebook = kind == WorkspaceKind.NOTEBOOK
         nodes = 1 if notebook else max_nodes
         holdings.append(

@@ -7,6 +7,7 @@ provider, and the page's state comes from the database.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -19,6 +20,7 @@ from typing import Any
 
 import psutil
 import pytest
+import redis
 from django.conf import settings
 from django.db import connection
 
@@ -41,6 +43,24 @@ def wait_for(check: Callable[[], Any], timeout: float = 60, what: str = "conditi
             return value
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def wait_drained(queue: str = "provisioning", timeout: float = 60) -> None:
+    """Wait until the broker holds no message for ``queue``: none waiting and
+    none delivered but unacknowledged (tasks are acknowledged late, so a task
+    still running, or held for a retry, keeps its message unacknowledged)."""
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+
+    def drained() -> bool:
+        if client.llen(queue):
+            return False
+        unacked = client.hvals("unacked")
+        return not any(json.loads(value)[2] == queue for value in unacked)
+
+    try:
+        wait_for(drained, timeout, f"the {queue} queue to drain")
+    finally:
+        client.close()
 
 
 def state_of(ws: Workspace) -> str:
@@ -160,8 +180,8 @@ def test_worker_killed_mid_provisioning_ends_with_one_running_server(
         first.wait(timeout=10)
         second = start_worker("survivor")
         ws = wait_state(ws, S.RUNNING, timeout=90)
-        # Let any duplicate delivery of the task arrive and find nothing to do.
-        time.sleep(1)
+        # Any duplicate delivery of the task arrives and finds nothing to do.
+        wait_drained()
         servers = servers_for(ws)
         assert len(servers) == 1, servers
         tries = attempts(ws)
@@ -230,7 +250,7 @@ def test_fifty_concurrent_requests_near_the_quota_with_two_workers(
         assert len(approved) == 3
         for ws in approved:
             wait_state(ws, S.RUNNING, timeout=90)
-        time.sleep(1)
+        wait_drained()
         for ws in approved:
             assert len(servers_for(ws)) == 1
             assert len(attempts(ws)) == 1
