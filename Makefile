@@ -7,7 +7,7 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 export STAGEGATE_VAR_DIR ?= $(CURDIR)/var
 
-.PHONY: run test install install-dev lint typecheck mutation clean
+.PHONY: run test install install-dev lint typecheck mutation mutation-gate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ test: install-dev
 	scripts/install-system-deps.sh
 	$(MAKE) --no-print-directory lint typecheck
 	$(BIN)/python scripts/testenv.py -- scripts/test-stages.sh
+
+# The gated functions of mutation-floors.toml against their floors. Not yet
+# part of `make test`: the floors are re-measured on the merged code first.
+mutation-gate: install-dev
 	$(BIN)/python scripts/testenv.py -- scripts/mutation.sh --gate --check
 
 # Mutation testing of the critical modules: prints each one's score and the

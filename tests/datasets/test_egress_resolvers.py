@@ -143,15 +143,15 @@ def test_host_is_allowlisted_only_when_every_address_is(
 ) -> None:
     settings.DATA_EGRESS_ALLOWED_CIDRS = ["10.1.0.0/16", "fe80::/10"]
     resolver["host.example"] = addresses
-    assert host_is_allowlisted("host.example") is expected
+    assert host_is_allowlisted("host.example", 5432) is expected
 
 
 def test_host_is_allowlisted_is_false_for_names_that_do_not_resolve(
     settings: Any, resolver: dict[str, list[str]]
 ) -> None:
     settings.DATA_EGRESS_ALLOWED_CIDRS = ["0.0.0.0/0"]
-    assert host_is_allowlisted("bad..name" + "x" * 300) is False
-    assert host_is_allowlisted("nothing.invalid") is False
+    assert host_is_allowlisted("bad..name" + "x" * 300, 5432) is False
+    assert host_is_allowlisted("nothing.invalid", 5432) is False
 
 
 class Listener:
@@ -195,6 +195,8 @@ def rebinding(
     settings.DATA_EGRESS_ALLOWED_CIDRS = [f"{CHECKED}/32"]
     checked = Listener(CHECKED)
     rebound = Listener(REBOUND, checked.port)
+    # Both stand-ins are on loopback, which egress allows only on listed ports.
+    settings.DATA_EGRESS_LOOPBACK_PORTS = [checked.port]
     real = socket.getaddrinfo
 
     def resolve(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
