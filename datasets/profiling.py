@@ -15,6 +15,8 @@ from datasets.readers import type_name
 HISTOGRAM_BINS = 30
 TOP_VALUES = 10
 HEATMAP_MAX_COLUMNS = 30
+# How a blank (empty or whitespace-only) text value is shown among top values.
+BLANK_LABEL = "(blank)"
 
 
 def _num(value: Any) -> float | None:
@@ -41,6 +43,43 @@ def _numeric_stats(values: np.ndarray) -> dict[str, Any]:
         "q75": _num(q75),
         "outliers": int(np.count_nonzero((values < low) | (values > high))),
         "histogram": {"counts": counts.tolist(), "edges": [float(e) for e in edges]},
+    }
+
+
+def _as_text(column: pa.ChunkedArray) -> pa.ChunkedArray | None:
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    try:
+        return pc.cast(column, pa.string())
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+        return None
+
+
+def _top_values(column: pa.ChunkedArray) -> list[list[Any]]:
+    """The most frequent values, blanks counted together under BLANK_LABEL."""
+    text = _as_text(column)
+    if text is None:
+        return []
+    labels = text.to_pandas().dropna()
+    labels = labels.where(~labels.str.fullmatch(r"\s*"), BLANK_LABEL)
+    counts = labels.value_counts().head(TOP_VALUES)
+    return [[str(k), int(v)] for k, v in counts.items()]
+
+
+def _datetime_stats(column: pa.ChunkedArray) -> dict[str, Any]:
+    """Earliest, latest and a histogram over time (edges as ISO 8601 text)."""
+    if pa.types.is_date(column.type):
+        column = pc.cast(column, pa.timestamp("s"))
+    values = pc.drop_null(column).to_numpy().astype("datetime64[ns]")
+    if values.size == 0:
+        return {}
+    ns = values.astype("int64")
+    counts, edges = np.histogram(ns, bins=HISTOGRAM_BINS)
+    as_text = [str(np.datetime64(int(e), "ns").astype("datetime64[s]")) for e in edges]
+    return {
+        "min": as_text[0],
+        "max": as_text[-1],
+        "time_histogram": {"counts": counts.tolist(), "edges": as_text},
     }
 
 
@@ -81,25 +120,44 @@ def profile_table(table: pa.Table, *, target: str = "") -> dict[str, Any]:
         name = field.name
         kind = type_name(field.type)
         column = table.column(name)
-        missing = column.null_count
+        nulls = column.null_count
         if kind in ("float",):
-            missing += pc.sum(pc.is_nan(column)).as_py() or 0
+            nulls += pc.sum(pc.is_nan(column)).as_py() or 0
+        blank = 0
+        text = _as_text(column) if kind == "string" else None
+        if text is not None:
+            blank = pc.sum(pc.match_substring_regex(text, r"^\s*$")).as_py() or 0
+        missing = nulls + blank
+        series = frame[name]
+        if blank:
+            series = series.where(~series.astype("string").str.fullmatch(r"\s*").fillna(False))
         entry: dict[str, Any] = {
             "name": name,
             "type": kind,
             "count": rows - missing,
             "missing": missing,
+            "nulls": nulls,
+            "blank": blank,
             "missing_pct": round(100.0 * missing / rows, 2) if rows else 0.0,
-            "distinct": int(frame[name].nunique(dropna=True)),
+            "distinct": int(series.nunique(dropna=True)),
+            "categorical": False,
         }
         if kind in ("integer", "float"):
             values = frame[name].to_numpy(dtype="float64", na_value=np.nan)
             values = values[~np.isnan(values)]
-            entry.update(_numeric_stats(values))
             numeric_columns.append(name)
+            if values.size and np.isin(values, (0.0, 1.0)).all():
+                # A 0/1 flag is a category: its "outliers" would be the rarer class.
+                entry["categorical"] = True
+                entry["mean"] = _num(values.mean())
+                entry["top"] = _top_values(column)
+            else:
+                entry.update(_numeric_stats(values))
+        elif kind == "datetime":
+            entry.update(_datetime_stats(column))
         else:
-            counts = frame[name].value_counts(dropna=True).head(TOP_VALUES)
-            entry["top"] = [[str(k), int(v)] for k, v in counts.items()]
+            entry["categorical"] = True
+            entry["top"] = _top_values(column)
         columns.append(entry)
 
     duplicated = int(frame.duplicated().sum()) if rows else 0

@@ -116,6 +116,12 @@ def profile_figures(profile_data: dict[str, Any]) -> list[dict[str, Any]]:
             centres = [(a + b) / 2 for a, b in zip(edges, edges[1:], strict=False)]
             figure = _bar(centres, column["histogram"]["counts"], column["name"])
             figure["data"][0]["width"] = (edges[1] - edges[0]) if len(edges) > 1 else None
+        elif "time_histogram" in column:
+            # One bar per time bin, over a date axis.
+            edges = column["time_histogram"]["edges"]
+            figure = _bar(edges[:-1], column["time_histogram"]["counts"], column["name"])
+            figure["layout"]["xaxis"] = {"type": "date"}
+            figure["layout"]["bargap"] = 0
         elif column.get("top"):
             figure = _bar(
                 [v for v, _ in column["top"]], [c for _, c in column["top"]], column["name"]
