@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import http.client
 import socket
 import ssl
@@ -197,7 +198,7 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
             raise ConnectFailed(self.host, self.port) from None
 
 
-def _https_get(config: dict[str, Any]) -> http.client.HTTPResponse:
+def _https_get(config: dict[str, Any], secrets: dict[str, str]) -> http.client.HTTPResponse:
     parts = urlsplit(config["url"])
     if parts.scheme != "https" or not parts.hostname:
         raise EgressRefused("Only https:// URLs are allowed.")
@@ -209,7 +210,11 @@ def _https_get(config: dict[str, Any]) -> http.client.HTTPResponse:
     path = parts.path or "/"
     if parts.query:
         path += f"?{parts.query}"
-    connection.request("GET", path, headers={"User-Agent": "stagegate"})
+    headers = {"User-Agent": "stagegate"}
+    if config.get("user"):
+        pair = f"{config['user']}:{secrets.get('password', '')}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+    connection.request("GET", path, headers=headers)
     response = connection.getresponse()
     if response.status != 200:
         # Redirects are not followed: their target was not checked.
@@ -219,13 +224,13 @@ def _https_get(config: dict[str, Any]) -> http.client.HTTPResponse:
 
 
 def https_test(config: dict[str, Any], secrets: dict[str, str]) -> str:
-    response = _https_get(config)
+    response = _https_get(config, secrets)
     response.close()
     return f"The server answered {response.status}."
 
 
 def https_chunks(config: dict[str, Any], secrets: dict[str, str]) -> Iterator[bytes]:
-    response = _https_get(config)
+    response = _https_get(config, secrets)
     with response:
         while chunk := response.read(CHUNK_BYTES):
             yield chunk

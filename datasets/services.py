@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 from celery import Task
@@ -73,7 +74,8 @@ KIND_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]]
         ("account", "container", "path"),
         ("account_key", "sas_token"),
     ),
-    SourceKind.HTTPS: (("url", "format"), ("url",), ()),
+    # user + the password secret: HTTP Basic authentication.
+    SourceKind.HTTPS: (("url", "user", "format"), ("url",), ("password",)),
 }
 STORAGE_FIELDS = ("container", "path")
 CRON_FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
@@ -110,6 +112,39 @@ def _clean_storage_value(name: str, value: str) -> str | None:
     return None
 
 
+# A DNS name or an IPv4/IPv6 address: letters, digits, '-', '.', ':' and '_'.
+HOST_RE = re.compile(r"^(?![-.])[A-Za-z0-9_.:-]{1,253}$")
+
+
+def _url_problem(value: str, *, schemes: tuple[str, ...]) -> str | None:
+    """Why a source's URL cannot be used, checked when it is registered."""
+    try:
+        parts = urlsplit(value)
+    except ValueError as exc:
+        return f"Not a valid URL: {exc}."  # urlsplit's words, e.g. "Invalid IPv6 URL"
+    if parts.scheme.lower() not in schemes:
+        return f"Only {' or '.join(s + '://' for s in schemes)} URLs are allowed."
+    if "@" in parts.netloc:
+        return (
+            "Do not put credentials in the URL (user:password@): give the user name "
+            "in the User field and the password in the Password secret, stored encrypted."
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        return "Give a port between 1 and 65535."
+    host = parts.hostname or ""
+    if not host:
+        return "The URL has no host."
+    if not HOST_RE.match(host):
+        return f"{host!r} is not a valid host name."
+    if port == 0:
+        return "Give a port between 1 and 65535."
+    if any(c.isspace() for c in value):
+        return "A URL cannot contain spaces."
+    return None
+
+
 def _clean_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
     fields, required, _ = KIND_FIELDS[kind]
     errors: dict[str, str] = {}
@@ -143,10 +178,16 @@ def _clean_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
                 errors[name] = problem
         if name == "format" and value not in FORMATS:
             errors[name] = "Choose csv or parquet."
-        if name == "url" and not value.lower().startswith("https://"):
-            errors[name] = "Only https:// URLs are allowed."
-        if name == "endpoint" and not re.match(r"^https?://[^/\s]+/?[^\s]*$", value):
-            errors[name] = "Give the blob endpoint as a URL."
+        if name == "url":
+            problem = _url_problem(value, schemes=("https",))
+            if problem:
+                errors[name] = problem
+        if name == "endpoint":
+            problem = _url_problem(value, schemes=("https", "http"))
+            if problem or not re.match(r"^https?://[^/\s]+/?[^\s]*$", value):
+                errors[name] = problem or "Give the blob endpoint as a URL."
+        if name == "host" and not HOST_RE.match(value):
+            errors[name] = "Give a host name or an IP address."
         if name == "query" and not re.match(r"^\s*(select|with|values|table)\b", value, re.I):
             errors[name] = "Give one SELECT query."
         cleaned[name] = value
