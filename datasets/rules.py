@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pyarrow as pa
@@ -10,31 +11,45 @@ import pyarrow.compute as pc
 from datasets.readers import type_name
 
 TYPES = ("integer", "float", "string", "boolean", "datetime")
+# A row count the database's bigint columns can hold.
+MAX_ROWS = 2**63 - 1
 
 
-def rule_errors(kind: str, column: str, params: dict[str, Any]) -> dict[str, str]:
-    """What is wrong with a rule's definition, by field."""
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def rule_errors(
+    kind: str, column: str, params: dict[str, Any], *, columns: list[str] | None = None
+) -> dict[str, str]:
+    """What is wrong with a rule's definition, by field. ``columns`` are the
+    names in the source's latest version, when it has one."""
     errors: dict[str, str] = {}
     if kind != "min_rows" and not column:
         errors["column"] = "Name the column this rule checks."
+    elif kind != "min_rows" and columns is not None and column not in columns:
+        shown = ", ".join(columns[:20]) + (", …" if len(columns) > 20 else "")
+        errors["column"] = f"No column {column!r} in the latest version (columns: {shown})."
     if kind == "type" and params.get("type") not in TYPES:
         errors["params"] = f"type must be one of {', '.join(TYPES)}."
     if kind == "range":
         low, high = params.get("min"), params.get("max")
         if low is None and high is None:
             errors["params"] = "Give min, max or both."
-        elif any(v is not None and not isinstance(v, int | float) for v in (low, high)):
+        elif any(v is not None and not _is_number(v) for v in (low, high)):
             errors["params"] = "min and max must be numbers."
         elif low is not None and high is not None and low > high:
-            errors["params"] = "min must not be above max."
+            errors["params"] = f"min ({low}) must not be above max ({high})."
     if kind == "allowed" and (
         not isinstance(params.get("values"), list) or not params.get("values")
     ):
         errors["params"] = "Give the allowed values as a non-empty list."
-    if kind == "min_rows" and (
-        not isinstance(params.get("min"), int) or isinstance(params.get("min"), bool)
-    ):
-        errors["params"] = "min must be a whole number."
+    if kind == "min_rows":
+        wanted = params.get("min")
+        if not isinstance(wanted, int) or isinstance(wanted, bool):
+            errors["params"] = "min must be a whole number."
+        elif not 0 <= wanted <= MAX_ROWS:
+            errors["params"] = f"min must be between 0 and {MAX_ROWS}."
     return errors
 
 
