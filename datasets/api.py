@@ -162,6 +162,9 @@ class SnapshotOutput(serializers.ModelSerializer):
             "rows",
             "columns",
             "original_name",
+            "csv_delimiter",
+            "csv_encoding",
+            "csv_detected",
             "validation_status",
             "validation_results",
             "created_by",
@@ -396,6 +399,17 @@ class SnapshotDetailApi(APIView):
         except services.SourceInUse as exc:
             raise Conflict(str(exc)) from exc
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SnapshotValidateApi(APIView):
+    @extend_schema(request=None, responses={202: None})
+    def post(self, request: AuthedApiRequest, slug: str, source_id: int, version: int) -> Response:
+        _, snapshot = get_snapshot_for_user(request.user, slug, source_id, version, write=True)
+        services.snapshot_validate_request(actor=request.user, snapshot=snapshot)
+        return Response(
+            {"detail": f"Checking version {version} against the current rules."},
+            status=status.HTTP_202_ACCEPTED,
+        )
 
 
 class ProfileApi(APIView):

@@ -23,6 +23,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path(f"{S}snapshots/", api.SnapshotListApi.as_view(), name="data_snapshots"),
     path(V, api.SnapshotDetailApi.as_view(), name="data_snapshot"),
     path(f"{V}profile/", api.ProfileApi.as_view(), name="data_profile"),
+    path(f"{V}validate/", api.SnapshotValidateApi.as_view(), name="data_snapshot_validate"),
     path(f"{V}download/", api.SnapshotDownloadApi.as_view(), name="data_download"),
     path(f"{V}splits/", api.SplitCreateApi.as_view(), name="data_splits"),
     path(f"{S}splits/<int:split_id>/", api.SplitDetailApi.as_view(), name="data_split"),

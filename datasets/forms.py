@@ -6,6 +6,7 @@ from typing import Any
 from django import forms
 
 from datasets.models import Location, Mode, RuleKind, SourceKind
+from datasets.readers import AUTO, ENCODINGS
 from datasets.services import KIND_FIELDS
 
 # The split's random state: numpy takes seeds below 2**32.
@@ -34,6 +35,24 @@ class SourceForm(forms.Form):
     format = forms.ChoiceField(
         choices=[("", "From the file name"), ("csv", "CSV"), ("parquet", "Parquet")],
         required=False,
+    )
+    delimiter = forms.ChoiceField(
+        choices=[
+            (AUTO, "Detect"),
+            (",", "Comma (,)"),
+            (";", "Semicolon (;)"),
+            ("tab", "Tab"),
+            ("|", "Pipe (|)"),
+        ],
+        required=False,
+        initial=AUTO,
+        label="CSV delimiter",
+    )
+    encoding = forms.ChoiceField(
+        choices=[(AUTO, "Detect"), *ENCODINGS.items()],
+        required=False,
+        initial=AUTO,
+        label="CSV encoding",
     )
     password = forms.CharField(widget=forms.PasswordInput(render_value=False), required=False)
     account_key = forms.CharField(widget=forms.PasswordInput(render_value=False), required=False)

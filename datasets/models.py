@@ -8,6 +8,7 @@ from django.db import models
 from django.utils import timezone
 
 from background.models import Leased
+from datasets.readers import Dialect
 from projects.models import Project
 
 
@@ -164,6 +165,11 @@ class Snapshot(models.Model):
     columns = models.JSONField(default=list)
     storage_key = models.CharField(max_length=200)
     original_name = models.CharField(max_length=255, blank=True)
+    # How a CSV was read (blank for Parquet, and for versions made before
+    # this was recorded, which were read as comma-separated UTF-8).
+    csv_delimiter = models.CharField(max_length=4, blank=True)
+    csv_encoding = models.CharField(max_length=20, blank=True)
+    csv_detected = models.BooleanField(default=False)
     validation_status = models.CharField(
         max_length=20, choices=ValidationStatus.choices, default=ValidationStatus.VALID
     )
@@ -185,6 +191,16 @@ class Snapshot(models.Model):
     @property
     def is_valid(self) -> bool:
         return self.validation_status == ValidationStatus.VALID
+
+    @property
+    def csv_dialect(self) -> Dialect | None:
+        if self.data_format != DataFormat.CSV:
+            return None
+        return Dialect(
+            delimiter=self.csv_delimiter or ",",
+            encoding=self.csv_encoding or "utf-8",
+            detected=self.csv_detected,
+        )
 
 
 class ProfileStatus(models.TextChoices):

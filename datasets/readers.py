@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import codecs
+import csv
 import io
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import IO, Any
 
 import pyarrow as pa
@@ -15,6 +17,96 @@ from django.core.exceptions import ValidationError
 
 SNIFF_BYTES = 4 * 1024 * 1024
 FORMATS = ("csv", "parquet")
+
+# The choices a source offers for its CSV files; "auto" detects from the data.
+DELIMITERS = {",": "comma (,)", ";": "semicolon (;)", "\t": "tab", "|": "pipe (|)"}
+ENCODINGS = {
+    "utf-8": "UTF-8",
+    "utf-8-sig": "UTF-8 with byte order mark",
+    "cp1252": "Windows-1252 (Western European)",
+    "latin-1": "Latin-1 (ISO 8859-1)",
+}
+AUTO = "auto"
+# How a delimiter is written in a source's settings (a tab as "tab").
+DELIMITER_SETTINGS = {",": ",", ";": ";", "tab": "\t", "|": "|"}
+# Bytes and lines looked at to tell the delimiter and the encoding.
+DETECT_BYTES = 256 * 1024
+DETECT_LINES = 200
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How a CSV file is read, and whether that was detected or chosen."""
+
+    delimiter: str = ","
+    encoding: str = "utf-8"
+    detected: bool = True
+
+    def describe(self) -> str:
+        how = "detected" if self.detected else "as set on the source"
+        return f"{DELIMITERS.get(self.delimiter, self.delimiter)}, {ENCODINGS.get(self.encoding, self.encoding)} ({how})"
+
+
+def detect_encoding(head: bytes, *, complete: bool) -> str:
+    """UTF-8 (with or without a byte order mark) when the bytes decode as
+    UTF-8; else Windows-1252, or Latin-1 for the five bytes cp1252 leaves
+    undefined. Every byte string decodes as Latin-1, so this always answers;
+    it cannot tell Latin-1 from other single-byte encodings."""
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=complete)
+        return "utf-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        head.decode("cp1252")
+        return "cp1252"
+    except UnicodeDecodeError:
+        return "latin-1"
+
+
+def detect_delimiter(text: str) -> str:
+    """The candidate that splits the first lines into the same number (> 1) of
+    fields most consistently, quotes respected; a comma when none does."""
+    lines = text.splitlines()[:DETECT_LINES]
+    if len(lines) > 1:
+        lines = lines[:-1]  # the last line may be cut off mid-row
+    best, best_score = ",", (0.0, 0)
+    for delimiter in DELIMITERS:
+        widths = [len(row) for row in csv.reader(lines, delimiter=delimiter) if row]
+        if not widths or widths[0] < 2:
+            continue
+        agreeing = sum(1 for w in widths if w == widths[0]) / len(widths)
+        score = (agreeing, widths[0])
+        if score > best_score:
+            best, best_score = delimiter, score
+    return best
+
+
+def csv_dialect(
+    head: bytes, *, complete: bool, delimiter: str = AUTO, encoding: str = AUTO
+) -> Dialect:
+    """The dialect to read a CSV with: the source's choices, else detected
+    from its first bytes."""
+    chosen = delimiter != AUTO and encoding != AUTO
+    if encoding == AUTO:
+        encoding = detect_encoding(head, complete=complete)
+    if delimiter == AUTO:
+        sample = head[:DETECT_BYTES]
+        text = sample.decode("utf-8" if encoding == "utf-8-sig" else encoding, errors="replace")
+        delimiter = detect_delimiter(text.lstrip("\ufeff"))
+    return Dialect(delimiter=delimiter, encoding=encoding, detected=not chosen)
+
+
+def _csv_options(dialect: Dialect | None, **read: Any) -> dict[str, Any]:
+    dialect = dialect or Dialect()
+    # pyarrow skips a UTF-8 byte order mark itself.
+    encoding = "utf8" if dialect.encoding in ("utf-8", "utf-8-sig") else dialect.encoding
+    return {
+        "read_options": pacsv.ReadOptions(encoding=encoding, **read),
+        "parse_options": pacsv.ParseOptions(delimiter=dialect.delimiter),
+    }
 
 
 class CountingReader(io.RawIOBase):
@@ -44,8 +136,11 @@ def format_for_name(name: str, default: str = "") -> str:
     return default
 
 
-def sniff(stream: IO[bytes], data_format: str) -> None:
-    """Refuse content that is empty, not UTF-8 or not parseable, from its start.
+def sniff(
+    stream: IO[bytes], data_format: str, *, delimiter: str = AUTO, encoding: str = AUTO
+) -> Dialect | None:
+    """Refuse content that is empty, undecodable or not parseable, from its
+    start; return the CSV dialect it is read with (None for Parquet).
 
     Files up to SNIFF_BYTES are parsed whole; bigger ones are checked on
     their first SNIFF_BYTES and fully parsed by the worker.
@@ -64,19 +159,31 @@ def sniff(stream: IO[bytes], data_format: str) -> None:
             raise ValidationError({"file": f"Not a readable Parquet file: {exc}"}) from exc
         finally:
             stream.seek(0)
-        return
+        return None
     complete = len(head) <= SNIFF_BYTES
     sample = head[:SNIFF_BYTES]
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(sample, final=complete)
-    except UnicodeDecodeError as exc:
+    if b"\x00" in sample:
         raise ValidationError(
-            {"file": f"The file is not UTF-8 text (invalid byte at position {exc.start})."}
-        ) from exc
+            {
+                "file": "The file contains NUL bytes: it is binary, or UTF-16 text, "
+                "which is not read; save it as UTF-8."
+            }
+        )
+    dialect = csv_dialect(sample, complete=complete, delimiter=delimiter, encoding=encoding)
+    if dialect.encoding in ("utf-8", "utf-8-sig"):
+        try:
+            codecs.getincrementaldecoder("utf-8")().decode(sample, final=complete)
+        except UnicodeDecodeError as exc:
+            raise ValidationError(
+                {
+                    "file": "The file is not UTF-8 text (invalid byte at position "
+                    f"{exc.start}); choose its encoding on the source, or leave it on auto."
+                }
+            ) from exc
     if not complete:
         sample = sample[: sample.rfind(b"\n") + 1] or sample
     try:
-        table = pacsv.read_csv(io.BytesIO(sample))
+        table = pacsv.read_csv(io.BytesIO(sample), **_csv_options(dialect))
     except pa.ArrowException as exc:
         raise ValidationError({"file": f"Malformed CSV: {exc}"}) from exc
     if table.num_columns == 0:
@@ -86,6 +193,7 @@ def sniff(stream: IO[bytes], data_format: str) -> None:
         raise ValidationError({"file": f"Malformed CSV: repeated column names {duplicated}."})
     if complete and table.num_rows == 0:
         raise ValidationError({"file": "The CSV file has a header but no rows."})
+    return dialect
 
 
 def duplicate_names(names: list[str]) -> list[str]:
@@ -99,6 +207,7 @@ def read_table(
     *,
     total_bytes: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    dialect: Dialect | None = None,
 ) -> pa.Table:
     """Read the whole table in batches, reporting (rows, bytes) read so far."""
     counting = CountingReader(stream)
@@ -114,9 +223,7 @@ def read_table(
                 done = int((total_bytes or 0) * rows / max(parquet.metadata.num_rows, 1))
                 progress(rows, done)
         return pa.Table.from_batches(batches, schema=schema)
-    reader = pacsv.open_csv(
-        counting, read_options=pacsv.ReadOptions(block_size=settings.DATA_BATCH_BYTES)
-    )
+    reader = pacsv.open_csv(counting, **_csv_options(dialect, block_size=settings.DATA_BATCH_BYTES))
     for batch in reader:
         batches.append(batch)
         rows += batch.num_rows

@@ -52,7 +52,19 @@ from datasets.models import (
     ValidationStatus,
 )
 from datasets.profiling import profile_table
-from datasets.readers import FORMATS, format_for_name, read_table, sniff, table_columns
+from datasets.readers import (
+    AUTO,
+    DELIMITER_SETTINGS,
+    DETECT_BYTES,
+    ENCODINGS,
+    FORMATS,
+    Dialect,
+    csv_dialect,
+    format_for_name,
+    read_table,
+    sniff,
+    table_columns,
+)
 from datasets.rules import evaluate, rule_errors
 from datasets.schedules import shortest_gap_minutes
 from datasets.splitting import split_indices, table_bytes
@@ -63,19 +75,19 @@ logger = logging.getLogger(__name__)
 
 # kind -> (config fields, required config fields, secret fields)
 KIND_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
-    SourceKind.UPLOAD: (("format",), (), ()),
+    SourceKind.UPLOAD: (("format", "delimiter", "encoding"), (), ()),
     SourceKind.POSTGRES: (
         ("host", "port", "database", "user", "query"),
         ("host", "database", "user", "query"),
         ("password",),
     ),
     SourceKind.AZURE_BLOB: (
-        ("account", "container", "path", "endpoint", "format"),
+        ("account", "container", "path", "endpoint", "format", "delimiter", "encoding"),
         ("account", "container", "path"),
         ("account_key", "sas_token"),
     ),
     # user + the password secret: HTTP Basic authentication.
-    SourceKind.HTTPS: (("url", "user", "format"), ("url",), ("password",)),
+    SourceKind.HTTPS: (("url", "user", "format", "delimiter", "encoding"), ("url",), ("password",)),
 }
 STORAGE_FIELDS = ("container", "path")
 CRON_FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
@@ -171,7 +183,15 @@ def _clean_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(value, str):
             errors[name] = "Give text."
             continue
+        if name == "delimiter":
+            value = "tab" if value == "\t" else value.strip()
+            if value not in (AUTO, *DELIMITER_SETTINGS):
+                errors[name] = f"Choose {AUTO}, {', '.join(DELIMITER_SETTINGS)}."
+            cleaned[name] = value
+            continue
         value = value.strip()
+        if name == "encoding" and value not in (AUTO, *ENCODINGS):
+            errors[name] = f"Choose {AUTO}, {', '.join(ENCODINGS)}."
         if name in STORAGE_FIELDS:
             problem = _clean_storage_value(name, value)
             if problem:
@@ -475,6 +495,27 @@ def source_test_execute(*, source_id: int) -> None:
 # --- Ingestion -------------------------------------------------------------------
 
 
+def _csv_settings(source: DataSource) -> dict[str, str]:
+    """The source's CSV choices as the readers take them ("auto" or a value)."""
+    delimiter = source.config.get("delimiter") or AUTO
+    return {
+        "delimiter": DELIMITER_SETTINGS.get(delimiter, AUTO),
+        "encoding": source.config.get("encoding") or AUTO,
+    }
+
+
+def _staged_dialect(source: DataSource, store: ObjectStore, key: str) -> Dialect:
+    """How to read a staged CSV: PostgreSQL's COPY writes comma-separated
+    UTF-8; other sources as set on the source, else detected."""
+    if source.kind == SourceKind.POSTGRES:
+        return Dialect(detected=False)
+    with store.open(key) as stream:
+        head = stream.read(DETECT_BYTES + 1)
+    return csv_dialect(
+        head[:DETECT_BYTES], complete=len(head) <= DETECT_BYTES, **_csv_settings(source)
+    )
+
+
 def _latest_snapshot(source: DataSource) -> Snapshot | None:
     return source.snapshots.order_by("-version").first()
 
@@ -491,7 +532,7 @@ def snapshot_upload(*, actor: User, source: DataSource, upload: UploadedFile) ->
     limit = settings.DATA_UPLOAD_MAX_BYTES
     if upload.size is not None and upload.size > limit:
         raise TooLarge(limit)
-    sniff(upload.file, data_format)  # type: ignore[arg-type]
+    sniff(upload.file, data_format, **_csv_settings(source))  # type: ignore[arg-type]
     store = default_store()
     staged = _reupload_of_latest(source, upload, store)
     if staged is None:
@@ -647,6 +688,7 @@ def ingestion_execute(*, ingestion_id: int) -> None:
             with transaction.atomic():
                 Ingestion.objects.filter(pk=ingestion_id).update(
                     status=IngestionStatus.UNCHANGED,
+                    error="",
                     snapshot=latest,
                     staging_key="",
                     rows_processed=latest.rows,
@@ -665,17 +707,19 @@ def ingestion_execute(*, ingestion_id: int) -> None:
                     },
                 )
             return
+        dialect = _staged_dialect(source, store, staged.key) if data_format == "csv" else None
         with store.open(staged.key) as stream:
             table = read_table(
                 stream,
                 data_format,
                 total_bytes=staged.size,
                 progress=_progress_writer(ingestion_id),
+                dialect=dialect,
             )
         if table.num_columns == 0 or table.num_rows == 0:
             raise ValidationError("The data has no rows.")
         results = [evaluate(rule, table) for rule in source.rules.all()]
-        _snapshot_create(ingestion, staged, data_format, table, results, store)
+        _snapshot_create(ingestion, staged, data_format, table, results, store, dialect)
     except (
         connectors.SourceError,
         EgressRefused,
@@ -711,6 +755,7 @@ def _snapshot_create(
     table: pa.Table,
     results: list[dict[str, Any]],
     store: ObjectStore,
+    dialect: Dialect | None = None,
 ) -> Snapshot:
     source = ingestion.source
     key, new = store.commit(staged)
@@ -729,6 +774,9 @@ def _snapshot_create(
                 columns=table_columns(table),
                 storage_key=key,
                 original_name=ingestion.original_name,
+                csv_delimiter=dialect.delimiter if dialect else "",
+                csv_encoding=dialect.encoding if dialect else "",
+                csv_detected=dialect.detected if dialect else False,
                 validation_status=ValidationStatus.INVALID if failed else ValidationStatus.VALID,
                 validation_results=results,
                 created_by=ingestion.created_by,
@@ -741,6 +789,7 @@ def _snapshot_create(
             )
             Ingestion.objects.filter(pk=ingestion.pk).update(
                 status=IngestionStatus.SUCCEEDED,
+                error="",
                 snapshot=snapshot,
                 staging_key="",
                 rows_processed=table.num_rows,
@@ -758,6 +807,7 @@ def _snapshot_create(
                     "sha256": staged.sha256,
                     "rows": table.num_rows,
                     "size": staged.size,
+                    "csv": dialect.describe() if dialect else None,
                     "validation": snapshot.validation_status,
                     "failed_rules": [r["rule_id"] for r in failed],
                 },
@@ -797,11 +847,12 @@ def ingestion_mark_failed(*, ingestion_id: int, error: str) -> None:
         default_store().discard(staging_key)
 
 
-def ingestion_release(*, ingestion_id: int, delay: float = 0.0) -> None:
+def ingestion_release(*, ingestion_id: int, delay: float = 0.0, reason: str = "") -> None:
     """Put a running ingestion back in the queue before a retry in ``delay``
-    seconds; its lease covers the wait."""
+    seconds; its lease covers the wait. ``reason`` (why this attempt failed)
+    is shown while it waits."""
     Ingestion.objects.filter(pk=ingestion_id, status=IngestionStatus.RUNNING).update(
-        status=IngestionStatus.PENDING, **lease_waiting(delay=delay)
+        status=IngestionStatus.PENDING, error=reason[:2000], **lease_waiting(delay=delay)
     )
 
 
@@ -842,7 +893,7 @@ def snapshot_delete(*, actor: User, snapshot: Snapshot) -> None:
 def _read_snapshot(snapshot: Snapshot, store: ObjectStore | None = None) -> pa.Table:
     store = store or default_store()
     with store.open(snapshot.storage_key) as stream:
-        return read_table(stream, snapshot.data_format)
+        return read_table(stream, snapshot.data_format, dialect=snapshot.csv_dialect)
 
 
 def profile_execute(*, snapshot_id: int) -> None:
@@ -885,7 +936,9 @@ def rule_create(
     params = params or {}
     if kind not in RuleKind.values:
         raise ValidationError({"kind": f"Unknown rule {kind!r}."})
-    errors = rule_errors(kind, column, params)
+    latest = _latest_snapshot(source)
+    columns = [c["name"] for c in latest.columns] if latest is not None else None
+    errors = rule_errors(kind, column, params, columns=columns)
     if errors:
         raise ValidationError(errors)
     with transaction.atomic():
@@ -898,6 +951,57 @@ def rule_create(
             payload={"source": source.name, "kind": kind, "column": column, "params": params},
         )
     return rule
+
+
+def snapshot_validate_request(*, actor: User, snapshot: Snapshot) -> None:
+    """Queue a check of an existing version against the source's current rules."""
+    with transaction.atomic():
+        audit_record(
+            action="snapshot.validation_requested",
+            actor=actor,
+            project=snapshot.source.project,
+            obj=snapshot,
+            payload={"source": snapshot.source.name, "version": snapshot.version},
+        )
+        transaction.on_commit(
+            lambda: tasks.snapshot_validate.delay(
+                snapshot_id=snapshot.pk, actor_id=actor.pk if actor else None
+            )
+        )
+
+
+def snapshot_validate_execute(*, snapshot_id: int, actor_id: int | None = None) -> Snapshot:
+    """Check a version against the source's current rules and record the result
+    (its status and each rule's outcome), audited."""
+    snapshot = Snapshot.objects.select_related("source__project").get(pk=snapshot_id)
+    source = snapshot.source
+    rules = list(source.rules.all())
+    table = _read_snapshot(snapshot)
+    results = [evaluate(rule, table) for rule in rules]
+    failed = [r for r in results if not r["passed"]]
+    status = ValidationStatus.INVALID if failed else ValidationStatus.VALID
+    actor = User.objects.filter(pk=actor_id).first() if actor_id else None
+    with transaction.atomic():
+        locked = Snapshot.objects.select_for_update().get(pk=snapshot.pk)
+        before = locked.validation_status
+        locked.validation_status = status
+        locked.validation_results = results
+        locked.save(update_fields=["validation_status", "validation_results"])
+        audit_record(
+            action="snapshot.validated",
+            actor=actor,
+            project=source.project,
+            obj=locked,
+            payload={
+                "source": source.name,
+                "version": locked.version,
+                "rules": len(rules),
+                "before": before,
+                "validation": status,
+                "failed_rules": [r["rule_id"] for r in failed],
+            },
+        )
+    return locked
 
 
 def rule_delete(*, actor: User, rule: ValidationRule) -> None:
@@ -927,8 +1031,8 @@ def split_create(
     """Queue a train/test split of a valid snapshot.
 
     Without a stratify column (``None``) a classification charter's target is
-    used; a group column keeps each key's rows on one side (and then the split
-    is not stratified).
+    used; a group column keeps each key's rows on one side (not stratified,
+    unless a stratify column is given too: then a stratified group split).
     """
     if not snapshot.is_valid:
         raise ValidationError(
@@ -944,8 +1048,12 @@ def split_create(
     }
     if errors:
         raise ValidationError(errors)
-    if group_column:
-        stratify_column = ""
+    if group_column and stratify_column == group_column:
+        raise ValidationError(
+            {"stratify_column": "Stratify by another column than the one that keeps groups."}
+        )
+    if group_column and stratify_column is None:
+        stratify_column = ""  # asked for groups only: not stratified
     elif stratify_column is None:
         charter = _charter_for(snapshot.source.project)
         stratify_column = ""

@@ -62,7 +62,13 @@ def ingestion_run(self: Any, *, ingestion_id: int) -> None:
             )
             return
         countdown = _backoff(self.request.retries)
-        services.ingestion_release(ingestion_id=ingestion_id, delay=countdown)
+        attempt = self.request.retries + 1
+        services.ingestion_release(
+            ingestion_id=ingestion_id,
+            delay=countdown,
+            reason=f"Retrying in {countdown:.0f} s (attempt {attempt} of "
+            f"{self.max_retries + 1} failed): {exc}",
+        )
         raise self.retry(exc=exc, countdown=countdown) from None
     except SoftTimeLimitExceeded:
         services.ingestion_mark_failed(ingestion_id=ingestion_id, error="Took too long.")
@@ -129,6 +135,18 @@ def split_run(self: Any, *, split_id: int) -> None:
         services.split_mark_failed(
             split_id=split_id, error=f"Internal error ({type(exc).__name__})."
         )
+
+
+@shared_task(**TASK_OPTIONS)
+def snapshot_validate(self: Any, *, snapshot_id: int, actor_id: int | None = None) -> None:
+    """Check an existing version against its source's current rules."""
+    try:
+        services.snapshot_validate_execute(snapshot_id=snapshot_id, actor_id=actor_id)
+    except OSError as exc:
+        if self.request.retries >= self.max_retries:
+            logger.error("validation of snapshot %s failed: %s", snapshot_id, exc)
+            return
+        raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from None
 
 
 @shared_task(**task_options(soft_time_limit=60, time_limit=90, max_retries=0))

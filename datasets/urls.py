@@ -26,4 +26,5 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path(V, views.snapshot_detail, name="snapshot"),
     path(f"{V}splits/", views.split_new, name="split_new"),
     path(f"{V}delete/", views.snapshot_delete, name="snapshot_delete"),
+    path(f"{V}validate/", views.snapshot_validate, name="snapshot_validate"),
 ]

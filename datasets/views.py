@@ -229,7 +229,11 @@ def rule_add(request: AuthedRequest, slug: str, source_id: int) -> HttpResponse:
         except ValidationError as exc:
             messages.error(request, _errors(exc))
         else:
-            messages.success(request, "Rule added; it applies to new versions.")
+            messages.success(
+                request,
+                "Rule added; it applies to new versions. "
+                "Use “Check against the rules” on a version to apply it there.",
+            )
     return _back(source)
 
 
@@ -302,7 +306,25 @@ def split_new(request: AuthedRequest, slug: str, source_id: int, version: int) -
         else:
             messages.success(request, f"Split {split.number} queued.")
     else:
-        messages.error(request, "Check the split's settings.")
+        problems = "; ".join(
+            f"{form[name].label if name in form.fields else name}: "
+            f"{' '.join(str(e) for e in errors)}"
+            for name, errors in form.errors.items()
+        )
+        messages.error(request, f"Check the split's settings. {problems}")
+    return redirect("datasets:snapshot", slug=project.slug, source_id=source_id, version=version)
+
+
+@login_required
+@require_POST
+def snapshot_validate(
+    request: AuthedRequest, slug: str, source_id: int, version: int
+) -> HttpResponse:
+    project, snapshot = get_snapshot_for_user(request.user, slug, source_id, version, write=True)
+    services.snapshot_validate_request(actor=request.user, snapshot=snapshot)
+    messages.success(
+        request, f"Checking version {version} against the current rules; reload for the result."
+    )
     return redirect("datasets:snapshot", slug=project.slug, source_id=source_id, version=version)
 
 

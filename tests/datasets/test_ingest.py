@@ -96,7 +96,7 @@ def test_new_content_makes_version_2_and_old_versions_stay_readable(
     ("data", "name", "reason"),
     [
         (b"", "empty.csv", "empty"),
-        ("name,city\nJosé,Köln\n".encode("latin-1"), "latin.csv", "not UTF-8"),
+        ("name,city\nJosé,Köln\n".encode("utf-16"), "wide.csv", "NUL bytes"),
         (b"a,a\n1,2\n", "twice.csv", "repeated column names"),
         (b"a,b\n1,2,3\n", "columns.csv", "Malformed CSV"),
         (b"a,b\n", "header.csv", "no rows"),
