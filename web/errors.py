@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import defaults
 
 
@@ -17,7 +21,24 @@ def is_api(request: HttpRequest) -> bool:
     return request.path_info.startswith("/api/")
 
 
+def request_too_large(request: HttpRequest) -> HttpResponse:
+    """A body over DATA_UPLOAD_MAX_MEMORY_SIZE: a 413 that says so, in JSON
+    under /api/ and in the portal's layout elsewhere."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0
+    if is_api(request):
+        return JsonResponse(
+            {"detail": f"The request body is larger than {limit:,} bytes."}, status=413
+        )
+    back = request.path
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts=None):
+        back = "/"
+    context = {"limit": limit, "limit_mb": round(limit / 1_000_000, 1), "back": back}
+    return render(request, "errors/request_too_large.html", context, status=413)
+
+
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if isinstance(exception, RequestDataTooBig):
+        return request_too_large(request)
     if is_api(request):
         return JsonResponse({"detail": "Bad request."}, status=400)
     return defaults.bad_request(request, exception)
