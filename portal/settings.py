@@ -501,10 +501,6 @@ WORKSPACES_POLL_SECONDS = env.float("WORKSPACES_POLL_SECONDS", default=3.0)
 WORKSPACES_MAX_POLLS = env.int("WORKSPACES_MAX_POLLS", default=400)
 WORKSPACES_MAX_ERRORS = env.int("WORKSPACES_MAX_ERRORS", default=6)
 WORKSPACES_RETRY_BASE_SECONDS = env.float("WORKSPACES_RETRY_BASE_SECONDS", default=5.0)
-# An operation that no task has claimed for this long lost its task (its
-# worker died, and the broker does not redeliver): the usage beat sends it
-# again. Longer than a task's time limit and its longest backoff.
-WORKSPACES_RESUME_AFTER_SECONDS = 900
 CELERY_BEAT_SCHEDULE = {
     **globals().get("CELERY_BEAT_SCHEDULE", {}),
     "workspaces-idle-shutdown": {
