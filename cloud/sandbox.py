@@ -24,7 +24,19 @@ their kernels and terminals, jobs, and next scoring servers) goes through
   may read) and the command first drops to a dedicated unprivileged uid
   (``setpriv``, with no capabilities left and ``no_new_privs``);
 - ``--die-with-parent`` and ``--new-session``: nothing outlives its
-  supervisor, and nothing can push keystrokes into a terminal outside.
+  supervisor, and nothing can push keystrokes into a terminal outside;
+- with resource limits set in the sandboxed process before the user's
+  command starts (``setrlimit``, inherited by everything it starts): at most
+  ``max_processes`` processes and threads (``RLIMIT_NPROC``; a fork bomb
+  stops there, not at the machine's limit), no file larger than
+  ``max_file_bytes`` (``RLIMIT_FSIZE``), and no core dumps;
+- under a seccomp filter (:func:`seccomp_filter`, loaded by the sandboxed
+  process itself with ``no_new_privs`` before the user's command) that answers ``EPERM`` to system calls user code has no use
+  for and that widen what a kernel bug exposes: ``ptrace``, ``mount`` and the
+  new mount API, ``kexec_*``, ``bpf``, the kernel keyring (``keyctl``,
+  ``add_key``, ``request_key``), module loading, ``reboot``, ``swapon``,
+  ``perf_event_open``, ``userfaultfd``, ``process_vm_*``, ``setns``,
+  ``unshare`` and the like, and every x32 system call on x86-64.
 
 :func:`isolation_status` says whether this works on this machine (bwrap
 installed and a trial sandbox runs); the local provider refuses to start user
@@ -39,7 +51,9 @@ import configparser
 import contextlib
 import json
 import os
+import platform
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -74,7 +88,173 @@ ETC_FILES = (
 # Run inside the sandbox with the real command in SG_EXEC (hidden from the
 # command line, like the environment): the command appears once in the process
 # list, as itself, and not again in bwrap's arguments.
-EXEC_STUB = "import json,os;a=json.loads(os.environ.pop('SG_EXEC'));os.execvp(a[0],a)"
+# First it sets the resource limits (SG_LIMITS) and loads the seccomp program
+# (SG_SECCOMP, hex) with no_new_privs; a filter that does not load stops it.
+EXEC_STUB = """\
+import ctypes, json, os, resource
+argv = json.loads(os.environ.pop("SG_EXEC"))
+for name, value in json.loads(os.environ.pop("SG_LIMITS")).items():
+    resource.setrlimit(getattr(resource, name), (value, value))
+program = bytes.fromhex(os.environ.pop("SG_SECCOMP", ""))
+if program:
+    class Prog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+    code = ctypes.create_string_buffer(program, len(program))
+    prog = Prog(len(program) // 8, ctypes.addressof(code))
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(38, 1, 0, 0, 0) or libc.prctl(22, 2, ctypes.byref(prog), 0, 0):
+        raise SystemExit("seccomp filter not loaded: " + os.strerror(ctypes.get_errno()))
+os.execvp(argv[0], argv)
+"""
+# Default limits: processes and threads of one sandbox (a notebook server, its
+# kernels and their thread pools stay far below), and the largest file it may
+# write.
+MAX_PROCESSES = 1024
+MAX_FILE_BYTES = 64 * 1024**3
+
+# --- seccomp --------------------------------------------------------------
+# System calls refused with EPERM, by name; numbers per architecture below.
+SECCOMP_DENIED = (
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "open_tree",
+    "move_mount",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "mount_setattr",
+    "kexec_load",
+    "kexec_file_load",
+    "bpf",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "acct",
+    "perf_event_open",
+    "userfaultfd",
+    "setns",
+    "unshare",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "syslog",
+    "quotactl",
+    "settimeofday",
+    "clock_settime",
+    "clock_adjtime",
+    "adjtimex",
+    "iopl",
+    "ioperm",
+    "lookup_dcookie",
+)
+_SYSCALLS = {
+    # (AUDIT_ARCH_*, {name: number}); a name missing on an architecture is skipped.
+    "x86_64": (
+        0xC000003E,
+        {
+            "ptrace": 101,
+            "process_vm_readv": 310,
+            "process_vm_writev": 311,
+            "mount": 165,
+            "umount2": 166,
+            "pivot_root": 155,
+            "open_tree": 428,
+            "move_mount": 429,
+            "fsopen": 430,
+            "fsconfig": 431,
+            "fsmount": 432,
+            "fspick": 433,
+            "mount_setattr": 442,
+            "kexec_load": 246,
+            "kexec_file_load": 320,
+            "bpf": 321,
+            "keyctl": 250,
+            "add_key": 248,
+            "request_key": 249,
+            "init_module": 175,
+            "finit_module": 313,
+            "delete_module": 176,
+            "reboot": 169,
+            "swapon": 167,
+            "swapoff": 168,
+            "acct": 163,
+            "perf_event_open": 298,
+            "userfaultfd": 323,
+            "setns": 308,
+            "unshare": 272,
+            "open_by_handle_at": 304,
+            "name_to_handle_at": 303,
+            "syslog": 103,
+            "quotactl": 179,
+            "settimeofday": 164,
+            "clock_settime": 227,
+            "clock_adjtime": 305,
+            "adjtimex": 159,
+            "iopl": 172,
+            "ioperm": 173,
+            "lookup_dcookie": 212,
+        },
+    ),  # fmt: skip
+    "aarch64": (
+        0xC00000B7,
+        {
+            "ptrace": 117,
+            "process_vm_readv": 270,
+            "process_vm_writev": 271,
+            "mount": 40,
+            "umount2": 39,
+            "pivot_root": 41,
+            "open_tree": 428,
+            "move_mount": 429,
+            "fsopen": 430,
+            "fsconfig": 431,
+            "fsmount": 432,
+            "fspick": 433,
+            "mount_setattr": 442,
+            "kexec_load": 104,
+            "kexec_file_load": 294,
+            "bpf": 280,
+            "keyctl": 219,
+            "add_key": 217,
+            "request_key": 218,
+            "init_module": 105,
+            "finit_module": 273,
+            "delete_module": 106,
+            "reboot": 142,
+            "swapon": 224,
+            "swapoff": 225,
+            "acct": 89,
+            "perf_event_open": 241,
+            "userfaultfd": 282,
+            "setns": 268,
+            "unshare": 97,
+            "open_by_handle_at": 265,
+            "name_to_handle_at": 264,
+            "syslog": 116,
+            "quotactl": 60,
+            "settimeofday": 170,
+            "clock_settime": 112,
+            "clock_adjtime": 266,
+            "adjtimex": 171,
+            "lookup_dcookie": 18,
+        },
+    ),  # fmt: skip
+}
+_X32_SYSCALL_BIT = 0x40000000
+# Classic BPF, as seccomp runs it.
+_LD_W_ABS, _JEQ_K, _JGE_K, _RET_K = 0x20, 0x15, 0x35, 0x06
+_SECCOMP_RET_KILL_PROCESS, _SECCOMP_RET_ERRNO, _SECCOMP_RET_ALLOW = 0x80000000, 0x50000, 0x7FFF0000
+_EPERM = 1
 
 
 class SandboxUnavailableError(ProviderError):
@@ -103,6 +283,39 @@ class Sandbox:
     # Where the portal runs as root: the dedicated uid (and gid) to run as.
     host_uid: int | None = None
     tmp_bytes: int = 0  # size of the private /tmp (0: the kernel's default)
+    max_processes: int = MAX_PROCESSES  # RLIMIT_NPROC, threads included
+    max_file_bytes: int = MAX_FILE_BYTES  # RLIMIT_FSIZE
+    seccomp: bool = True  # the filter of seccomp_filter(), where the machine has one
+
+
+def _bpf(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
+    return struct.pack("<HBBI", code, jt, jf, k)
+
+
+def seccomp_filter(machine: str | None = None) -> bytes | None:
+    """The compiled seccomp program (classic BPF) ``bwrap --seccomp`` loads:
+    ``EPERM`` for the system calls of ``SECCOMP_DENIED``, every other one
+    allowed; a process of another architecture (a 32-bit binary) is killed,
+    as are x32 calls on x86-64. None on an architecture not known here."""
+    known = _SYSCALLS.get(machine or platform.machine())
+    if known is None:
+        return None
+    arch, numbers = known
+    denied = sorted({numbers[name] for name in SECCOMP_DENIED if name in numbers})
+    program = [
+        _bpf(_LD_W_ABS, 4),  # seccomp_data.arch
+        _bpf(_JEQ_K, arch, jt=1),
+        _bpf(_RET_K, _SECCOMP_RET_KILL_PROCESS),
+        _bpf(_LD_W_ABS, 0),  # seccomp_data.nr
+    ]
+    if arch == _SYSCALLS["x86_64"][0]:
+        program.append(_bpf(_JGE_K, _X32_SYSCALL_BIT, jt=len(denied) + 1))
+    # Each comparison jumps over the rest and the ALLOW to the EPERM return.
+    for i, number in enumerate(denied):
+        program.append(_bpf(_JEQ_K, number, jt=len(denied) - i))
+    program.append(_bpf(_RET_K, _SECCOMP_RET_ALLOW))
+    program.append(_bpf(_RET_K, _SECCOMP_RET_ERRNO | _EPERM))
+    return b"".join(program)
 
 
 def python_paths(python: str) -> tuple[str, list[str]]:
@@ -230,7 +443,14 @@ def wrap(
     args += ["--remount-ro", "/", "--chdir", box.workdir]
 
     hidden = ["--clearenv"]
-    for key, value in {**box.env, "SG_EXEC": json.dumps(list(argv))}.items():
+    limits = {"RLIMIT_NPROC": box.max_processes, "RLIMIT_FSIZE": box.max_file_bytes}
+    limits = {name: value for name, value in limits.items() if value > 0}
+    limits["RLIMIT_CORE"] = 0
+    stub_env = {"SG_EXEC": json.dumps(list(argv)), "SG_LIMITS": json.dumps(limits)}
+    program = seccomp_filter() if box.seccomp else None
+    if program:
+        stub_env["SG_SECCOMP"] = program.hex()
+    for key, value in {**box.env, **stub_env}.items():
         hidden += ["--setenv", key, value]
 
     command = [bwrap or default_bwrap(), *args, "--"]

@@ -1,5 +1,12 @@
 """Connections to external sources: each checks the destination first
-(``egress_check``), then yields the source's content as byte chunks."""
+(``egress_check``), then yields the source's content as byte chunks.
+
+A pull is bounded in time whatever the source does: it ends with
+``PullTooSlow`` once it has taken ``STAGEGATE_PULL_READ_TIMEOUT`` seconds in
+all (a server that sends one byte a second never trips a per-read timeout),
+and a read that gets no byte for ``STAGEGATE_PULL_STALL_TIMEOUT`` seconds
+fails as a timeout (retried, like a connection that could not be made).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ import base64
 import http.client
 import socket
 import ssl
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -23,6 +31,45 @@ STATEMENT_TIMEOUT_MS = 15 * 60 * 1000
 
 class SourceError(Exception):
     """The source answered, but not with data we can use (final, no retry)."""
+
+
+class PullTooSlow(SourceError):
+    """The source sent its data too slowly: the pull ran past its deadline."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"The source sent its data too slowly: the pull was stopped after {seconds:g} s "
+            "(STAGEGATE_PULL_READ_TIMEOUT)."
+        )
+
+
+def _statement_timeout_ms() -> int:
+    """The server stops the query at the pull's deadline (or 15 minutes)."""
+    return max(1, min(STATEMENT_TIMEOUT_MS, int(_read_timeout() * 1000)))
+
+
+def _read_timeout() -> float:
+    from django.conf import settings
+
+    return float(settings.STAGEGATE_PULL_READ_TIMEOUT)
+
+
+def _stall_timeout() -> float:
+    from django.conf import settings
+
+    return float(settings.STAGEGATE_PULL_STALL_TIMEOUT)
+
+
+def within_deadline(chunks: Iterator[bytes], *, seconds: float | None = None) -> Iterator[bytes]:
+    """``chunks`` until the pull has taken ``seconds`` in all, then
+    ``PullTooSlow``. Checked between chunks: a reader that blocks longer
+    is bounded by its own timeout (the stall timeout, a statement timeout)."""
+    seconds = _read_timeout() if seconds is None else seconds
+    deadline = time.monotonic() + seconds
+    for chunk in chunks:
+        if time.monotonic() > deadline:
+            raise PullTooSlow(seconds)
+        yield chunk
 
 
 class ConnectFailed(ConnectionError):
@@ -58,7 +105,7 @@ def _postgres(config: dict[str, Any], secrets: dict[str, str]) -> Iterator[Any]:
             connect_timeout=CONNECT_TIMEOUT,
             application_name="stagegate",
             options=(
-                f"-c default_transaction_read_only=on -c statement_timeout={STATEMENT_TIMEOUT_MS}"
+                f"-c default_transaction_read_only=on -c statement_timeout={_statement_timeout_ms()}"
             ),
         )
     except psycopg.OperationalError as exc:
@@ -230,11 +277,41 @@ def https_test(config: dict[str, Any], secrets: dict[str, str]) -> str:
 
 
 def https_chunks(config: dict[str, Any], secrets: dict[str, str]) -> Iterator[bytes]:
+    """The body, as it comes: each read returns what one receive brings and
+    waits at most the stall timeout, or what is left of the pull's deadline."""
+    total = _read_timeout()
+    deadline = time.monotonic() + total
+    stall = _stall_timeout()
     response = _https_get(config, secrets)
     with response:
-        while chunk := response.read(CHUNK_BYTES):
+        sock = response.fp.raw._sock if response.fp is not None else None  # type: ignore[attr-defined]
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise PullTooSlow(total)
+            if sock is not None:
+                sock.settimeout(min(stall, left))
+            try:
+                chunk = response.read1(CHUNK_BYTES)
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    raise PullTooSlow(total) from None
+                raise TimeoutError(f"The source sent nothing for {stall:g} s.") from None
+            if not chunk:
+                return
             yield chunk
 
 
+def _bounded(puller: Any) -> Any:
+    def pull(config: dict[str, Any], secrets: dict[str, str]) -> Iterator[bytes]:
+        return within_deadline(puller(config, secrets))
+
+    return pull
+
+
 TESTERS = {"postgres": postgres_test, "azure_blob": azure_test, "https": https_test}
-PULLERS = {"postgres": postgres_chunks, "azure_blob": azure_chunks, "https": https_chunks}
+PULLERS = {
+    "postgres": _bounded(postgres_chunks),
+    "azure_blob": _bounded(azure_chunks),
+    "https": _bounded(https_chunks),
+}

@@ -428,6 +428,10 @@ DATA_BATCH_BYTES = env.int("DATA_BATCH_BYTES", default=16 * 1024**2)
 DATA_PROFILE_MAX_ROWS = env.int("DATA_PROFILE_MAX_ROWS", default=5_000_000)
 # Extra CA bundle trusted by HTTPS sources (an internal CA); blank: the system's.
 DATA_HTTPS_CA_FILE = env.str("DATA_HTTPS_CA_FILE", default="")
+# A pull from a source ends after this many seconds in all (below the data
+# task's time limit), and a read that gets no byte for the stall timeout fails.
+STAGEGATE_PULL_READ_TIMEOUT = env.float("STAGEGATE_PULL_READ_TIMEOUT", default=2700.0)
+STAGEGATE_PULL_STALL_TIMEOUT = env.float("STAGEGATE_PULL_STALL_TIMEOUT", default=60.0)
 # plotly.js for the profile charts, served from the plotly package itself.
 STATICFILES_FINDERS = [
     "django.contrib.staticfiles.finders.FileSystemFinder",
@@ -501,10 +505,6 @@ WORKSPACES_POLL_SECONDS = env.float("WORKSPACES_POLL_SECONDS", default=3.0)
 WORKSPACES_MAX_POLLS = env.int("WORKSPACES_MAX_POLLS", default=400)
 WORKSPACES_MAX_ERRORS = env.int("WORKSPACES_MAX_ERRORS", default=6)
 WORKSPACES_RETRY_BASE_SECONDS = env.float("WORKSPACES_RETRY_BASE_SECONDS", default=5.0)
-# An operation that no task has claimed for this long lost its task (its
-# worker died, and the broker does not redeliver): the usage beat sends it
-# again. Longer than a task's time limit and its longest backoff.
-WORKSPACES_RESUME_AFTER_SECONDS = 900
 CELERY_BEAT_SCHEDULE = {
     **globals().get("CELERY_BEAT_SCHEDULE", {}),
     "workspaces-idle-shutdown": {

@@ -8,8 +8,10 @@ class WorkspacesConfig(AppConfig):
     verbose_name = "Workspaces"
 
     def ready(self) -> None:
+        from background import leases
         from compute import consumers
-        from workspaces import services  # noqa: F401  (registers the "compute" approval kind)
+        from workspaces import services  # registers the "compute" approval kind
         from workspaces.selectors import workspace_holdings
 
         consumers.register("workspaces.workspace", workspace_holdings)
+        leases.register(services.OPERATIONS_WORK)

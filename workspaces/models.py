@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from background.models import Leased
 from compute.models import ComputeSize
 
 
@@ -68,13 +69,15 @@ def instance_allowlist_supported(provider: str) -> bool:
     return provider != "azure"
 
 
-class Workspace(models.Model):
+class Workspace(Leased):
     """A notebook workspace or a compute cluster requested for a project.
 
     The provider knows it as ``provider_name``, given once when the row is
     created (``workspace_name(pk, salt)`` / ``cluster_name(pk, salt)``).
     ``task_id`` is the Celery task that claimed the current transitional
-    state; ``attempts`` counts deliveries that called the provider for it.
+    state; ``attempts`` counts deliveries that called the provider for it
+    (anew for each operation). The lease (``background.models.Leased``) tells
+    a lost operation from a slow one: see ``services.OPERATIONS_WORK``.
     """
 
     project = models.ForeignKey(
@@ -118,10 +121,6 @@ class Workspace(models.Model):
     # What the request exceeded when an admin had to decide it.
     quota_exceeded = models.JSONField(default=list, blank=True)
     task_id = models.CharField(max_length=64, blank=True)
-    # When a task last claimed it (every run, polls included): a heartbeat, so
-    # an operation whose task was lost can be told from a slow one.
-    claimed_at = models.DateTimeField(null=True, blank=True)
-    attempts = models.PositiveIntegerField(default=0)
     # The provider's handle on the long-running operation under way (Azure:
     # its Azure-AsyncOperation / Location URL), polled for a failure that the
     # resource's own state may not show; empty once the operation settles.
@@ -130,7 +129,7 @@ class Workspace(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     state_changed_at = models.DateTimeField(default=timezone.now)
 
-    class Meta:
+    class Meta(Leased.Meta):
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["project", "state"])]
         constraints = [

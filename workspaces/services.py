@@ -17,12 +17,13 @@ from celery import Task
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
 from accounts.notifications import notify
 from audit.services import audit_record
+from background.leases import LeasedWork, lease_seconds, lease_waiting
 from cloud import get_provider
 from cloud.base import ProviderConfigurationError, ProviderError
 from cloud.local import LocalProvider
@@ -235,6 +236,13 @@ def _queue(task: Task, workspace_id: int) -> None:
     transaction.on_commit(lambda: task.delay(workspace_id=workspace_id))
 
 
+def _dispatch(task: Task, workspace_id: int) -> None:
+    """Send the task of a new operation (caller holds the transaction): the
+    row waits for a worker under a fresh lease, and its attempts count anew."""
+    Workspace.objects.filter(pk=workspace_id).update(task_id="", attempts=0, **lease_waiting())
+    _queue(task, workspace_id)
+
+
 def _ask_admin(
     *, actor: User, workspace: Workspace, size: ComputeSize, decision: QuotaDecision, what: str
 ) -> ApprovalRequest:
@@ -353,7 +361,7 @@ def workspace_request(
                 action="workspace.approved",
                 payload={"by": "quota", "hourly_estimate": decision.hourly},
             )
-            _queue(tasks.workspace_provision, workspace.pk)
+            _dispatch(tasks.workspace_provision, workspace.pk)
         else:
             _ask_admin(actor=actor, workspace=workspace, size=size, decision=decision, what="New")
             _transition(
@@ -392,7 +400,7 @@ def workspace_start(*, actor: User, workspace: Workspace) -> Workspace:
                 reason="",
                 payload={"by": "quota"},
             )
-            _queue(tasks.workspace_provision, ws.pk)
+            _dispatch(tasks.workspace_provision, ws.pk)
         else:
             _ask_admin(actor=actor, workspace=ws, size=ws.size, decision=decision, what="Start")
             _transition(
@@ -447,7 +455,7 @@ def workspace_stop(
             payload={"idle_seconds": int(idle_seconds)} if idle_seconds is not None else None,
             now=now,
         )
-        _queue(tasks.workspace_stop_task, ws.pk)
+        _dispatch(tasks.workspace_stop_task, ws.pk)
     return ws
 
 
@@ -482,7 +490,7 @@ def workspace_resize(*, actor: User, workspace: Workspace, size: ComputeSize) ->
                 reason="",
                 payload={**payload, "by": "quota"},
             )
-            _queue(tasks.workspace_resize_task, ws.pk)
+            _dispatch(tasks.workspace_resize_task, ws.pk)
         else:
             _ask_admin(actor=actor, workspace=ws, size=size, decision=decision, what="Resize")
             audit_record(
@@ -534,7 +542,7 @@ def workspace_delete(*, actor: User, workspace: Workspace) -> Workspace:
             action="workspace.deleting",
             reason=f"Deleted by {actor.get_username()}.",
         )
-        _queue(tasks.workspace_delete_task, ws.pk)
+        _dispatch(tasks.workspace_delete_task, ws.pk)
     return ws
 
 
@@ -606,18 +614,32 @@ OPERATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 
 def workspace_claim(
-    *, workspace_id: int, operation: str, task_id: str, worker: str = "", attempt: bool = True
+    *,
+    workspace_id: int,
+    operation: str,
+    task_id: str,
+    worker: str = "",
+    attempt: bool = True,
+    owner: str = "",
 ) -> Workspace | None:
-    """Claim the workspace for one task run: a conditional update, so a
-    duplicate or late task finds nothing to do. The same task (a retry, or a
-    redelivery after its worker died) claims it again. With ``attempt``, the
-    run counts as an attempt at the provider call and is audited."""
+    """Claim the workspace for one task run and take its lease: a conditional
+    update, so a duplicate or late task finds nothing to do. The same task (a
+    retry, or a redelivery after its worker died) claims it again. With
+    ``attempt``, the run counts as an attempt at the provider call and is
+    audited. ``owner`` holds the lease (``background.leases.lease_owner_for``)."""
     working, sources = OPERATIONS[operation]
     mine = Q(state=working) & (Q(task_id="") | Q(task_id=task_id))
+    now = timezone.now()
     with transaction.atomic():
         claimed = Workspace.objects.filter(
             Q(pk=workspace_id) & (mine | Q(state__in=sources))
-        ).update(state=working, task_id=task_id, claimed_at=timezone.now())
+        ).update(
+            state=working,
+            task_id=task_id,
+            lease_owner=(owner or f"{worker}:{task_id}")[:255],
+            heartbeat_at=now,
+            lease_expires_at=now + timedelta(seconds=lease_seconds()),
+        )
         if not claimed:
             return None
         ws = _locked(workspace_id)
@@ -633,6 +655,19 @@ def workspace_claim(
     return ws
 
 
+def workspace_release(*, workspace_id: int, working: str, task_id: str, delay: float) -> bool:
+    """Give the lease back before the task waits ``delay`` seconds for its
+    next poll or retry: the row waits for a worker again (the same task id
+    may claim it), and if that message is lost (a worker that dies during
+    the countdown takes it along on the embedded broker), the lease runs out
+    and recovery sends it again. Bookkeeping, like the claim: not audited."""
+    return bool(
+        Workspace.objects.filter(pk=workspace_id, state=working, task_id=task_id).update(
+            **lease_waiting(delay=delay)
+        )
+    )
+
+
 # Which task carries on an operation left in each state.
 RESUMABLE: dict[str, Task] = {
     S.APPROVED: tasks.workspace_provision,
@@ -643,44 +678,22 @@ RESUMABLE: dict[str, Task] = {
 }
 
 
-def workspace_operations_resume(
-    *, stale_after_seconds: float, now: datetime | None = None
-) -> list[int]:
-    """Dispatch again the operations no task has touched for a while.
+def _operation_give_up(workspace: Workspace, reason: str) -> None:
+    workspace_mark_failed(workspace_id=workspace.pk, reason=reason, working=workspace.state)
 
-    A broker without redelivery (the embedded filesystem one) loses the task
-    of a worker that died; Redis redelivers only after its visibility
-    timeout. A task claims at every run (polls included), so an operation
-    whose last claim (or, unclaimed, whose state change) is older than
-    ``stale_after_seconds`` has no live task: clear its claim and send a new
-    one. Returns the workspaces resumed.
-    """
-    now = now or timezone.now()
-    cutoff = now - timedelta(seconds=stale_after_seconds)
-    claimed_long_ago = Q(claimed_at__lt=cutoff) & Q(claimed_at__gte=F("state_changed_at"))
-    never_claimed = Q(state_changed_at__lt=cutoff) & (
-        Q(claimed_at__isnull=True) | Q(claimed_at__lt=F("state_changed_at"))
-    )
-    stale = Workspace.objects.filter(state__in=list(RESUMABLE)).filter(
-        claimed_long_ago | never_claimed
-    )
-    resumed = []
-    for ws in stale.select_related("project"):
-        with transaction.atomic():
-            updated = Workspace.objects.filter(
-                pk=ws.pk, state=ws.state, task_id=ws.task_id, claimed_at=ws.claimed_at
-            ).update(task_id="", claimed_at=now)
-            if not updated:
-                continue  # a task moved it meanwhile
-            audit_record(
-                action="workspace.operation_resumed",
-                project=ws.project,
-                obj=ws,
-                payload={"state": ws.state, "lost_task_id": ws.task_id},
-            )
-            _queue(RESUMABLE[ws.state], ws.pk)
-        resumed.append(ws.pk)
-    return resumed
+
+# What the recovery beat (background.leases, ``portal.leases_recover``) knows
+# of workspace operations; registered in WorkspacesConfig.ready(). A row in a
+# working state whose lease ran out lost its task: it is sent again (any task
+# may then claim it), and failed after BACKGROUND_MAX_ATTEMPTS.
+OPERATIONS_WORK = LeasedWork(
+    name="workspace_operation",
+    model=Workspace,
+    active=lambda: Workspace.objects.filter(state__in=list(RESUMABLE)),
+    requeue={"task_id": ""},
+    redispatch=lambda row: RESUMABLE[row.state].delay(workspace_id=row.pk),
+    fail=_operation_give_up,
+)
 
 
 def workspace_operation_set(*, workspace_id: int, url: str, working: str) -> bool:
@@ -830,7 +843,7 @@ def _on_approved(*, request: Any, actor: User) -> None:
             reason="",
             payload={"by": "admin", "approval": request.pk},
         )
-        _queue(tasks.workspace_provision, ws.pk)
+        _dispatch(tasks.workspace_provision, ws.pk)
     elif ws.requested_size is not None and ws.state in (S.RUNNING, S.STOPPED):
         _transition(
             ws,
@@ -840,7 +853,7 @@ def _on_approved(*, request: Any, actor: User) -> None:
             reason="",
             payload={"by": "admin", "approval": request.pk, "to_size": ws.requested_size.name},
         )
-        _queue(tasks.workspace_resize_task, ws.pk)
+        _dispatch(tasks.workspace_resize_task, ws.pk)
 
 
 def _undecided(request: Any, actor: User, verb: str) -> None:

@@ -1,7 +1,9 @@
 """Celery tasks (queue "provisioning"): thin, idempotent, retried.
 
 Each operation task claims its workspace with a conditional update
-(``workspace_claim``), calls the provider by the workspace's deterministic
+(``workspace_claim``) that takes the workspace's lease, keeps the lease alive
+while it calls the provider (``background.leases.lease_kept``), gives it
+back before waiting for a poll or a retry (``workspace_release``), calls the provider by the workspace's deterministic
 name, and records the outcome through a service. A provider answer that the
 work is still under way (CREATING, STOPPING, ...) re-schedules the same task
 to poll; a ``TransientProviderError`` retries with exponential backoff and
@@ -23,6 +25,7 @@ from celery import Task, shared_task
 from django.conf import settings
 
 import background
+from background.leases import lease_kept, lease_owner_for
 from cloud import get_provider
 from cloud.base import (
     ClusterSpec,
@@ -181,15 +184,35 @@ def run_operation(task: Task, name: str, workspace_id: int, polls: int = 0, erro
     from workspaces import services
 
     op = OPERATIONS[name]
+    owner = lease_owner_for(task)
     ws = services.workspace_claim(
         workspace_id=workspace_id,
         operation=name,
         task_id=task.request.id or "",
         worker=task.request.hostname or "",
         attempt=polls == 0,
+        owner=owner,
     )
     if ws is None:
         return "nothing to claim"
+    with lease_kept(Workspace, workspace_id, owner=owner):
+        return _run_claimed(task, op, ws, polls, errors)
+
+
+def _retry(task: Task, op: Operation, ws: Workspace, countdown: float, **kwargs: Any) -> Exception:
+    """Give the lease back for the countdown, then the retry to raise."""
+    from workspaces import services
+
+    services.workspace_release(
+        workspace_id=ws.pk, working=op.working, task_id=task.request.id or "", delay=countdown
+    )
+    return task.retry(kwargs={"workspace_id": ws.pk, **kwargs}, countdown=countdown)
+
+
+def _run_claimed(task: Task, op: Operation, ws: Workspace, polls: int, errors: int) -> str:
+    from workspaces import services
+
+    name, workspace_id = op.name, ws.pk
     try:
         provider = _provider(ws)
         ws.ensure_provider_name()
@@ -209,11 +232,7 @@ def run_operation(task: Task, name: str, workspace_id: int, polls: int = 0, erro
             )
             return "failed"
         logger.warning("workspace %s: %s: transient error, retrying: %s", workspace_id, name, exc)
-        raise task.retry(
-            kwargs={"workspace_id": workspace_id, "polls": 0, "errors": errors + 1},
-            countdown=backoff_seconds(errors),
-            exc=exc,
-        ) from exc
+        raise _retry(task, op, ws, backoff_seconds(errors), polls=0, errors=errors + 1) from exc
     except ProviderError as exc:
         services.workspace_mark_failed(
             workspace_id=workspace_id, reason=f"{name} failed: {exc}", working=op.working
@@ -241,10 +260,7 @@ def run_operation(task: Task, name: str, workspace_id: int, polls: int = 0, erro
             working=op.working,
         )
         return "failed"
-    raise task.retry(
-        kwargs={"workspace_id": workspace_id, "polls": polls + 1, "errors": errors},
-        countdown=settings.WORKSPACES_POLL_SECONDS,
-    )
+    raise _retry(task, op, ws, settings.WORKSPACES_POLL_SECONDS, polls=polls + 1, errors=errors)
 
 
 def _in_progress(state: ResourceState, op: Operation) -> bool:
@@ -335,17 +351,13 @@ def workspaces_idle_shutdown(self: Task) -> list[int]:
 
 @shared_task(**BEAT_OPTIONS)
 def workspaces_meter_usage(self: Task) -> dict[str, Any]:
-    """Beat: resume operations whose task was lost, keep open usage intervals
-    within one day, and announce budget thresholds."""
-    from workspaces import services
-
-    resumed = services.workspace_operations_resume(
-        stale_after_seconds=settings.WORKSPACES_RESUME_AFTER_SECONDS
-    )
+    """Beat: keep open usage intervals within one day, and announce budget
+    thresholds. (Operations whose task was lost are recovered by their lease:
+    ``portal.leases_recover``.)"""
     rolled = compute_services.usage_roll_over()
     announced = {}
     for project in compute_selectors.projects_with_usage():
         crossed = compute_services.budget_alerts_check(project=project)
         if crossed:
             announced[project.slug] = crossed
-    return {"resumed": resumed, "rolled_over": rolled, "announced": announced}
+    return {"rolled_over": rolled, "announced": announced}

@@ -35,9 +35,9 @@ def expire(row: Any, **changes: Any) -> None:
     )
 
 
-def test_every_kind_of_data_work_is_registered() -> None:
+def test_every_kind_of_background_work_is_registered() -> None:
     names = {work.name for work in leases.registered()}
-    assert {"ingestion", "profile", "split", "source_test"} <= names
+    assert {"ingestion", "profile", "split", "source_test", "workspace_operation"} <= names
 
 
 def test_new_work_carries_a_lease_that_runs_out_if_no_worker_claims_it(

@@ -15,6 +15,7 @@ No test here is skipped: without bubblewrap they fail, saying why.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -22,6 +23,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -556,8 +558,6 @@ def test_the_sandbox_holds_for_a_portal_that_is_not_root(listener: int) -> None:
 
 
 def _wait_job(provider: LocalProvider, name: str, timeout: float = 60) -> Any:
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status = provider.job_status(name)
@@ -620,3 +620,120 @@ def test_the_launcher_relays_only_to_a_real_socket(tmp_path: Path) -> None:
         supervisor.terminate()
         supervisor.wait(10)
         target.close()
+
+
+# --- resource limits and the seccomp filter ---------------------------------
+
+
+def small_box(top: Path, **limits: Any) -> sandbox.Sandbox:
+    """A sandbox with a private working folder: as the portal runs here (as
+    root, with a dedicated uid; or unprivileged, in a user namespace)."""
+    work = top / "work"
+    work.mkdir(parents=True)
+    uid = None
+    if os.geteuid() == 0:
+        uid = SANDBOX_UID_BASE + 4242  # no other process runs as it
+        os.chown(work, uid, uid)
+    return sandbox.Sandbox(
+        workdir=str(work),
+        env={"PATH": "/usr/bin:/bin", "HOME": str(work)},
+        etc_dir=str(top / "etc"),
+        writable=(str(work),),
+        host_uid=uid,
+        **limits,
+    )
+
+
+LIMITS_PROBE = r"""
+import ctypes, json, os, resource
+libc = ctypes.CDLL(None, use_errno=True)
+calls = {"ptrace": (101, 0, 0, 0), "mount": (165, 0, 0, 0, 0, 0), "bpf": (321, 0, 0, 0),
+         "keyctl": (250, 0, 0, 0), "kexec_load": (246, 0, 0, 0, 0), "unshare": (272, 0x20000),
+         "setns": (308, 0, 0), "perf_event_open": (298, 0, 0, 0, 0, 0),
+         "x32 getpid": (0x40000000 + 39,), "getpid": (39,)}
+refused = {}
+for name, args in calls.items():
+    ctypes.set_errno(0)
+    result = libc.syscall(*args)
+    refused[name] = os.strerror(ctypes.get_errno()) if result == -1 else "allowed"
+limits = {n: resource.getrlimit(getattr(resource, n))[0]
+          for n in ("RLIMIT_NPROC", "RLIMIT_FSIZE", "RLIMIT_CORE")}
+try:
+    with open("big", "wb") as f:
+        f.write(b"x" * 300_000)
+    wrote = "ok"
+except OSError as exc:
+    wrote = exc.strerror
+print(json.dumps({"refused": refused, "limits": limits, "big": wrote}))
+"""
+
+
+def test_user_code_runs_with_limits_and_without_the_dangerous_system_calls(
+    tmp_path: Path,
+) -> None:
+    assert sandbox.isolation_status()[0], sandbox.isolation_status()[1]
+    box = small_box(tmp_path, max_processes=64, max_file_bytes=200_000)
+    python = sandbox.python_paths(sys.executable)[0]
+    done = sandbox.run(box, [python, "-I", "-c", LIMITS_PROBE], timeout=60)
+    # Python ignores SIGXFSZ: a write past the limit fails with EFBIG instead.
+    assert done.returncode == 0, done.stderr.decode()
+    report = json.loads(done.stdout)
+    assert report["limits"] == {"RLIMIT_NPROC": 64, "RLIMIT_FSIZE": 200_000, "RLIMIT_CORE": 0}
+    assert report["big"] == "File too large"
+    assert (tmp_path / "work" / "big").stat().st_size == 200_000
+    refused = report["refused"]
+    assert refused.pop("getpid") == "allowed"
+    assert refused == dict.fromkeys(refused, "Operation not permitted"), refused
+    # An architecture without a syscall table here gets no filter (and no guess).
+    assert sandbox.seccomp_filter("riscv64") is None
+    program = sandbox.seccomp_filter("x86_64")
+    assert program is not None and len(program) % 8 == 0
+
+
+FORK_BOMB = r"""
+import os, time
+started = time.monotonic()
+refused = 0
+while time.monotonic() - started < 6:
+    try:
+        if os.fork() == 0:
+            continue  # every child forks on as well
+    except OSError:
+        refused += 1
+        time.sleep(0.01)
+"""
+
+
+def test_a_fork_bomb_stops_at_the_sandbox_limit_and_the_portal_carries_on(
+    tmp_path: Path,
+) -> None:
+    assert sandbox.isolation_status()[0], sandbox.isolation_status()[1]
+    limit = 48
+    box = small_box(tmp_path, max_processes=limit)
+    python = sandbox.python_paths(sys.executable)[0]
+    command, hidden = sandbox.wrap(box, [python, "-I", "-c", FORK_BOMB])
+    fd = sandbox.hidden_args_fd(hidden)
+    bomb = subprocess.Popen(  # noqa: S603 - an argv list
+        sandbox.with_args_fd(command, fd), env={"PATH": "/usr/bin:/bin"}, pass_fds=(fd,)
+    )
+    os.close(fd)
+    try:
+        most = 0
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                tree = psutil.Process(bomb.pid).children(recursive=True)
+                # bwrap's own processes and the bomb's, threads counted by the limit
+                most = max(most, len(tree))
+            # The portal starts processes as usual meanwhile.
+            assert subprocess.run(["/bin/true"], timeout=5, check=False).returncode == 0
+            time.sleep(0.2)
+        assert limit // 2 < most <= limit + 3, most
+    finally:
+        bomb.kill()
+        bomb.wait(timeout=30)
+    # Nothing of it is left once its supervisor is gone.
+    time.sleep(1)
+    left = [p for p in psutil.process_iter(["cmdline"]) if "every child forks" in " ".join(
+        p.info["cmdline"] or [])]  # fmt: skip
+    assert left == []

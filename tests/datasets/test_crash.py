@@ -334,3 +334,95 @@ def test_worker_killed_in_a_retry_wait_on_the_filesystem_broker_is_recovered_by_
     assert len(FlakyOnce.hits) == 2
     assert Snapshot.objects.filter(source=source).count() == 1
     assert stored_files(shared_storage / "staging") == []
+
+
+class OneBytePerSecond(http.server.BaseHTTPRequestHandler):
+    """Promises the whole file, then sends it one byte a second (``/slow``),
+    or a few bytes and then nothing (``/stall``)."""
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(ROWS)))
+        self.end_headers()
+        self.wfile.flush()
+        with contextlib.suppress(OSError):
+            if self.path == "/stall":
+                self.wfile.write(ROWS[:10])
+                self.wfile.flush()
+                time.sleep(30)
+                return
+            for byte in ROWS:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(1)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def slow_server(tmp_path: Path, settings: Any) -> Iterator[int]:
+    cert, key = self_signed(tmp_path)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), OneBytePerSecond)
+    server.daemon_threads = True
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    settings.DATA_HTTPS_CA_FILE = str(cert)
+    settings.DATA_EGRESS_LOOPBACK_PORTS = [server.server_address[1]]
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_source_that_sends_one_byte_a_second_gives_its_worker_back_at_the_deadline(
+    project: Any, alice: Any, slow_server: int, shared_storage: Path, settings: Any
+) -> None:
+    settings.STAGEGATE_PULL_READ_TIMEOUT = 4.0
+    settings.STAGEGATE_PULL_STALL_TIMEOUT = 2.0
+    source = services.source_create(
+        actor=alice,
+        project=project,
+        name="Trickle",
+        kind="https",
+        config={"url": f"https://localhost:{slow_server}/slow"},
+    )
+    ingestion = Ingestion.objects.create(
+        source=source, trigger=Trigger.MANUAL, created_by=alice, status=IngestionStatus.RUNNING
+    )
+    started = time.monotonic()
+    services.ingestion_execute(ingestion_id=ingestion.pk)
+    took = time.monotonic() - started
+    # Each byte came in time for the stall timeout: the total deadline ended it.
+    assert 4.0 <= took < 8.0, took
+    ingestion.refresh_from_db()
+    assert ingestion.status == IngestionStatus.FAILED
+    assert "sent its data too slowly" in ingestion.error
+    assert "STAGEGATE_PULL_READ_TIMEOUT" in ingestion.error
+    assert not Snapshot.objects.filter(source=source).exists()
+    assert stored_files(shared_storage / "staging") == []
+
+
+def test_a_source_that_stops_sending_fails_at_the_stall_timeout_to_be_retried(
+    project: Any, alice: Any, slow_server: int, shared_storage: Path, settings: Any
+) -> None:
+    settings.STAGEGATE_PULL_READ_TIMEOUT = 60.0
+    settings.STAGEGATE_PULL_STALL_TIMEOUT = 1.5
+    source = services.source_create(
+        actor=alice,
+        project=project,
+        name="Stuck",
+        kind="https",
+        config={"url": f"https://localhost:{slow_server}/stall"},
+    )
+    ingestion = Ingestion.objects.create(
+        source=source, trigger=Trigger.MANUAL, created_by=alice, status=IngestionStatus.RUNNING
+    )
+    started = time.monotonic()
+    with pytest.raises(services.TransientSourceError, match="sent nothing for 1.5 s"):
+        services.ingestion_execute(ingestion_id=ingestion.pk)
+    assert time.monotonic() - started < 5.0
+    assert stored_files(shared_storage / "staging") == []

@@ -458,3 +458,34 @@ def test_readme_defaults_match_the_literal_defaults(reads: dict[str, dict[str, A
             )
         checked += 1
     assert checked >= 10, "the literal defaults were not found"
+
+
+# --- the audit trail's keys and checkpoints ---------------------------------
+
+
+@pytest.mark.parametrize("name", PORTAL_PROCESSES)
+def test_the_audit_keys_are_docker_secrets_and_the_checkpoints_have_a_place(
+    compose: dict[str, Any],
+    services: dict[str, dict[str, Any]],
+    reads: dict[str, dict[str, Any]],
+    name: str,
+) -> None:
+    # Without shared keys each container would make its own under its var
+    # directory: the others' events would show as forged.
+    env = environment(services[name])
+    mounted = {s if isinstance(s, str) else s["source"] for s in services[name]["secrets"]}
+    for variable in ("AUDIT_MAC_KEY_FILE", "AUDIT_SIGNING_KEY_FILE"):
+        assert variable in accepted_names(reads), variable
+        match = re.fullmatch(r"/run/secrets/([\w.-]+)", env.get(variable, ""))
+        assert match, f"{name}: {variable} is not a Docker secret"
+        assert match.group(1) in mounted
+        assert compose["secrets"][match.group(1)]["file"].startswith("./secrets/")
+    assert "AUDIT_CHECKPOINT_URL" in reads
+    url = env.get("AUDIT_CHECKPOINT_URL", "")
+    assert url.startswith("${AUDIT_CHECKPOINT_URL:-"), "the URL is set from .env"
+    default = urlsplit(url.removeprefix("${AUDIT_CHECKPOINT_URL:-").removesuffix("}"))
+    # The default file lies on the volume every portal process shares.
+    assert default.scheme == "file"
+    volumes = [str(v).split(":") for v in services[name]["volumes"]]
+    assert any(default.path.startswith(target + "/") for _, target in volumes)
+    assert "AUDIT_CHECKPOINT_CONNECTION_STRING_FILE" in env

@@ -116,13 +116,12 @@ def test_metering_rolls_intervals_over_and_announces_budgets(
     )
 
     result = tasks.workspaces_meter_usage.apply().get()
-    assert result == {"resumed": [], "rolled_over": 1, "announced": {"churn": [80]}}
+    assert result == {"rolled_over": 1, "announced": {"churn": [80]}}
     open_now = UsageInterval.objects.get(resource_id=ws.pk, ended_at__isnull=True)
     assert open_now.day == now.date()
     assert "80% of the monthly compute budget" in Notification.objects.get(user=alice).text
     # Nothing new to do the second time.
     assert tasks.workspaces_meter_usage.apply().get() == {
-        "resumed": [],
         "rolled_over": 0,
         "announced": {},
     }

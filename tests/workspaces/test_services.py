@@ -394,33 +394,67 @@ def test_quota_set_is_admin_only_validated_and_audited(
     assert compute_selectors.project_budget(project=project) == Decimal(500)
 
 
-def test_operations_whose_task_was_lost_are_dispatched_again(
-    project: Any, bob: Any, alice: Any, small: Any, django_capture_on_commit_callbacks: Any
+def test_operations_whose_lease_ran_out_are_dispatched_again(
+    project: Any,
+    bob: Any,
+    alice: Any,
+    small: Any,
+    settings: Any,
+    django_capture_on_commit_callbacks: Any,
 ) -> None:
     from django.utils import timezone
 
+    from background.leases import lease_recover
+
     lost = request(bob, project, small, name="lost")  # approved, its task never ran
     slow = request(alice, project, small, name="slow")
-    services.workspace_claim(workspace_id=slow.pk, operation="provision", task_id="alive")
-    later = timezone.now() + timedelta(seconds=600)
+    lost.refresh_from_db()
+    assert lost.lease_owner == "" and lost.lease_expires_at is not None
+    services.workspace_claim(
+        workspace_id=slow.pk, operation="provision", task_id="alive", owner="w1:alive"
+    )
+    slow.refresh_from_db()
+    assert slow.lease_owner == "w1:alive" and slow.attempts == 1
+    work = services.OPERATIONS_WORK
+    # Within its lease (the claimed one) or its grace (the waiting one): nothing to do.
+    soon = timezone.now() + timedelta(seconds=settings.BACKGROUND_LEASE_SECONDS / 2)
     with django_capture_on_commit_callbacks() as callbacks:
-        assert services.workspace_operations_resume(stale_after_seconds=900, now=later) == []
-        resumed = services.workspace_operations_resume(
-            stale_after_seconds=900, now=later + timedelta(seconds=400)
-        )
-    # Both are stale by then: the one never claimed and the one whose last claim is old.
-    assert sorted(resumed) == sorted([lost.pk, slow.pk])
+        assert lease_recover(work, now=soon) == {"redispatched": [], "failed": []}
+    assert callbacks == []
+    later = timezone.now() + timedelta(seconds=settings.BACKGROUND_DISPATCH_GRACE_SECONDS + 1)
+    with django_capture_on_commit_callbacks() as callbacks:
+        report = lease_recover(work, now=later)
+    assert sorted(report["redispatched"]) == sorted([lost.pk, slow.pk])
     assert len(callbacks) == 2
     slow.refresh_from_db()
-    assert slow.task_id == "" and slow.state == S.PROVISIONING
+    assert slow.task_id == "" and slow.lease_owner == "" and slow.state == S.PROVISIONING
     # The next task (a new id) claims it; the lost one's late delivery does not.
     assert services.workspace_claim(workspace_id=slow.pk, operation="provision", task_id="new")
     assert (
         services.workspace_claim(workspace_id=slow.pk, operation="provision", task_id="alive")
         is None
     )
-    event = AuditEvent.objects.get(action="workspace.operation_resumed", object_id=str(slow.pk))
-    assert event.payload == {"state": "provisioning", "lost_task_id": "alive"}
+
+
+def test_an_operation_that_keeps_losing_its_task_fails_with_the_reason(
+    project: Any, bob: Any, small: Any, settings: Any
+) -> None:
+    from django.utils import timezone
+
+    from background.leases import lease_recover
+
+    settings.BACKGROUND_MAX_ATTEMPTS = 2
+    ws = request(bob, project, small)
+    now = timezone.now()
+    for _ in range(2):
+        now += timedelta(days=1)
+        assert lease_recover(services.OPERATIONS_WORK, now=now)["redispatched"] == [ws.pk]
+    now += timedelta(days=1)
+    assert lease_recover(services.OPERATIONS_WORK, now=now)["failed"] == [ws.pk]
+    ws.refresh_from_db()
+    assert ws.state == S.FAILED
+    assert ws.state_reason.startswith("Gave up after 2 attempts")
+    assert not services.OPERATIONS_WORK.active().filter(pk=ws.pk).exists()
 
 
 def test_the_newest_snapshot_of_each_source_is_given_to_the_workspace(
