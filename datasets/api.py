@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 
 from accounts.http import AuthedApiRequest
 from accounts.models import User
+from charter.gates import CharterNotSignedOff
 from datasets import services
 from datasets.forms import MAX_SEED
 from datasets.models import (
@@ -81,8 +82,10 @@ class SourceOutput(serializers.ModelSerializer):
             "test_message",
             "tested_at",
             "latest_version",
+            "exploratory",
             "created_at",
         ]
+        read_only_fields = ["exploratory"]
 
     def get_secrets(self, source: DataSource) -> dict[str, str]:
         names = services.KIND_FIELDS[source.kind][2]
@@ -245,7 +248,7 @@ class SourceListApi(APIView):
         data = SourceOutput(page, many=True, context={"next_runs": runs}).data
         return paginator.get_paginated_response(data)
 
-    @extend_schema(request=SourceInput, responses={201: SourceOutput})
+    @extend_schema(request=SourceInput, responses={201: SourceOutput, 409: None})
     def post(self, request: AuthedApiRequest, slug: str) -> Response:
         project, _ = get_project_for_user(request.user, slug, write=True)
         data = SourceInput(data=request.data)
@@ -256,6 +259,11 @@ class SourceListApi(APIView):
             source = services.source_create(actor=request.user, project=project, **values)
         except DjangoValidationError as exc:
             raise _invalid(exc) from exc
+        except CharterNotSignedOff as exc:
+            return Response(
+                {"detail": str(exc), "charter_url": exc.charter_url},
+                status=status.HTTP_409_CONFLICT,
+            )
         source = sources_for_project(project=project).get(pk=source.pk)
         return Response(SourceOutput(source).data, status=status.HTTP_201_CREATED)
 
