@@ -51,7 +51,7 @@ def test_data_home_query_count_does_not_grow_with_projects(
     client = client_for(alice)
 
     def add(i: int) -> None:
-        p = ProjectFactory(name=f"P{i}", slug=f"p{i}", created_by=alice)
+        p: Any = ProjectFactory(name=f"P{i}", slug=f"p{i}", created_by=alice)
         MembershipFactory(project=p, user=alice, role="lead")
         services.source_create(actor=alice, project=p, name="S", kind="upload")
 

@@ -128,3 +128,20 @@ def test_without_javascript_a_confirmation_page_asks_and_cancel_keeps_the_object
         assert not ValidationRule.objects.filter(source=source).exists()
     finally:
         context.close()
+
+
+def test_when_data_waits_for_sign_off_the_page_says_why_and_links_the_charter(
+    page: Page, project: Any, password: str, settings: Any
+) -> None:
+    settings.STAGEGATE_DATA_REQUIRES_SIGNOFF = True
+    sign_in(page, password, "/projects/churn/data/")
+    expect(page.locator(".exploratory-notice")).to_contain_text(
+        "Registering data waits for the charter's sign-off"
+    )
+    expect(page.get_by_role("link", name="Register a source")).to_have_count(0)
+    page.goto("/projects/churn/data/new/")
+    expect(page.get_by_role("alert")).to_contain_text("Registering data needs a signed-off charter")
+    expect(page.get_by_role("button", name="Register")).to_have_count(0)
+    page.get_by_role("link", name="Open the charter").first.click()
+    expect(page).to_have_url(re.compile(r"/projects/churn/charter/$"))
+    assert not DataSource.objects.exists()
