@@ -3,8 +3,11 @@ renders; htmx requests get the page's partial."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -66,13 +69,14 @@ PAGE_SIZE = 20
 
 def _listing(
     request: HttpRequest,
-    items: QuerySet[Any],
+    search: Callable[..., QuerySet[Any]],
     *,
     sorts: dict[str, tuple[str, str]],
     default_sort: str,
     prefix: str = "",
 ) -> dict[str, Any]:
-    """One page of a searchable, sortable list; its controls' state.
+    """One page of a searchable, sortable list (``search(query=, sort=)``
+    gives its rows) and its controls' state.
 
     ``prefix`` names the query parameters (``q``, ``sort``, ``page``) apart
     when one page shows two lists.
@@ -81,6 +85,7 @@ def _listing(
     if sort not in sorts:
         sort = default_sort
     query = request.GET.get(f"{prefix}q", "")[:200]
+    items = search(query=query, sort=sort)
     page: Page[Any] = Paginator(items, PAGE_SIZE).get_page(request.GET.get(f"{prefix}page"))
     return {
         "page": page,
@@ -94,8 +99,6 @@ def _listing(
 
 def _charter_gate(project: Any) -> dict[str, Any]:
     """Whether data registered now is exploratory, or refused until sign-off."""
-    from django.conf import settings
-
     signed = charter_signed_off(project=project) is not None
     return {
         "signed_off": signed,
@@ -116,10 +119,9 @@ def data_home(request: AuthedRequest) -> HttpResponse:
 @login_required
 def source_list(request: AuthedRequest, slug: str) -> HttpResponse:
     project, membership = get_project_for_user(request.user, slug)
-    query, sort = request.GET.get("q", "")[:200], request.GET.get("sort", "name")
     listing = _listing(
         request,
-        sources_search(sources_for_project(project=project), query=query, sort=sort),
+        partial(sources_search, sources_for_project(project=project)),
         sorts=SOURCE_SORTS,
         default_sort="name",
     )
@@ -133,7 +135,7 @@ def source_list(request: AuthedRequest, slug: str) -> HttpResponse:
             "project": project,
             "listing": listing,
             "sources": listing["items"],
-            "any_sources": listing["page"].paginator.count > 0 or bool(query),
+            "any_sources": listing["page"].paginator.count > 0 or bool(listing["q"]),
             "can_write": _can_write(membership),
             "gate": _charter_gate(project),
         },
@@ -210,11 +212,7 @@ def source_detail(request: AuthedRequest, slug: str, source_id: int) -> HttpResp
     secret_fields = services.KIND_FIELDS[source.kind][2]
     versions = _listing(
         request,
-        snapshots_search(
-            source_snapshots(source=source),
-            query=request.GET.get("vq", "")[:200],
-            sort=request.GET.get("vsort", "newest"),
-        ),
+        partial(snapshots_search, source_snapshots(source=source)),
         sorts=VERSION_SORTS,
         default_sort="newest",
         prefix="v",

@@ -159,3 +159,20 @@ def test_versions_list_paginates_searches_and_sorts(
     assert versions(client.get(f"{url}?vq=export-7.csv").content.decode()) == [7]
     assert versions(client.get(f"{url}?vq=v12").content.decode()) == [12]
     assert "No version matches" in client.get(f"{url}?vq=nothing").content.decode()
+
+
+def test_api_lists_search_and_sort_too(
+    project: Any, alice: Any, upload_source: DataSource, api_for: Any
+) -> None:
+    make_sources(project, alice, 6)
+    add_versions(upload_source, alice, 3)
+    api = api_for(alice)
+    found = api.get("/api/projects/churn/sources/", {"q": "billing"}).json()
+    assert [s["name"] for s in found["results"]] == ["Source 00", "Source 05"]
+    newest = api.get("/api/projects/churn/sources/", {"sort": "newest"}).json()
+    assert newest["results"][0]["name"] == "Source 05"
+    assert api.get("/api/projects/churn/sources/", {"sort": "nonsense"}).status_code == 200
+    url = f"/api/projects/churn/sources/{upload_source.pk}/snapshots/"
+    oldest = api.get(url, {"sort": "oldest"}).json()
+    assert [v["version"] for v in oldest["results"]] == [1, 2, 3]
+    assert [v["version"] for v in api.get(url, {"q": "v2"}).json()["results"]] == [2]

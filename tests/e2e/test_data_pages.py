@@ -42,6 +42,7 @@ def test_register_form_switches_fields_by_kind_without_reloading(
     expect(url).to_be_visible()
     expect(host).to_be_hidden()
     assert page.evaluate("window.notReloaded") is True
+    expect(page.get_by_role("link", name="HTTPS URL")).to_have_attribute("aria-current", "true")
 
     host_id = page.locator('fieldset[data-kind="postgres"] input[name=host]')
     assert host_id.is_disabled()  # hidden fields are not sent

@@ -8,6 +8,13 @@
       fieldset.hidden = !chosen;
       fieldset.disabled = !chosen;
     });
+    // The chooser's links (the way to switch without scripts) follow too.
+    document.querySelectorAll(".kind-chooser a[href^='?kind=']").forEach(function (link) {
+      var chosen = link.getAttribute("href") === "?kind=" + kind;
+      link.classList.toggle("primary", chosen);
+      if (chosen) link.setAttribute("aria-current", "true");
+      else link.removeAttribute("aria-current");
+    });
   }
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("form.source-form").forEach(function (form) {
