@@ -121,6 +121,9 @@ class SourceEditForm(forms.Form):
         self.config_fields = config_fields
         self.secret_fields = secret_fields
 
+    def general_fields(self) -> list[forms.BoundField]:
+        return [self[f] for f in ("name", "description", "location", "mode")]
+
     def connection_fields(self) -> list[forms.BoundField]:
         return [self[f] for f in (*self.config_fields, *self.secret_fields)]
 
