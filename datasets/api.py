@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import FileResponse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.response import Response
@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 
 from accounts.http import AuthedApiRequest
 from accounts.models import User
+from charter.gates import CharterNotSignedOff
 from datasets import services
 from datasets.forms import MAX_SEED
 from datasets.models import (
@@ -33,7 +34,16 @@ from datasets.models import (
     ValidationRule,
 )
 from datasets.permissions import get_snapshot_for_user, get_source_for_user, get_split_for_user
-from datasets.selectors import next_runs, source_ingestions, source_snapshots, sources_for_project
+from datasets.selectors import (
+    SOURCE_SORTS,
+    VERSION_SORTS,
+    next_runs,
+    snapshots_search,
+    source_ingestions,
+    source_snapshots,
+    sources_for_project,
+    sources_search,
+)
 from datasets.storage import TooLarge, default_store
 from projects.permissions import get_project_for_user
 from web.api import paginated, validation_detail
@@ -81,8 +91,10 @@ class SourceOutput(serializers.ModelSerializer):
             "test_message",
             "tested_at",
             "latest_version",
+            "exploratory",
             "created_at",
         ]
+        read_only_fields = ["exploratory"]
 
     def get_secrets(self, source: DataSource) -> dict[str, str]:
         names = services.KIND_FIELDS[source.kind][2]
@@ -236,10 +248,20 @@ def _owner(username: str | None) -> User | None:
 
 
 class SourceListApi(APIView):
-    @extend_schema(responses=SourceOutput(many=True))
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("q", str, description="Name, description or kind contains this."),
+            OpenApiParameter("sort", str, enum=list(SOURCE_SORTS), description="Order."),
+        ],
+        responses=SourceOutput(many=True),
+    )
     def get(self, request: AuthedApiRequest, slug: str) -> Response:
         project, _ = get_project_for_user(request.user, slug)
-        sources = sources_for_project(project=project)
+        sources = sources_search(
+            sources_for_project(project=project),
+            query=request.query_params.get("q", "")[:200],
+            sort=request.query_params.get("sort", "name"),
+        )
         from rest_framework.pagination import PageNumberPagination
 
         paginator = PageNumberPagination()
@@ -248,7 +270,7 @@ class SourceListApi(APIView):
         data = SourceOutput(page, many=True, context={"next_runs": runs}).data
         return paginator.get_paginated_response(data)
 
-    @extend_schema(request=SourceInput, responses={201: SourceOutput})
+    @extend_schema(request=SourceInput, responses={201: SourceOutput, 409: None})
     def post(self, request: AuthedApiRequest, slug: str) -> Response:
         project, _ = get_project_for_user(request.user, slug, write=True)
         data = SourceInput(data=request.data)
@@ -259,6 +281,11 @@ class SourceListApi(APIView):
             source = services.source_create(actor=request.user, project=project, **values)
         except DjangoValidationError as exc:
             raise _invalid(exc) from exc
+        except CharterNotSignedOff as exc:
+            return Response(
+                {"detail": str(exc), "charter_url": exc.charter_url},
+                status=status.HTTP_409_CONFLICT,
+            )
         source = sources_for_project(project=project).get(pk=source.pk)
         return Response(SourceOutput(source).data, status=status.HTTP_201_CREATED)
 
@@ -349,10 +376,21 @@ class IngestionDetailApi(APIView):
 class SnapshotListApi(APIView):
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
-    @extend_schema(responses=SnapshotOutput(many=True))
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("q", str, description="File name, sha256 prefix or version."),
+            OpenApiParameter("sort", str, enum=list(VERSION_SORTS), description="Order."),
+        ],
+        responses=SnapshotOutput(many=True),
+    )
     def get(self, request: AuthedApiRequest, slug: str, source_id: int) -> Response:
         _, source = get_source_for_user(request.user, slug, source_id)
-        return paginated(request, self, source_snapshots(source=source), SnapshotOutput)
+        snapshots = snapshots_search(
+            source_snapshots(source=source),
+            query=request.query_params.get("q", "")[:200],
+            sort=request.query_params.get("sort", "newest"),
+        )
+        return paginated(request, self, snapshots, SnapshotOutput)
 
     @extend_schema(
         request={

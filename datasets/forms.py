@@ -13,6 +13,10 @@ from datasets.services import KIND_FIELDS
 MAX_SEED = 2**32 - 1
 
 
+COMMON_FIELDS = ("name", "description", "location", "mode", "refresh_cron")
+UNCHANGED_HELP = "Leave empty to keep the stored one."
+
+
 class SourceForm(forms.Form):
     name = forms.CharField(max_length=200)
     kind = forms.ChoiceField(choices=SourceKind.choices)
@@ -60,6 +64,31 @@ class SourceForm(forms.Form):
         widget=forms.PasswordInput(render_value=False), required=False, label="SAS token"
     )
 
+    def kind_fieldsets(self) -> list[dict[str, Any]]:
+        """Every kind with its connection and secret fields, each rendered with
+        an id of its own (``format`` belongs to several kinds), so a template
+        can show the chosen kind's fields and switch between them in place."""
+        fieldsets = []
+        for kind, label in SourceKind.choices:
+            fields = []
+            for name in (*KIND_FIELDS[kind][0], *KIND_FIELDS[kind][2]):
+                bound = self[name]
+                field_id = f"id_{kind}_{name}"
+                fields.append(
+                    {
+                        "id": field_id,
+                        "label": bound.label,
+                        "widget": bound.as_widget(attrs={"id": field_id}),
+                        "errors": bound.errors,
+                        "help_text": bound.help_text,
+                    }
+                )
+            fieldsets.append({"kind": kind, "label": label, "fields": fields})
+        return fieldsets
+
+    def common_fields(self) -> list[forms.BoundField]:
+        return [self[f] for f in COMMON_FIELDS]
+
     def split(self) -> dict[str, Any]:
         """The service's arguments: config and secrets for the chosen kind."""
         data = self.cleaned_data
@@ -74,6 +103,67 @@ class SourceForm(forms.Form):
             "config": {f: data[f] for f in fields if data.get(f) not in (None, "")},
             "secrets": {f: data[f] for f in secret_fields if data.get(f)},
         }
+
+
+class SourceEditForm(forms.Form):
+    """Edit one source: its name, description, labels and the connection
+    fields of its kind. Secrets are never rendered back; one left empty keeps
+    the stored value."""
+
+    name = forms.CharField(max_length=200)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+    location = forms.ChoiceField(choices=Location.choices)
+    mode = forms.ChoiceField(choices=Mode.choices)
+
+    def __init__(self, *args: Any, source: Any, **kwargs: Any) -> None:
+        kwargs.setdefault(
+            "initial",
+            {
+                "name": source.name,
+                "description": source.description,
+                "location": source.location,
+                "mode": source.mode,
+                **source.config,
+            },
+        )
+        super().__init__(*args, **kwargs)
+        self.source = source
+        config_fields, _, secret_fields = KIND_FIELDS[source.kind]
+        template = SourceForm.base_fields
+        for name in config_fields:
+            self.fields[name] = _copy_field(template[name])
+        for name in secret_fields:
+            field = _copy_field(template[name])
+            is_set = name in source.secret_names
+            field.help_text = f"Set. {UNCHANGED_HELP}" if is_set else "Not set."
+            self.fields[name] = field
+        self.config_fields = config_fields
+        self.secret_fields = secret_fields
+
+    def general_fields(self) -> list[forms.BoundField]:
+        return [self[f] for f in ("name", "description", "location", "mode")]
+
+    def connection_fields(self) -> list[forms.BoundField]:
+        return [self[f] for f in (*self.config_fields, *self.secret_fields)]
+
+    def changes(self) -> dict[str, Any]:
+        """The service's arguments: a blank connection field clears it, a blank
+        secret keeps the stored one."""
+        data = self.cleaned_data
+        return {
+            "name": data["name"],
+            "description": data["description"],
+            "location": data["location"],
+            "mode": data["mode"],
+            "config": {f: data.get(f) for f in self.config_fields},
+            "secrets": {f: data[f] for f in self.secret_fields if data.get(f)},
+        }
+
+
+def _copy_field(field: forms.Field) -> forms.Field:
+    import copy
+
+    return copy.deepcopy(field)
 
 
 class UploadForm(forms.Form):

@@ -67,6 +67,10 @@ class DataSource(Leased):
     )
     test_message = models.CharField(max_length=500, blank=True)
     tested_at = models.DateTimeField(null=True, blank=True)
+    # Registered before the project's charter was signed off: the data is
+    # explored, not yet agreed on. Fixed at registration (a later sign-off
+    # does not make the earlier registration agreed); its versions inherit it.
+    exploratory = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

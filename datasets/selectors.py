@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Max, Prefetch, QuerySet
+from django.db.models import Count, IntegerField, Max, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import User
@@ -24,6 +25,77 @@ def sources_for_project(*, project: Project) -> QuerySet[DataSource]:
         )
         .order_by("name")
     )
+
+
+def _count(queryset: QuerySet[Any], field: str) -> Coalesce:
+    """A correlated ``COUNT(*)`` of ``queryset`` per project, 0 when none."""
+    counted = (
+        queryset.filter(**{field: OuterRef("pk")})
+        .order_by()
+        .values(field)
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+
+
+def data_projects(*, user: User) -> QuerySet[Project]:
+    """Every project the user is in (admins: all), with or without data: its
+    source, version and exploratory-source counts and the user's role, in one
+    query."""
+    from projects.models import Membership
+
+    projects = Project.objects.all() if user.is_staff else Project.objects.filter(members=user)
+    role = Membership.objects.filter(project=OuterRef("pk"), user=user).values("role")[:1]
+    return projects.annotate(
+        source_count=_count(DataSource.objects.all(), "project"),
+        exploratory_count=_count(DataSource.objects.filter(exploratory=True), "project"),
+        version_count=_count(Snapshot.objects.all(), "source__project"),
+        my_role=Subquery(role),
+    ).order_by("name")
+
+
+SOURCE_SORTS = {
+    "name": ("name", "Name"),
+    "kind": ("kind", "Kind"),
+    "versions": ("-version_count", "Most versions"),
+    "newest": ("-created_at", "Newest first"),
+    "oldest": ("created_at", "Oldest first"),
+}
+VERSION_SORTS = {
+    "newest": ("-version", "Newest first"),
+    "oldest": ("version", "Oldest first"),
+    "rows": ("-rows", "Most rows"),
+    "size": ("-size", "Largest"),
+}
+
+
+def sources_search(
+    sources: QuerySet[DataSource], *, query: str = "", sort: str = "name"
+) -> QuerySet[DataSource]:
+    """Sources whose name, description or kind contains ``query``, sorted."""
+    query = query.strip()
+    if query:
+        sources = sources.filter(
+            Q(name__icontains=query) | Q(description__icontains=query) | Q(kind__icontains=query)
+        )
+    order = SOURCE_SORTS.get(sort, SOURCE_SORTS["name"])[0]
+    return sources.order_by(order, "name", "pk")
+
+
+def snapshots_search(
+    snapshots: QuerySet[Snapshot], *, query: str = "", sort: str = "newest"
+) -> QuerySet[Snapshot]:
+    """Versions whose file name or sha256 contains ``query`` (or whose number
+    it is), sorted."""
+    query = query.strip().lower().removeprefix("v")
+    if query:
+        match = Q(original_name__icontains=query) | Q(sha256__startswith=query)
+        if query.isdigit() and len(query) < 10:
+            match |= Q(version=int(query))
+        snapshots = snapshots.filter(match)
+    order = VERSION_SORTS.get(sort, VERSION_SORTS["newest"])[0]
+    return snapshots.order_by(order, "-version")
 
 
 def sources_for_user(*, user: User) -> QuerySet[DataSource]:

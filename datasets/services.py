@@ -31,6 +31,7 @@ from django.utils import timezone
 from accounts.models import User
 from audit.services import audit_record
 from background.leases import LeasedWork, lease_recover, lease_waiting
+from charter.gates import require_signed_charter
 from charter.selectors import charter_current, charter_signed_off
 from datasets import connectors, tasks
 from datasets.crypto import secrets_decrypt, secrets_encrypt
@@ -278,6 +279,18 @@ def _charter_for(project: Project) -> Any:
     return charter_signed_off(project=project) or charter_current(project=project)
 
 
+def _exploratory(project: Project) -> bool:
+    """Whether data registered now is exploratory (no signed-off charter yet).
+
+    With ``STAGEGATE_DATA_REQUIRES_SIGNOFF`` registration waits for the
+    sign-off instead: :class:`charter.gates.CharterNotSignedOff`.
+    """
+    if settings.STAGEGATE_DATA_REQUIRES_SIGNOFF:
+        require_signed_charter(project, purpose="registering data")
+        return False
+    return charter_signed_off(project=project) is None
+
+
 def _queue(task: Task, **kwargs: int) -> None:
     transaction.on_commit(lambda: task.delay(**kwargs))
 
@@ -326,6 +339,7 @@ def source_create(
     _check_owner(project, owner or actor)
     try:
         with transaction.atomic():
+            exploratory = _exploratory(project)
             source = DataSource.objects.create(
                 project=project,
                 name=name,
@@ -338,6 +352,7 @@ def source_create(
                 secrets_encrypted=secrets_encrypt(secret_values),
                 secret_names=sorted(secret_values),
                 refresh_cron=cron,
+                exploratory=exploratory,
             )
             _schedule_sync(source)
             audit_record(
@@ -345,7 +360,7 @@ def source_create(
                 actor=actor,
                 project=project,
                 obj=source,
-                payload=_source_payload(source),
+                payload={**_source_payload(source), "exploratory": exploratory},
             )
     except IntegrityError as exc:
         raise ValidationError({"name": "A source with this name already exists."}) from exc

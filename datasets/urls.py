@@ -15,6 +15,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path(f"{P}new/", views.source_new, name="source_new"),
     path(f"{P}lineage/", views.lineage, name="lineage"),
     path(S, views.source_detail, name="source"),
+    path(f"{S}edit/", views.source_edit, name="source_edit"),
     path(f"{S}upload/", views.source_upload, name="upload"),
     path(f"{S}pull/", views.source_pull, name="pull"),
     path(f"{S}test/", views.source_test, name="test"),

@@ -423,6 +423,9 @@ DATA_EGRESS_LOOPBACK_PORTS = env.list(
 )
 # The shortest interval between two scheduled pulls of a source, in minutes.
 DATA_REFRESH_MIN_MINUTES = env.int("DATA_REFRESH_MIN_MINUTES", default=60)
+# Registering data before the charter is signed off is allowed and marked
+# exploratory; true makes registration wait for the sign-off.
+STAGEGATE_DATA_REQUIRES_SIGNOFF = env.bool("STAGEGATE_DATA_REQUIRES_SIGNOFF", default=False)
 # Bytes parsed per batch while ingesting, and the most rows a profile reads.
 DATA_BATCH_BYTES = env.int("DATA_BATCH_BYTES", default=16 * 1024**2)
 DATA_PROFILE_MAX_ROWS = env.int("DATA_PROFILE_MAX_ROWS", default=5_000_000)

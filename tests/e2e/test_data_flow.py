@@ -40,7 +40,7 @@ def test_upload_a_csv_and_see_its_profile(
     expect(page).to_have_url(re.compile(r"/projects/churn/data/\d+/ingestions/\d+/$"))
     progress = page.get_by_label("Ingestion progress")
     expect(progress).to_be_visible()
-    expect(page.locator(".status")).to_have_text("New version", timeout=30_000)
+    expect(page.locator(".status")).to_have_text("Succeeded", timeout=30_000)
     expect(progress).to_have_attribute("value", "100")
     expect(page.locator(".ingestion")).to_contain_text("200 rows processed")
 
