@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("datasets", "0002_leases"),
+        ("datasets", "0003_snapshot_csv_dialect"),
     ]
 
     operations = [
