@@ -20,3 +20,17 @@ class AuditFilterForm(forms.Form):
 class DecisionForm(forms.Form):
     decision = forms.ChoiceField(choices=[("approve", "Approve"), ("reject", "Reject")])
     comment = forms.CharField(required=False, max_length=5000)
+
+
+class ApprovalSearchForm(forms.Form):
+    q = forms.CharField(required=False, max_length=100, label="Search")
+    sort = forms.ChoiceField(
+        required=False,
+        label="Sort your requests",
+        choices=[
+            ("newest", "Newest first"),
+            ("oldest", "Oldest first"),
+            ("project", "By project"),
+            ("state", "By state"),
+        ],
+    )

@@ -33,6 +33,39 @@ def pending_approvals_for_user(*, user: User) -> QuerySet[ApprovalRequest]:
     return pending.select_related("project", "requested_by").order_by("created_at")
 
 
+# How a list of requests may be sorted, by the name the page uses.
+APPROVAL_SORTS = {
+    "newest": ("-created_at", "-pk"),
+    "oldest": ("created_at", "pk"),
+    "project": ("project__name", "-created_at"),
+    "state": ("state", "-created_at"),
+}
+
+
+def approvals_searched(
+    approvals: QuerySet[ApprovalRequest], *, query: str = "", sort: str = ""
+) -> QuerySet[ApprovalRequest]:
+    """Requests whose summary, project or requester contain ``query``, sorted."""
+    if query:
+        approvals = approvals.filter(
+            Q(summary__icontains=query)
+            | Q(project__name__icontains=query)
+            | Q(requested_by__username__icontains=query)
+        )
+    if sort in APPROVAL_SORTS:
+        approvals = approvals.order_by(*APPROVAL_SORTS[sort])
+    return approvals
+
+
+def requests_made_by(*, user: User) -> QuerySet[ApprovalRequest]:
+    """The user's own requests, newest first."""
+    return (
+        ApprovalRequest.objects.filter(requested_by=user)
+        .select_related("project", "requested_by", "decided_by")
+        .order_by("-created_at", "-pk")
+    )
+
+
 def audit_events_visible_to(*, user: User) -> QuerySet[AuditEvent]:
     """Admins see every event; project leads the events of their projects."""
     events = AuditEvent.objects.all()
