@@ -15,12 +15,14 @@ from django.views.decorators.http import require_POST
 from accounts.http import AuthedRequest
 from audit.exports import csv_lines, json_chunks
 from governance.approvals import kind_for
-from governance.forms import ApprovalSearchForm, AuditFilterForm, DecisionForm
+from governance.audit_links import links_for
+from governance.forms import ApprovalSearchForm, AuditFilterForm, DecisionForm, action_in_words
 from governance.models import ApprovalRequest, ApprovalState
 from governance.selectors import (
     approval_for_user,
     approvals_searched,
     audit_events_filtered,
+    audit_filter_choices,
     pending_approvals_for_user,
     requests_made_by,
     user_may_see_audit,
@@ -34,15 +36,28 @@ from governance.services import (
 from projects.models import Role
 from web.http import client_ip
 
+AUDIT_PAGE_SIZE = 50
+
+
+def _payload_rows(payload: Any) -> list[tuple[str, str]]:
+    if not isinstance(payload, dict):
+        return [("", str(payload))] if payload else []
+    return [
+        (str(key).replace("_", " ").capitalize(), "—" if value in (None, "") else str(value))
+        for key, value in payload.items()
+    ]
+
 
 @login_required
 def audit_list(request: AuthedRequest) -> HttpResponse | StreamingHttpResponse:
     if not user_may_see_audit(user=request.user):
         raise Http404("No audit trail for you here.")
-    form = AuditFilterForm(request.GET or None)
+    params = request.GET.copy()
+    params.pop("page", None)
+    export = params.pop("export", [""])[-1]
+    form = AuditFilterForm(params or None, **audit_filter_choices(user=request.user))
     filters = form.cleaned_data if form.is_bound and form.is_valid() else {}
     events = audit_events_filtered(user=request.user, **filters)
-    export = request.GET.get("export")
     if form.is_bound and not form.is_valid():
         events = events.none()
     if export in ("csv", "json"):
@@ -56,13 +71,15 @@ def audit_list(request: AuthedRequest) -> HttpResponse | StreamingHttpResponse:
         response["Content-Disposition"] = f'attachment; filename="{stamp}.{export}"'
         response["X-Content-Type-Options"] = "nosniff"
         return response
-    page = Paginator(events, 50).get_page(request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
+    page = Paginator(events, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
+    links_for(page.object_list)
+    for event in page.object_list:
+        event.action_words = action_in_words(event.action)  # type: ignore[attr-defined]
+        event.details = _payload_rows(event.payload)  # type: ignore[attr-defined]
     return render(
         request,
         "governance/audit_list.html",
-        {"form": form, "page": page, "query": query.urlencode()},
+        {"form": form, "page": page, "query": params.urlencode()},
     )
 
 
