@@ -37,7 +37,7 @@ run: install $(STAGEGATE_VAR_DIR)/secret_key
 	$(BIN)/python manage.py migrate --no-input -v0 && \
 	$(BIN)/python manage.py collectstatic --no-input -v0 && \
 	$(BIN)/python manage.py seed_demo && \
-	echo "" && echo "  Stagegate is starting at http://$(HOST):$(PORT)/  (Ctrl-C stops web, worker and beat)" && echo "" && \
+	echo "  Starting web, worker and beat; the address follows when the portal answers." && \
 	HOST=$(HOST) PORT=$(PORT) PATH=$(CURDIR)/$(BIN):$$PATH exec $(BIN)/supervisord -c supervisord.conf
 
 lint: install-dev

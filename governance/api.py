@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from accounts.http import AuthedApiRequest, request_user
 from audit.models import AuditEvent
 from governance.approvals import kind_for
-from governance.forms import AuditFilterForm
+from governance.forms import AuditApiFilterForm
 from governance.models import ApprovalRequest, ApprovalState
 from governance.selectors import (
     approval_for_user,
@@ -72,10 +72,11 @@ class AuditEventListApi(generics.ListAPIView):
         user = request_user(request)
         if not user_may_see_audit(user=user):
             raise Http404
-        form = AuditFilterForm(request.query_params or None)
+        form = AuditApiFilterForm(request.query_params or None)
         if form.is_bound and not form.is_valid():
             raise ValidationError(form_errors(form))
-        return audit_events_filtered(user=user, **(form.cleaned_data if form.is_bound else {}))
+        filters = dict(form.cleaned_data) if form.is_bound else {}
+        return audit_events_filtered(user=user, action_prefix=filters.pop("action", ""), **filters)
 
 
 class ApprovalOutput(serializers.ModelSerializer):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, Q, QuerySet
 
@@ -10,7 +11,7 @@ from accounts.models import User
 from audit.models import AuditEvent
 from governance.models import ApprovalRequest, ApprovalState
 from governance.services import MAX_STEPS
-from projects.models import Membership, Role
+from projects.models import Membership, Project, Role
 
 
 def pending_approvals_for_user(*, user: User) -> QuerySet[ApprovalRequest]:
@@ -33,6 +34,39 @@ def pending_approvals_for_user(*, user: User) -> QuerySet[ApprovalRequest]:
     return pending.select_related("project", "requested_by").order_by("created_at")
 
 
+# How a list of requests may be sorted, by the name the page uses.
+APPROVAL_SORTS = {
+    "newest": ("-created_at", "-pk"),
+    "oldest": ("created_at", "pk"),
+    "project": ("project__name", "-created_at"),
+    "state": ("state", "-created_at"),
+}
+
+
+def approvals_searched(
+    approvals: QuerySet[ApprovalRequest], *, query: str = "", sort: str = ""
+) -> QuerySet[ApprovalRequest]:
+    """Requests whose summary, project or requester contain ``query``, sorted."""
+    if query:
+        approvals = approvals.filter(
+            Q(summary__icontains=query)
+            | Q(project__name__icontains=query)
+            | Q(requested_by__username__icontains=query)
+        )
+    if sort in APPROVAL_SORTS:
+        approvals = approvals.order_by(*APPROVAL_SORTS[sort])
+    return approvals
+
+
+def requests_made_by(*, user: User) -> QuerySet[ApprovalRequest]:
+    """The user's own requests, newest first."""
+    return (
+        ApprovalRequest.objects.filter(requested_by=user)
+        .select_related("project", "requested_by", "decided_by")
+        .order_by("-created_at", "-pk")
+    )
+
+
 def audit_events_visible_to(*, user: User) -> QuerySet[AuditEvent]:
     """Admins see every event; project leads the events of their projects."""
     events = AuditEvent.objects.all()
@@ -45,24 +79,67 @@ def audit_events_visible_to(*, user: User) -> QuerySet[AuditEvent]:
 def audit_events_filtered(
     *,
     user: User,
+    q: str = "",
     project: str = "",
     actor: str = "",
     action: str = "",
-    since: datetime | None = None,
-    until: datetime | None = None,
+    action_prefix: str = "",
+    since: date | datetime | None = None,
+    until: date | datetime | None = None,
+    sort: str = "",
 ) -> QuerySet[AuditEvent]:
+    """Events the user may see, filtered. A moment is taken as it is; a day
+    (the page's date pickers) from its start, and ``until`` to its end (UTC)."""
     events = audit_events_visible_to(user=user)
+    if q:
+        events = events.filter(
+            Q(action__icontains=q)
+            | Q(actor_username__icontains=q)
+            | Q(project__name__icontains=q)
+            | Q(object_type__icontains=q)
+            | Q(object_id=q)
+        )
     if project:
         events = events.filter(project__slug=project)
     if actor:
         events = events.filter(actor_username=actor)
     if action:
-        events = events.filter(action__startswith=action)
+        events = events.filter(action=action)
+    if action_prefix:
+        events = events.filter(action__startswith=action_prefix)
     if since:
-        events = events.filter(created_at__gte=since)
+        start = since if isinstance(since, datetime) else _day_start(since)
+        events = events.filter(created_at__gte=start)
     if until:
-        events = events.filter(created_at__lt=until)
+        end = until if isinstance(until, datetime) else _day_start(until + timedelta(days=1))
+        events = events.filter(created_at__lt=end)
+    if sort == "oldest":
+        events = events.order_by("sequence")
     return events
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def audit_filter_choices(*, user: User) -> dict[str, list[Any]]:
+    """The projects, actors and actions the user's audit filters offer."""
+    events = audit_events_visible_to(user=user).order_by()
+    projects = (
+        Project.objects.all()
+        if user.is_staff
+        else Project.objects.filter(memberships__user=user, memberships__role=Role.LEAD)
+    )
+    return {
+        "projects": list(projects.order_by("name").values_list("slug", "name")),
+        "actors": list(
+            events.exclude(actor_username="")
+            .values_list("actor_username", flat=True)
+            .distinct()
+            .order_by("actor_username")
+        ),
+        "actions": list(events.values_list("action", flat=True).distinct().order_by("action")),
+    }
 
 
 def user_may_see_audit(*, user: User) -> bool:

@@ -82,7 +82,7 @@ def _open(
         users=_deciders(
             project=project, required_role=required_role, requires_staff=requires_staff
         ).exclude(pk__in=[requester.pk, *earlier]),
-        text=f"{project.name}: {summary} — waiting for your decision",
+        text=f"{project.name}: {requester} asks for your decision: {summary}",
         url=url or f"/approvals/{request.pk}/",
     )
     return request
@@ -260,10 +260,9 @@ def approval_decide(
                 _next_step(kind=kind, request=request, actor=actor)
             else:
                 (kind.on_approved if approve else kind.on_rejected)(request=request, actor=actor)
-            outcome = "passed step " + str(request.step + 1) if more_steps else request.state
             notify(
                 users=[request.requested_by],
-                text=f"{request.project.name}: {request.summary} — {outcome} by {actor}",
+                text=decision_text(request=request, actor=actor, more_steps=more_steps),
                 url=f"/approvals/{request.pk}/",
             )
     if refused:
@@ -271,6 +270,31 @@ def approval_decide(
     if conflict:
         raise ApprovalConflict(conflict)
     return request
+
+
+NOTIFICATION_LENGTH = 300
+SUMMARY_IN_NOTIFICATION = 120
+
+
+def _shortened(text: str, length: int) -> str:
+    return text if len(text) <= length else text[: length - 1].rstrip() + "…"
+
+
+def decision_text(*, request: ApprovalRequest, actor: User, more_steps: bool) -> str:
+    """What the requester reads about a decision, with the comment (a
+    rejection's reason) in it, shortened to fit a notification."""
+    if more_steps:
+        steps = kind_for(request.kind).steps
+        verb = f"approved step {request.step + 1} of {len(steps)} ({steps[request.step].label}) of"
+    elif request.state == ApprovalState.APPROVED:
+        verb = "approved"
+    else:
+        verb = "rejected"
+    summary = _shortened(request.summary, SUMMARY_IN_NOTIFICATION)
+    text = f"{request.project.name}: {actor} {verb} your request “{summary}”"
+    comment = request.comment.strip()
+    text += f": “{comment}”" if comment else "."
+    return _shortened(text, NOTIFICATION_LENGTH)
 
 
 def approval_withdraw(*, actor: User, approval_id: int) -> ApprovalRequest:

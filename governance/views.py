@@ -6,7 +6,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -16,12 +15,16 @@ from django.views.decorators.http import require_POST
 from accounts.http import AuthedRequest
 from audit.exports import csv_lines, json_chunks
 from governance.approvals import kind_for
-from governance.forms import AuditFilterForm, DecisionForm
+from governance.audit_links import links_for
+from governance.forms import ApprovalSearchForm, AuditFilterForm, DecisionForm, action_in_words
 from governance.models import ApprovalRequest, ApprovalState
 from governance.selectors import (
     approval_for_user,
+    approvals_searched,
     audit_events_filtered,
+    audit_filter_choices,
     pending_approvals_for_user,
+    requests_made_by,
     user_may_see_audit,
 )
 from governance.services import (
@@ -33,15 +36,28 @@ from governance.services import (
 from projects.models import Role
 from web.http import client_ip
 
+AUDIT_PAGE_SIZE = 50
+
+
+def _payload_rows(payload: Any) -> list[tuple[str, str]]:
+    if not isinstance(payload, dict):
+        return [("", str(payload))] if payload else []
+    return [
+        (str(key).replace("_", " ").capitalize(), "—" if value in (None, "") else str(value))
+        for key, value in payload.items()
+    ]
+
 
 @login_required
 def audit_list(request: AuthedRequest) -> HttpResponse | StreamingHttpResponse:
     if not user_may_see_audit(user=request.user):
         raise Http404("No audit trail for you here.")
-    form = AuditFilterForm(request.GET or None)
+    params = request.GET.copy()
+    params.pop("page", None)
+    export = params.pop("export", [""])[-1]
+    form = AuditFilterForm(params or None, **audit_filter_choices(user=request.user))
     filters = form.cleaned_data if form.is_bound and form.is_valid() else {}
     events = audit_events_filtered(user=request.user, **filters)
-    export = request.GET.get("export")
     if form.is_bound and not form.is_valid():
         events = events.none()
     if export in ("csv", "json"):
@@ -55,46 +71,60 @@ def audit_list(request: AuthedRequest) -> HttpResponse | StreamingHttpResponse:
         response["Content-Disposition"] = f'attachment; filename="{stamp}.{export}"'
         response["X-Content-Type-Options"] = "nosniff"
         return response
-    page = Paginator(events, 50).get_page(request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
+    page = Paginator(events, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
+    links_for(page.object_list)
+    for event in page.object_list:
+        event.action_words = action_in_words(event.action)  # type: ignore[attr-defined]
+        event.details = _payload_rows(event.payload)  # type: ignore[attr-defined]
     return render(
         request,
         "governance/audit_list.html",
-        {"form": form, "page": page, "query": query.urlencode()},
+        {"form": form, "page": page, "query": params.urlencode()},
     )
 
 
 # --- Approvals ----------------------------------------------------------------
 
 INBOX_TEMPLATE = "governance/approval_inbox.html"
-RECENT_REQUESTS = 20
-
-
-def requests_made_by(*, user: Any, limit: int = RECENT_REQUESTS) -> QuerySet[ApprovalRequest]:
-    """The user's own recent requests, newest first, in one query."""
-    return (
-        ApprovalRequest.objects.filter(requested_by=user)
-        .select_related("project", "decided_by")
-        .order_by("-created_at")[:limit]
-    )
+INBOX_PAGE_SIZE = 25
 
 
 @login_required
 def approval_inbox(request: AuthedRequest) -> HttpResponse:
-    """What waits for the current user's decision, across projects."""
+    """What waits for the current user's decision, across projects, and the
+    user's own requests: both searchable, the second sortable, both in pages."""
+    form = ApprovalSearchForm(request.GET or None)
+    wanted = form.cleaned_data if form.is_valid() else {}
+    query, sort = wanted.get("q", ""), wanted.get("sort") or "newest"
+    pending = approvals_searched(pending_approvals_for_user(user=request.user), query=query)
+    mine = approvals_searched(requests_made_by(user=request.user), query=query, sort=sort)
+    params = request.GET.copy()
+    params.pop("page", None)
+    params.pop("pending_page", None)
     return render(
         request,
         INBOX_TEMPLATE,
         {
-            "pending": pending_approvals_for_user(user=request.user),
-            "mine": requests_made_by(user=request.user),
+            "form": form,
+            "pending": Paginator(pending, INBOX_PAGE_SIZE).get_page(
+                request.GET.get("pending_page")
+            ),
+            "mine": Paginator(mine, INBOX_PAGE_SIZE).get_page(request.GET.get("page")),
+            "query": params.urlencode(),
+            "sort": sort,
         },
     )
 
 
 def _subject_rows(approval: ApprovalRequest, subject: dict[str, Any]) -> list[tuple[str, str]]:
     return kind_for(approval.kind).rows(subject)
+
+
+def _safe_page(page: Any) -> str:
+    """A subject's own page, when its kind names one inside the portal."""
+    if isinstance(page, str) and page.startswith("/") and not page.startswith("//"):
+        return page
+    return ""
 
 
 def _decider(approval: ApprovalRequest) -> str:
@@ -113,7 +143,8 @@ def _approval_page(
     comment: str = "",
     status: int = 200,
 ) -> HttpResponse:
-    subject = kind_for(approval.kind).describe(request=approval)
+    kind = kind_for(approval.kind)
+    subject = kind.describe(request=approval)
     may_decide = bool(getattr(approval, "may_decide", False))
     why_not = ""
     if approval.state == ApprovalState.PENDING and not may_decide:
@@ -125,6 +156,8 @@ def _approval_page(
             "approval": approval,
             "subject": subject,
             "subject_rows": _subject_rows(approval, subject),
+            "subject_page": _safe_page(subject.get("page")),
+            "kind_label": kind.label or approval.kind.capitalize(),
             "may_decide": may_decide,
             "why_not": why_not,
             "decider": _decider(approval),
@@ -198,7 +231,10 @@ def approval_decide_view(request: AuthedRequest, approval_id: int) -> HttpRespon
         )
     if error:
         return _approval_page(request, approval, error=error, comment=comment, status=status)
-    messages.success(request, f"{approval.project.name}: {approval.summary} — {approval.state}.")
+    messages.success(
+        request,
+        f"{approval.project.name}: {approval.summary} — {approval.get_state_display().lower()}.",
+    )
     return redirect(_next_url(request, reverse("governance:inbox")))
 
 

@@ -29,6 +29,10 @@ DEBUG = env.bool("DJANGO_DEBUG", default=False)
 VAR_DIR = Path(env.str("STAGEGATE_VAR_DIR", default=str(BASE_DIR / "var")))
 
 SECRET_KEY = secret("DJANGO_SECRET_KEY") or ""
+# The key `make run` keeps in the var directory, so that `manage.py` works in
+# that checkout without exporting anything.
+if not SECRET_KEY and (VAR_DIR / "secret_key").is_file():
+    SECRET_KEY = (VAR_DIR / "secret_key").read_text().strip()
 if not SECRET_KEY:
     if DEBUG:
         SECRET_KEY = "insecure-development-key-only-used-with-DJANGO_DEBUG"  # noqa: S105

@@ -8,6 +8,7 @@ Celery task records (``workspace_claim``, ``workspace_mark_running``, ...).
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -253,10 +254,7 @@ def _ask_admin(
         kind=COMPUTE_KIND,
         project=workspace.project,
         subject=workspace,
-        summary=(
-            f"{what} “{workspace.name}” at {size.name}: {decision.hourly:.2f} {size.currency}/h, "
-            f"≈{decision.monthly:.2f}/month if always on; exceeds " + "; ".join(decision.exceeded)
-        ),
+        summary=_summary(workspace=workspace, size=size, decision=decision, what=what),
         requires_staff=True,
     )
     workspace.approval = request
@@ -914,7 +912,92 @@ def _describe(*, request: Any) -> dict[str, Any]:
         "currency": size.currency,
         # One line, as the approval page shows it.
         "quota_exceeded": "; ".join(ws.quota_exceeded),
+        "memory_gb": str(size.memory_gb * ws.quota_nodes),
+        "gpu_type": size.gpu_type,
+        "nodes": ws.nodes,
+        "page": _page(ws),
     }
+
+
+_LIMIT_WORDS = {
+    "vCPUs": "vCPU quota",
+    "GPUs": "GPU quota",
+    "running workspaces": "limit on running workspaces",
+}
+_LIMIT = re.compile(
+    r"^(?P<who>Project|Your) (?P<what>vCPUs|GPUs|running workspaces): (?P<used>\d+)"
+    r"(?: in use)? \+ (?P<asked>\d+)(?: requested)? > (?P<limit>\d+)$"
+)
+
+
+def _exceeded_in_words(item: str) -> str:
+    """ "Project vCPUs: 14 in use + 2 requested > 8" as a sentence; anything
+    else (budgets) is already one."""
+    found = _LIMIT.match(item)
+    if found is None:
+        return item
+    whose = "the project's" if found["who"] == "Project" else "the requester's"
+    total = int(found["used"]) + int(found["asked"])
+    return (
+        f"exceeds {whose} {_LIMIT_WORDS[found['what']]} "
+        f"({total} of {found['limit']} with this request; {found['used']} in use)"
+    )
+
+
+_ASKED = {"New": "Requested", "Start": "Asked to start", "Resize": "Asked to resize"}
+
+
+def _summary(*, workspace: Workspace, size: ComputeSize, decision: QuotaDecision, what: str) -> str:
+    """One line for the inbox: "Requested a notebook workspace “nb” (2 vCPUs,
+    8 GB, about $0.19/hour); exceeds the project's vCPU quota (10 of 8 ...)"."""
+    kind = WorkspaceKind(workspace.kind).label.lower()
+    nodes = max(workspace.quota_nodes, 1)
+    memory = format((size.memory_gb * nodes).normalize(), "f")
+    gpu = f", {size.gpus * nodes} × {size.gpu_type or 'GPU'}" if size.gpus else ""
+    price = _money(str(decision.hourly.quantize(Decimal("0.01"))), size.currency)
+    head = f"{_ASKED.get(what, what)} {'a' if what == 'New' else 'the'} {kind}"
+    words = "; ".join(_exceeded_in_words(e) for e in decision.exceeded)
+    return (
+        f"{head} “{workspace.name}” ({size.vcpus * nodes} vCPUs, {memory} GB{gpu}, "
+        f"about {price}/hour); {words}"
+    )
+
+
+def _money(amount: str, currency: str) -> str:
+    value = Decimal(amount)
+    shown = f"{value:,.2f}"
+    return f"${shown}" if currency == "USD" else f"{shown} {currency}"
+
+
+def _rows(subject: dict[str, Any]) -> list[tuple[str, str]]:
+    """The compute request as an approver reads it."""
+    if not subject:
+        return []
+    what = WorkspaceKind(subject["kind"]).label if subject["kind"] in WorkspaceKind.values else ""
+    gpus = subject.get("gpus") or 0
+    gpu = f", {gpus} × {subject.get('gpu_type') or 'GPU'}" if gpus else ", no GPU"
+    memory = format(Decimal(subject["memory_gb"]).normalize(), "f")
+    resources = f"{subject['vcpus']} vCPUs, {memory} GB memory{gpu}"
+    nodes = subject.get("nodes") or 1
+    size = subject["size"] + (f" × {nodes} nodes" if nodes > 1 else "")
+    hourly = _money(subject["hourly_estimate"], subject["currency"])
+    monthly = _money(subject["monthly_estimate_always_on"], subject["currency"])
+    state = subject["state"]
+    rows = [
+        ("Request", f"{what} “{subject['workspace']}” for {subject['owner']}"),
+        ("Size", f"{size} ({resources})"),
+    ]
+    if subject.get("current_size"):
+        rows.append(("Now", f"Runs at {subject['current_size']}; this asks to resize it"))
+    rows += [
+        ("Price", f"about {hourly} an hour; about {monthly} a month if it runs all the time"),
+        ("State", WorkspaceState(state).label if state in WorkspaceState.values else state),
+    ]
+    exceeded = [part for part in subject.get("quota_exceeded", "").split("; ") if part]
+    if exceeded:
+        words = "; ".join(_exceeded_in_words(part) for part in exceeded)
+        rows.append(("Why an admin decides", words[0].upper() + words[1:]))
+    return rows
 
 
 register(
@@ -924,6 +1007,7 @@ register(
         on_rejected=_on_rejected,
         on_withdrawn=_on_withdrawn,
         describe=_describe,
+        rows=_rows,
         label="Compute over quota",
     )
 )

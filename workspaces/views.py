@@ -266,21 +266,46 @@ def quota_list(request: AuthedRequest) -> HttpResponse:
     quotas = list(compute_selectors.quotas_listed())
     by_project, by_user = compute_selectors.usage_by_project_and_user()
     empty = compute_selectors.Usage()
+    defaults = _default_quota()
     for q in quotas:
         held = by_project.get(q.project_id or 0) if q.project_id else by_user.get(q.user_id or 0)
         q.usage = held or empty  # type: ignore[attr-defined]
+        q.over = _over_limits(q.usage, q.max_vcpus, q.max_gpus, q.max_running)  # type: ignore[attr-defined]
+        # The budget that applies: the quota's, else the project's own.
+        own = q.project.monthly_budget if q.project else None
+        q.budget = q.monthly_budget or own or None  # type: ignore[attr-defined]
     projects_without = list(
         Project.objects.exclude(pk__in=[q.project_id for q in quotas if q.project_id])
     )
     for p in projects_without:
         p.usage = by_project.get(p.pk, empty)  # type: ignore[attr-defined]
+        p.over = _over_limits(  # type: ignore[attr-defined]
+            p.usage,  # type: ignore[attr-defined]
+            defaults["max_vcpus"],
+            defaults["max_gpus"],
+            defaults["max_running"],
+        )
     return render(
         request,
         "workspaces/quotas.html",
         {
             "quotas": quotas,
             "projects_without": projects_without,
-            "defaults": _default_quota(),
+            "defaults": defaults,
             "form": form,
+            "catalog": compute_selectors.sizes_offered(),
         },
     )
+
+
+def _over_limits(usage: Any, vcpus: int, gpus: int, running: int) -> set[str]:
+    """Which limits what is held now goes beyond (after a quota was lowered,
+    or an admin approved a request over it)."""
+    over = set()
+    if usage.vcpus > vcpus:
+        over.add("vcpus")
+    if usage.gpus > gpus:
+        over.add("gpus")
+    if usage.running > running:
+        over.add("running")
+    return over

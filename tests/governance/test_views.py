@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from accounts.models import Notification
 from audit.models import AuditEvent
@@ -112,8 +114,10 @@ def test_inbox_query_count_does_not_grow_with_requests(
     _waiting_and_asked(dave, 49)
     with django_assert_num_queries(one):
         response = client.get(INBOX)
-    assert len(response.context["pending"]) == 50
-    assert response.content.decode().count('class="approval-row state-pending"') == 50
+    # Fifty wait, in pages of 25.
+    assert response.context["pending"].paginator.count == 50
+    assert len(response.context["pending"]) == 25
+    assert response.content.decode().count('class="approval-row state-pending"') == 25
 
 
 # --- Deciding in place (htmx) and without JavaScript ---------------------------------
@@ -252,7 +256,7 @@ def test_four_eyes_against_a_user_who_holds_both_roles(
     approval = charter_submit(actor=dave, project=project)
     client = client_for(dave)
 
-    assert client.get(INBOX).context["pending"].count() == 0
+    assert client.get(INBOX).context["pending"].paginator.count == 0
     detail = client.get(f"/approvals/{approval.pk}/")
     body = detail.content.decode()
     assert "Nobody decides their own request." in body
@@ -348,7 +352,7 @@ def test_notifications_list_and_mark_read(
     response = client.get("/notifications/")
     assert response.status_code == 200
     body = response.content.decode()
-    assert "Churn: Sign off charter v1 — waiting for your decision" in body
+    assert "Churn: bob asks for your decision: Sign off charter v1" in body
     assert f'href="/approvals/{submitted.pk}/"' in body
     assert "Mark all read" in body and response.context["unread"] == 1
 
@@ -366,3 +370,63 @@ def test_notification_links_stay_inside_the_portal(db: Any, client_for: Any, dav
     Notification.objects.create(user=dave, text="far", url="//evil.example/")
     body = client_for(dave).get("/notifications/").content.decode()
     assert "javascript:" not in body and "evil.example" not in body
+
+
+def test_inbox_is_searched_sorted_and_paged(
+    submitted: ApprovalRequest, client_for: Any, bob: Any, dave: Any, project: Any
+) -> None:
+    for n in range(30):
+        ApprovalRequest.objects.create(
+            kind="charter",
+            project=project,
+            subject_type="charter.charterversion",
+            subject_id=str(n),
+            summary=f"Old request {n:02d}",
+            requested_by=bob,
+            state="withdrawn",
+            created_at=timezone.now() - timedelta(days=n + 1),
+        )
+    client = client_for(bob)
+    with CaptureQueriesContext(connection) as first:
+        response = client.get(INBOX)
+    mine = response.context["mine"]
+    assert mine.paginator.count == 31 and len(mine.object_list) == 25
+    assert mine.object_list[0].summary == "Sign off charter v1"  # newest first
+    second = client.get(INBOX + "?page=2").context["mine"]
+    assert len(second.object_list) == 6
+    assert 'href="?&amp;page=2"' in response.content.decode()
+    oldest = client.get(INBOX + "?sort=oldest").context["mine"].object_list[0]
+    assert oldest.summary == "Old request 29"
+
+    found = client.get(INBOX + "?q=charter+v1").context["mine"]
+    assert [a.summary for a in found] == ["Sign off charter v1"]
+    assert client.get(INBOX + "?q=zzz").context["mine"].paginator.count == 0
+    # The approver's list is searched too.
+    assert client_for(dave).get(INBOX + "?q=zzz").context["pending"].paginator.count == 0
+    assert client_for(dave).get(INBOX + "?q=Sign").context["pending"].paginator.count == 1
+    # An unknown sort is refused quietly: the default order, not an error.
+    client = client_for(bob)
+    assert client.get(INBOX + "?sort=password").status_code == 200
+    # A page of 25 costs no more queries than a page of 6.
+    with CaptureQueriesContext(connection) as later:
+        client.get(INBOX + "?page=2")
+    assert len(later.captured_queries) <= len(first.captured_queries)
+
+
+def test_a_rejection_is_told_with_its_comment(
+    submitted: ApprovalRequest, client_for: Any, bob: Any, dave: Any
+) -> None:
+    client_for(dave).post(decide_url(submitted), {"decision": "reject", "comment": "Scope unclear"})
+    note = Notification.objects.get(user=bob)
+    assert note.text == "Churn: dave rejected your request “Sign off charter v1”: “Scope unclear”"
+    page = client_for(bob).get(f"/approvals/{submitted.pk}/").content.decode()
+    assert 'class="callout rejected"' in page and "Scope unclear" in page
+
+
+def test_a_long_comment_is_shortened_to_fit_a_notification(
+    submitted: ApprovalRequest, client_for: Any, bob: Any, dave: Any
+) -> None:
+    client_for(dave).post(decide_url(submitted), {"decision": "reject", "comment": "x" * 4000})
+    note = Notification.objects.get(user=bob)
+    assert len(note.text) == 300 and note.text.endswith("…")
+    assert "rejected your request “Sign off charter v1”: “xxx" in note.text

@@ -54,9 +54,32 @@ def test_single_sign_on_with_entra_id_settings() -> None:
 
 
 def test_secret_key_is_required_unless_debug(tmp_path: Path) -> None:
-    result = django_shell("print(1)", DJANGO_DEBUG="false")
+    result = django_shell("print(1)", DJANGO_DEBUG="false", STAGEGATE_VAR_DIR=str(tmp_path))
     assert result.returncode != 0
     assert "Set DJANGO_SECRET_KEY or DJANGO_SECRET_KEY_FILE" in result.stderr
+
+
+def test_the_key_make_run_keeps_in_the_var_directory_is_used(tmp_path: Path) -> None:
+    """`manage.py` in a checkout started by `make run` needs nothing exported."""
+    (tmp_path / "secret_key").write_text("kept-by-make-run-" + "k" * 40 + "\n")
+    result = django_shell(
+        "from django.conf import settings; print(settings.SECRET_KEY)",
+        DJANGO_DEBUG="false",
+        STAGEGATE_VAR_DIR=str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "kept-by-make-run-" + "k" * 40
+
+
+def test_an_exported_key_wins_over_the_kept_one(tmp_path: Path) -> None:
+    (tmp_path / "secret_key").write_text("kept-" + "k" * 40)
+    result = django_shell(
+        "from django.conf import settings; print(settings.SECRET_KEY)",
+        DJANGO_SECRET_KEY="exported-" + "e" * 40,
+        STAGEGATE_VAR_DIR=str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "exported-" + "e" * 40
 
 
 def test_secrets_can_come_from_files(tmp_path: Path) -> None:

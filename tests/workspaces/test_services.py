@@ -67,7 +67,11 @@ def test_gpu_request_goes_to_platform_admins_with_estimate_and_exceeded_quota(
     assert ws.state == S.PENDING_APPROVAL
     approval = ApprovalRequest.objects.get()
     assert approval.kind == "compute" and approval.requires_staff
-    assert "0.53 USD/h" in approval.summary and "Project GPUs" in approval.summary
+    assert approval.summary == (
+        "Requested a notebook workspace “train” (4 vCPUs, 28 GB, 1 × NVIDIA T4, about $0.53/hour); "
+        "exceeds the project's GPU quota (1 of 0 with this request; 0 in use); "
+        "exceeds the requester's GPU quota (1 of 0 with this request; 0 in use)"
+    )
     assert ws.quota_exceeded == [
         "Project GPUs: 0 in use + 1 requested > 0",
         "Your GPUs: 0 in use + 1 requested > 0",

@@ -241,7 +241,7 @@ def test_quota_page_saves_through_the_service(
 ) -> None:
     client = client_for(admin_user)
     page = client.get("/quotas/").content.decode()
-    assert "project churn" in page and "(defaults)" in page
+    assert "project Churn" in page and "(defaults)" in page
     assert "0 vCPU, 0 GPU, 0 running" in page
     saved = client.post(
         "/quotas/",
