@@ -17,6 +17,8 @@ from django.views.decorators.http import require_POST
 
 from accounts.http import AuthedRequest
 from accounts.models import User
+from charter.gates import CharterNotSignedOff
+from charter.selectors import charter_signed_off
 from compute import selectors as compute_selectors
 from compute import services as compute_services
 from compute.models import Quota
@@ -60,6 +62,7 @@ def _sandbox_problem() -> str:
 def workspace_list(request: AuthedRequest, slug: str) -> HttpResponse:
     project, membership = get_project_for_user(request.user, slug, write=request.method == "POST")
     form = WorkspaceRequestForm(request.POST or None)
+    refusal: CharterNotSignedOff | None = None
     if request.method == "POST" and form.is_valid():
         try:
             workspace = services.workspace_request(
@@ -69,6 +72,8 @@ def workspace_list(request: AuthedRequest, slug: str) -> HttpResponse:
             form.add_error(None, _error_text(exc))
         except services.WorkspaceConflict as exc:
             form.add_error(None, str(exc))
+        except CharterNotSignedOff as exc:
+            refusal = exc
         else:
             if workspace.state == "pending_approval":
                 messages.info(
@@ -83,10 +88,13 @@ def workspace_list(request: AuthedRequest, slug: str) -> HttpResponse:
     return render(
         request,
         "workspaces/workspace_list.html",
-        {
+        status=409 if refusal else 200,
+        context={
             "project": project,
             "membership": membership,
             "can_request": membership is not None and membership.can_write,
+            "charter_signed": charter_signed_off(project=project) is not None,
+            "refusal": refusal,
             "sandbox_problem": _sandbox_problem(),
             "workspaces": selectors.workspaces_for_project(project=project),
             "form": form,

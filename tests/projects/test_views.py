@@ -12,6 +12,13 @@ from governance.models import ApprovalRequest
 from governance.services import approval_decide
 from tests.charter.test_charter import GOOD
 
+
+@pytest.fixture
+def project(project_unsigned: Any) -> Any:
+    """These tests write the charter themselves: the project starts without one."""
+    return project_unsigned
+
+
 # The charter as the HTML form posts it.
 FORM = {
     **{k: v for k, v in GOOD.items() if k != "data_sources"},
