@@ -98,7 +98,9 @@ def test_project_page_follows_the_charter_gate(
     body = response.content.decode()
     assert "Draft v2" in body and "Needs a new sign-off" in body
     assert "v1 was signed off by dave" in body
-    assert response.context["progress"][0]["state"] == "current"
+    # v1 stays signed off: the stages that follow go on while v2 waits for its sign-off.
+    assert response.context["progress"][0]["state"] == "done"
+    assert response.context["progress"][1]["state"] == "current"
 
 
 # --- Charter page --------------------------------------------------------------
