@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.http import AuthedApiRequest
+from charter.gates import CharterNotSignedOff
 from charter.models import CharterVersion
 from charter.rules import METRIC_CHOICES, DeploymentMode, QuestionType
 from charter.selectors import charter_current, charter_versions
@@ -20,6 +21,26 @@ from charter.services import charter_draft_save, charter_submit
 from governance.api import ApprovalOutput
 from projects.permissions import get_project_for_user
 from web.api import paginated, validation_detail
+
+
+class GateRefusalOutput(serializers.Serializer):
+    """HTTP 409: the project's charter is not signed off yet (see ``charter.gates``)."""
+
+    detail = serializers.CharField()
+    code = serializers.CharField(default="charter_not_signed_off")
+    charter_url = serializers.CharField(
+        help_text="The project's charter page, where it is signed off."
+    )
+
+
+def gate_refused(exc: CharterNotSignedOff) -> Response:
+    """The API's answer when a request needs a signed-off charter: 409 with the reason."""
+    return Response(
+        GateRefusalOutput(
+            {"detail": str(exc), "code": "charter_not_signed_off", "charter_url": exc.charter_url}
+        ).data,
+        status=status.HTTP_409_CONFLICT,
+    )
 
 
 class CharterOutput(serializers.ModelSerializer):

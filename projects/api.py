@@ -27,7 +27,13 @@ class ProjectOutput(serializers.ModelSerializer):
 
 class ProjectCreateInput(serializers.Serializer):
     name = serializers.CharField(max_length=200)
-    slug = serializers.SlugField(max_length=80)
+    slug = serializers.SlugField(
+        max_length=80,
+        required=False,
+        default="",
+        allow_blank=True,
+        help_text="Lower case and unique regardless of case; made from the name if omitted.",
+    )
     description = serializers.CharField(required=False, allow_blank=True, default="")
     monthly_budget = serializers.DecimalField(
         max_digits=12, decimal_places=2, min_value=Decimal(0), required=False, default=Decimal(0)

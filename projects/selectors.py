@@ -8,7 +8,11 @@ from projects.models import Membership, Project
 
 def projects_for_user(*, user: User) -> QuerySet[Project]:
     """Projects the user belongs to (admins: all), with member counts."""
-    projects = Project.objects.all() if user.is_staff else Project.objects.filter(members=user)
+    projects = Project.objects.all()
+    if not user.is_staff:
+        # A subquery, not a join on memberships: the join would leave only the
+        # user's own membership to count.
+        projects = projects.filter(pk__in=Membership.objects.filter(user=user).values("project"))
     return projects.annotate(member_count=Count("memberships", distinct=True)).order_by("name")
 
 

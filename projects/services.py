@@ -6,18 +6,31 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
+from django.utils.text import slugify
 
 from accounts.models import User
 from audit.services import audit_record
 from projects.models import Membership, Project, Role
 
 
+def project_slug(*, name: str, slug: str = "") -> str:
+    """The project's address: ``slug`` or else one made from the name, lower case."""
+    made = slugify(slug or name).lower()[:80].strip("-")
+    if not made:
+        raise ValidationError(
+            {"slug": "Give a slug: the name has no letters or digits to make one from."}
+        )
+    return made
+
+
 def project_create(
-    *, actor: User, name: str, slug: str, description: str = "", monthly_budget: Any = 0
+    *, actor: User, name: str, slug: str = "", description: str = "", monthly_budget: Any = 0
 ) -> Project:
-    """Create a project; its creator becomes its lead."""
-    if Project.objects.filter(slug=slug).exists():
-        raise ValidationError({"slug": "A project with this slug already exists."})
+    """Create a project; its creator becomes its lead. The slug is lower case and
+    unique regardless of case; without one it is made from the name."""
+    slug = project_slug(name=name, slug=slug)
+    if Project.objects.filter(slug__iexact=slug).exists():
+        raise ValidationError({"slug": f"A project with the slug “{slug}” already exists."})
     try:
         with transaction.atomic():
             project = Project.objects.create(
@@ -36,7 +49,9 @@ def project_create(
                 payload={"name": name, "slug": slug},
             )
     except IntegrityError as exc:
-        raise ValidationError({"slug": "A project with this slug already exists."}) from exc
+        raise ValidationError(
+            {"slug": f"A project with the slug “{slug}” already exists."}
+        ) from exc
     return project
 
 

@@ -21,7 +21,13 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from tests.factories import PASSWORD, MembershipFactory, ProjectFactory, UserFactory
+from tests.factories import (
+    PASSWORD,
+    MembershipFactory,
+    ProjectFactory,
+    UserFactory,
+    charter_signed_off,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,14 +78,28 @@ def admin_user(db: Any) -> Any:
     return UserFactory(username="admin", is_staff=True, is_superuser=True)
 
 
-@pytest.fixture
-def project(alice: Any, bob: Any, carol: Any, dave: Any) -> Any:
-    project = ProjectFactory(name="Churn", slug="churn", created_by=alice)
+def _churn(alice: Any, bob: Any, carol: Any, dave: Any, stage: str = "charter") -> Any:
+    project = ProjectFactory(name="Churn", slug="churn", created_by=alice, stage=stage)
     MembershipFactory(project=project, user=alice, role="lead")
     MembershipFactory(project=project, user=bob, role="data_scientist")
     MembershipFactory(project=project, user=carol, role="analyst")
     MembershipFactory(project=project, user=dave, role="business_approver")
     return project
+
+
+@pytest.fixture
+def project(alice: Any, bob: Any, carol: Any, dave: Any) -> Any:
+    """The cast's project, its charter signed off by dave (written straight to the
+    table: no approval request, no audit event), so later stages' gates let it pass."""
+    project = _churn(alice, bob, carol, dave, stage="data")
+    charter_signed_off(project, by=dave, author=alice)
+    return project
+
+
+@pytest.fixture
+def project_unsigned(alice: Any, bob: Any, carol: Any, dave: Any) -> Any:
+    """The same project and cast with no charter at all: every charter gate refuses."""
+    return _churn(alice, bob, carol, dave)
 
 
 @pytest.fixture

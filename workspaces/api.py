@@ -22,6 +22,8 @@ from rest_framework.views import APIView
 
 from accounts.http import AuthedApiRequest
 from accounts.models import User
+from charter.api import GateRefusalOutput, gate_refused
+from charter.gates import CharterNotSignedOff
 from compute import selectors as compute_selectors
 from compute import services as compute_services
 from compute.models import ComputeSize, Quota
@@ -235,7 +237,14 @@ class WorkspaceListApi(APIView):
             context={"request": request},
         )
 
-    @extend_schema(request=WorkspaceCreateInput, responses={201: WorkspaceDetailOutput})
+    @extend_schema(
+        request=WorkspaceCreateInput,
+        responses={201: WorkspaceDetailOutput, 409: GateRefusalOutput},
+        description=(
+            "Request a notebook workspace or a compute cluster. A project whose charter is "
+            "not signed off yet is answered 409 with the reason and `charter_url`."
+        ),
+    )
     def post(self, request: AuthedApiRequest, slug: str) -> Response:
         project, _ = get_project_for_user(request.user, slug, write=True)
         data = WorkspaceCreateInput(data=request.data)
@@ -248,6 +257,8 @@ class WorkspaceListApi(APIView):
             )
         except services.WorkspaceConflict as exc:
             return _conflict(exc)
+        except CharterNotSignedOff as exc:
+            return gate_refused(exc)
         return Response(
             WorkspaceDetailOutput(workspace, context={"request": request}).data,
             status=status.HTTP_201_CREATED,

@@ -7,16 +7,20 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
 from audit.models import AuditEvent
+from charter.models import CharterStatus, CharterVersion
 from compute.consumers import Holding
 from compute.selectors import CENT, month_bounds, resource_cost
 from compute.selectors import costs_for_month as compute_costs_for_month
 from projects.models import Membership, Project, Role
 from workspaces.models import ACTIVE_STATES, IdleShutdown, Workspace, WorkspaceKind, WorkspaceState
+
+S = WorkspaceState
 
 # --- catalog and workspaces ------------------------------------------------
 
@@ -38,6 +42,56 @@ def workspaces_for_user(*, user: User) -> QuerySet[Workspace]:
         .select_related("size", "requested_size", "owner", "project")
         .order_by("project__name", "-created_at")
     )
+
+
+def workspace_projects_for_user(*, user: User) -> list[dict[str, Any]]:
+    """Every project the user is in, with its workspaces counted and what to do next
+    (one query): the rows of ``partials/project_cta_list.html``."""
+    memberships = (
+        Membership.objects.filter(user=user)
+        .select_related("project")
+        .annotate(
+            workspaces=Count(
+                "project__workspaces",
+                filter=~Q(project__workspaces__state__in=[S.DELETED, S.REJECTED]),
+                distinct=True,
+            ),
+            running=Count(
+                "project__workspaces",
+                filter=Q(project__workspaces__state=S.RUNNING),
+                distinct=True,
+            ),
+            signed=Exists(
+                CharterVersion.objects.filter(
+                    project=OuterRef("project"), status=CharterStatus.APPROVED
+                )
+            ),
+        )
+        .order_by("project__name")
+    )
+    rows = []
+    for m in memberships:
+        slug = m.project.slug
+        here = reverse("workspaces:list", kwargs={"slug": slug})
+        if not m.signed:  # type: ignore[attr-defined]
+            cta = ("Needs a signed-off charter first", reverse("projects:charter", args=[slug]))
+        elif not m.can_write:
+            cta = ("See its workspaces", here)
+        elif not m.workspaces:  # type: ignore[attr-defined]
+            cta = ("Request a notebook", here)
+        else:
+            cta = ("Open its workspaces", here)
+        n, running = m.workspaces, m.running  # type: ignore[attr-defined]
+        rows.append(
+            {
+                "project": m.project,
+                "url": here,
+                "summary": f"{n} workspace{'' if n == 1 else 's'}, {running} running",
+                "cta_text": cta[0],
+                "cta_url": cta[1],
+            }
+        )
+    return rows
 
 
 def workspace_history(*, workspace: Workspace) -> QuerySet[AuditEvent]:

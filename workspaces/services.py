@@ -25,6 +25,7 @@ from accounts.models import User
 from accounts.notifications import notify
 from audit.services import audit_record
 from background.leases import LeasedWork, lease_seconds, lease_waiting
+from charter.gates import require_signed_charter
 from cloud import get_provider
 from cloud.base import ProviderConfigurationError, ProviderError
 from cloud.local import LocalProvider
@@ -279,7 +280,9 @@ def workspace_request(
     Within the project's and the owner's quotas and budgets it is approved at
     once and provisioning is queued after commit; beyond them a platform
     admin decides (an approval request with the cost estimate and what is
-    exceeded). On Azure ML, a notebook needs its owner's Entra ID object id,
+    exceeded). A new request needs the project's signed-off charter
+    (:class:`charter.gates.CharterNotSignedOff` otherwise); starting or resizing
+    a workspace the project already has does not ask again. On Azure ML, a notebook needs its owner's Entra ID object id,
     and no workspace takes an IP allowlist; both are refused here, before
     any task runs.
     """
@@ -307,6 +310,7 @@ def workspace_request(
         cidrs=cidrs,
     )
     with transaction.atomic():
+        require_signed_charter(project, purpose=f"requesting a {WorkspaceKind(kind).label.lower()}")
         if (
             Workspace.objects.filter(project=project, name=name)
             .exclude(state__in=[S.DELETED, S.REJECTED])

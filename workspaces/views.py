@@ -10,19 +10,20 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_POST
 
 from accounts.http import AuthedRequest
 from accounts.models import User
+from charter.gates import CharterNotSignedOff
+from charter.selectors import charter_signed_off
 from compute import selectors as compute_selectors
 from compute import services as compute_services
 from compute.models import Quota
 from projects.models import Project
 from projects.permissions import get_project_for_user
-from projects.selectors import projects_for_user
 from workspaces import selectors, services
 from workspaces.forms import AllowedIpsForm, QuotaForm, ResizeForm, WorkspaceRequestForm
 from workspaces.permissions import cost_scope, get_workspace_for_user
@@ -43,7 +44,7 @@ def my_workspaces(request: AuthedRequest) -> HttpResponse:
         "workspaces/my_workspaces.html",
         {
             "workspaces": selectors.workspaces_for_user(user=request.user),
-            "projects": projects_for_user(user=request.user),
+            "projects": selectors.workspace_projects_for_user(user=request.user),
         },
     )
 
@@ -60,6 +61,7 @@ def _sandbox_problem() -> str:
 def workspace_list(request: AuthedRequest, slug: str) -> HttpResponse:
     project, membership = get_project_for_user(request.user, slug, write=request.method == "POST")
     form = WorkspaceRequestForm(request.POST or None)
+    refusal: CharterNotSignedOff | None = None
     if request.method == "POST" and form.is_valid():
         try:
             workspace = services.workspace_request(
@@ -69,6 +71,8 @@ def workspace_list(request: AuthedRequest, slug: str) -> HttpResponse:
             form.add_error(None, _error_text(exc))
         except services.WorkspaceConflict as exc:
             form.add_error(None, str(exc))
+        except CharterNotSignedOff as exc:
+            refusal = exc
         else:
             if workspace.state == "pending_approval":
                 messages.info(
@@ -83,10 +87,13 @@ def workspace_list(request: AuthedRequest, slug: str) -> HttpResponse:
     return render(
         request,
         "workspaces/workspace_list.html",
-        {
+        status=409 if refusal else 200,
+        context={
             "project": project,
             "membership": membership,
             "can_request": membership is not None and membership.can_write,
+            "charter_signed": charter_signed_off(project=project) is not None,
+            "refusal": refusal,
             "sandbox_problem": _sandbox_problem(),
             "workspaces": selectors.workspaces_for_project(project=project),
             "form": form,
@@ -123,12 +130,36 @@ def workspace_detail(request: AuthedRequest, slug: str, workspace_id: int) -> Ht
     return render(request, "workspaces/workspace_detail.html", context)
 
 
+CONFIRM = {
+    "stop": ("Stop", "Unsaved work in its notebooks is lost; metering stops."),
+    "delete": ("Delete", "Its files are deleted with it; this cannot be undone."),
+}
+
+
 @login_required
-@require_POST
 def workspace_action(
     request: AuthedRequest, slug: str, workspace_id: int, action: str
 ) -> HttpResponse:
+    """POST does the action. GET asks to confirm a stop or a delete (the page without
+    JavaScript; with it, htmx asks in place and posts)."""
     workspace, _ = get_workspace_for_user(request.user, slug, workspace_id)
+    if request.method == "GET" and action in CONFIRM:
+        verb, consequence = CONFIRM[action]
+        back = reverse("workspaces:detail", kwargs={"slug": slug, "workspace_id": workspace.pk})
+        return render(
+            request,
+            "confirm.html",
+            {
+                "title": f"{verb} “{workspace.name}”?",
+                "question": f"{verb} the workspace “{workspace.name}” of {workspace.project.name}?",
+                "consequence": consequence,
+                "action": request.path,
+                "button": verb,
+                "cancel": back,
+            },
+        )
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
     actor: Any = request.user
     try:
         if action == "start":
@@ -168,7 +199,10 @@ def workspace_action(
         messages.error(request, str(exc))
     else:
         messages.success(request, done)
-    return redirect("workspaces:detail", slug=slug, workspace_id=workspace.pk)
+    back = reverse("workspaces:detail", kwargs={"slug": slug, "workspace_id": workspace.pk})
+    if _htmx(request):
+        return HttpResponse(status=204, headers={"HX-Redirect": back})
+    return redirect(back)
 
 
 # --- costs -----------------------------------------------------------------------------

@@ -19,6 +19,13 @@ from governance.models import ApprovalRequest
 from governance.services import ApprovalConflict, approval_decide
 from tests.factories import MembershipFactory
 
+
+@pytest.fixture
+def project(project_unsigned: Any) -> Any:
+    """These tests write the charter themselves: the project starts without one."""
+    return project_unsigned
+
+
 GOOD = {
     "business_problem": "Subscribers cancel without warning.",
     "objective": "Decide whom the retention team calls first each week.",

@@ -18,7 +18,7 @@ def test_profile_per_column_and_dataset(
 ) -> None:
     CharterVersion.objects.create(
         project=project,
-        number=1,
+        number=2,  # v1 is the fixture's signed-off charter
         status="approved",
         question_type="classification",
         target_variable="churned",

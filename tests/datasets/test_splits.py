@@ -67,7 +67,7 @@ def test_stratify_defaults_to_the_charter_target_for_classification(
 ) -> None:
     CharterVersion.objects.create(
         project=project,
-        number=1,
+        number=2,  # v1 is the fixture's signed-off charter
         status="approved",
         question_type="classification",
         target_variable="churned",

@@ -13,18 +13,27 @@ from playwright.sync_api import Page, expect
 
 from charter.models import CharterStatus, CharterVersion
 from governance.models import ApprovalRequest
-from portal.management.commands.seed_demo import DEMO_PROJECT, demo_password
+from portal.management.commands.seed_demo import demo_password
 from projects.models import Project, Stage
 from tests.e2e.test_login import LOGIN_PATH, sign_in
 
 pytestmark = pytest.mark.e2e
 
+# The demo users, in a project of their own: the demo project's charter is signed off already.
+DEMO_PROJECT = "fraud-alerts"
 CHARTER_URL = f"/projects/{DEMO_PROJECT}/charter/"
 
 
 @pytest.fixture
 def demo(live_server: Any) -> None:
+    from accounts.models import User
+    from projects.services import membership_add, project_create
+
     call_command("seed_demo", stdout=io.StringIO())
+    users = {u.username: u for u in User.objects.all()}
+    project = project_create(actor=users["lead"], name="Fraud alerts", slug=DEMO_PROJECT)
+    for username, role in (("scientist", "data_scientist"), ("approver", "business_approver")):
+        membership_add(actor=users["lead"], project=project, user=users[username], role=role)
 
 
 def fill_charter(page: Page) -> None:
@@ -81,9 +90,13 @@ def test_charter_is_written_submitted_and_signed_off_in_place(page: Page, demo: 
     expect(page.get_by_role("heading", level=1)).to_have_text("Welcome, approver")
     page.get_by_role("link", name="Approvals").click()
     expect(page).to_have_url(re.compile(r"/approvals/$"))
-    row = page.get_by_role("row").filter(has_text="Sign off charter v1")
+    row = (
+        page.get_by_role("row")
+        .filter(has_text="Sign off charter v1")
+        .filter(has_text="Fraud alerts")
+    )
     expect(row).to_have_count(1)
-    expect(row).to_contain_text("Customer churn")
+    expect(row).to_contain_text("Fraud alerts")
     expect(row).to_contain_text("scientist")
     page.screenshot(path="/tmp/inbox.png", full_page=True)
 
@@ -128,7 +141,11 @@ def test_rejection_without_comment_is_explained_in_the_row(page: Page, demo: Non
     page.goto(LOGIN_PATH)
     sign_in(page, "approver", demo_password())
     page.goto("/approvals/")
-    row = page.get_by_role("row").filter(has_text="Sign off charter v1")
+    row = (
+        page.get_by_role("row")
+        .filter(has_text="Sign off charter v1")
+        .filter(has_text="Fraud alerts")
+    )
     row.get_by_role("button", name="Reject").click()
     expect(row.locator(".error")).to_have_text("Say why you reject it.")
     expect(page).to_have_url(re.compile(r"/approvals/$"))

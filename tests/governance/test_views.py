@@ -19,6 +19,13 @@ from projects.models import Stage
 from tests.charter.test_charter import GOOD
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 
+
+@pytest.fixture
+def project(project_unsigned: Any) -> Any:
+    """These tests write the charter themselves: the project starts without one."""
+    return project_unsigned
+
+
 HTMX = {"HTTP_HX_REQUEST": "true"}
 INBOX = "/approvals/"
 

@@ -12,6 +12,13 @@ from governance.models import ApprovalRequest
 from governance.services import approval_decide
 from tests.charter.test_charter import GOOD
 
+
+@pytest.fixture
+def project(project_unsigned: Any) -> Any:
+    """These tests write the charter themselves: the project starts without one."""
+    return project_unsigned
+
+
 # The charter as the HTML form posts it.
 FORM = {
     **{k: v for k, v in GOOD.items() if k != "data_sources"},
@@ -91,7 +98,9 @@ def test_project_page_follows_the_charter_gate(
     body = response.content.decode()
     assert "Draft v2" in body and "Needs a new sign-off" in body
     assert "v1 was signed off by dave" in body
-    assert response.context["progress"][0]["state"] == "current"
+    # v1 stays signed off: the stages that follow go on while v2 waits for its sign-off.
+    assert response.context["progress"][0]["state"] == "done"
+    assert response.context["progress"][1]["state"] == "current"
 
 
 # --- Charter page --------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 from compute import services as compute_services
 from compute.models import HOURS_PER_MONTH
 from compute.services import Demand, quota_decide
-from tests.factories import MembershipFactory, ProjectFactory
+from tests.factories import MembershipFactory, ProjectFactory, charter_signed_off
 from workspaces import services
 
 pytestmark = pytest.mark.django_db
@@ -26,6 +26,7 @@ def test_holdings_count_for_their_own_project_and_owner(
 ) -> None:
     other: Any = ProjectFactory(slug="other", created_by=charlie)
     MembershipFactory(project=other, user=charlie, role="lead")
+    charter_signed_off(other)
     _quotas(admin_user, other, charlie, max_vcpus=100, max_gpus=0, max_running=100)
     for i in range(3):  # 6 vCPUs held in another project, by someone else
         services.workspace_request(actor=charlie, project=other, name=f"o{i}", size=small)

@@ -162,7 +162,9 @@ def test_actions_show_conflicts_and_bad_input_as_messages(
     assert "Resizing." in resized.content.decode()
     running.refresh_from_db()
     assert running.state == S.RESIZING and running.requested_size == medium
-    assert client.get(f"{detail_url(running)}stop/").status_code == 405
+    # GET does nothing: a stop asks for confirmation, the rest are not allowed.
+    assert client.get(f"{detail_url(running)}start/").status_code == 405
+    assert "Stop the workspace" in client.get(f"{detail_url(running)}stop/").content.decode()
 
 
 def test_my_workspaces(client_for: Any, bob: Any, charlie: Any, running: Workspace) -> None:

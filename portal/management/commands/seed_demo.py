@@ -7,10 +7,27 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from accounts.models import User
+from charter.services import charter_draft_save, charter_submit
+from governance.services import approval_decide
 from projects.models import Membership, Project, Role
 from projects.services import membership_add, project_create
 
 DEMO_PROJECT = "customer-churn"
+# The demo project's charter, signed off so that every later stage can be tried at once.
+DEMO_CHARTER: dict[str, Any] = {
+    "business_problem": "Subscribers cancel without warning; the retention team calls too late.",
+    "objective": "Decide whom the retention team calls first each week.",
+    "question_type": "classification",
+    "target_variable": "target",
+    "success_metric": "roc_auc",
+    "threshold": 0.8,
+    "scope": "Consumer subscriptions.",
+    "out_of_scope": "Business accounts.",
+    "data_sources": ["CRM export"],
+    "deployment_mode": "batch",
+    "stakeholders": "Head of retention",
+    "cost_ceiling": 1500,
+}
 # username -> (role in the demo project, or None for the platform admin)
 DEMO_USERS: dict[str, str | None] = {
     "lead": Role.LEAD,
@@ -71,6 +88,16 @@ class Command(BaseCommand):
                     membership_add(
                         actor=users["lead"], project=project, user=users[username], role=role
                     )
+            if not project.charters.exists():
+                # Written, submitted and signed off through the services, as people would.
+                charter_draft_save(actor=users["scientist"], project=project, values=DEMO_CHARTER)
+                approval = charter_submit(actor=users["scientist"], project=project)
+                approval_decide(
+                    actor=users["approver"],
+                    approval_id=approval.pk,
+                    approve=True,
+                    comment="Clear and measurable.",
+                )
             from datasets.demo import demo_data_seed
 
             demo_data_seed(project=project, actor=users["engineer"])
