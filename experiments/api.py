@@ -81,7 +81,7 @@ class Body:
         value = self._get(name, required)
         if value is None:
             return default
-        if not isinstance(value, str):
+        if not isinstance(value, str) or "\x00" in value:
             raise invalid(f"Invalid value {json.dumps(value)} for parameter '{name}' supplied.")
         if required and value == "":
             raise invalid(f"Missing value for required parameter '{name}'.")
@@ -132,7 +132,7 @@ def _pairs(items: list[Any], name: str) -> dict[str, str]:
         if not isinstance(item, dict):
             raise invalid(f"Invalid value {json.dumps(item)} in '{name}'.")
         key, value = item.get("key"), item.get("value", "")
-        if not isinstance(key, str) or not isinstance(value, str):
+        if not isinstance(key, str) or not isinstance(value, str) or "\x00" in key + value:
             raise invalid(
                 f"Invalid value {json.dumps(item)} in '{name}': key and value are strings."
             )
@@ -144,7 +144,7 @@ def _metric(item: Any, ts_default: int | None = None) -> services.MetricPoint:
     if not isinstance(item, dict):
         raise invalid(f"Invalid value {json.dumps(item)} in 'metrics'.")
     key = item.get("key")
-    if not isinstance(key, str):
+    if not isinstance(key, str) or "\x00" in key:
         raise invalid("Missing value for required parameter 'key'.")
     value = parse_float(item.get("value"), "value") if "value" in item else None
     if value is None:
@@ -448,7 +448,7 @@ def runs_search(user: User, project: Project, body: Body) -> Any:
             f"It must be at most {MAX_RUN_RESULTS}."
         )
     ids = body.array("experiment_ids")
-    if not all(isinstance(i, str) and i.isdigit() for i in ids):
+    if not all(isinstance(i, str) and i.isdigit() and len(i) < 19 for i in ids):
         raise invalid("Invalid value for parameter 'experiment_ids': a list of ids.")
     order_by = body.array("order_by")
     if not all(isinstance(o, str) for o in order_by):
@@ -542,7 +542,7 @@ LOGGED_MODEL_FILTER_RE = re.compile(r"^\s*(name|source_run_id)\s*=\s*'([^']*)'\s
 def logged_models_search(user: User, project: Project, body: Body) -> Any:
     """Search by ``name = '...'`` and ``source_run_id = '...'``, joined by AND."""
     ids = body.array("experiment_ids")
-    if not all(isinstance(i, str) and i.isdigit() for i in ids):
+    if not all(isinstance(i, str) and i.isdigit() and len(i) < 19 for i in ids):
         raise invalid("Invalid value for parameter 'experiment_ids': a list of ids.")
     models = LoggedModel.objects.filter(
         experiment__project=project,

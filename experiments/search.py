@@ -255,6 +255,8 @@ def filter_to_q(text: str | None) -> Q:
     """The Q object for a filter string; an empty filter matches everything."""
     if not text or not text.strip():
         return Q()
+    if "\x00" in text:
+        raise invalid("The filter contains a NUL character.")
     if len(text) > MAX_FILTER_LENGTH:
         raise invalid(f"The filter is longer than {MAX_FILTER_LENGTH} characters.")
     try:

@@ -36,7 +36,7 @@ def _kv(tags: dict[str, str]) -> list[dict[str, str]]:
 def experiment_get(project: Project, experiment_id: str) -> Experiment:
     experiment = (
         Experiment.objects.filter(project=project, pk=int(experiment_id)).first()
-        if experiment_id.isdigit()
+        if experiment_id.isdigit() and len(experiment_id) < 19
         else None
     )
     if experiment is None:
@@ -182,7 +182,7 @@ def model_version_get(project: Project, name: str, version: str) -> ModelVersion
         .filter(
             registered_model__project=project,
             registered_model__name=name,
-            version=int(version) if str(version).isdigit() else -1,
+            version=int(version) if str(version).isdigit() and len(str(version)) < 10 else -1,
         )
         .first()
     )

@@ -721,9 +721,13 @@ def model_version_create(
     tags: dict[str, str] | None = None,
 ) -> ModelVersion:
     _writable(actor, model.project)
+    if len(source) > 1000:
+        raise invalid("The model version source is longer than 1000 characters.")
     location, source_run, source_model = _resolve_source(model.project, source)
     if logged_model is not None:
         location = logged_model.artifact_location
+    if len(location) > 1000:
+        raise invalid("The model version source is longer than 1000 characters.")
     run = run or source_run or (logged_model.source_run if logged_model else None)
     stamp = now_ms()
     with transaction.atomic():

@@ -160,6 +160,18 @@ def test_no_or_bad_token_is_unauthenticated(tracking_uri: str, run: Run) -> None
         ("runs/search", {"experiment_ids": [1.5]}, "INVALID_PARAMETER_VALUE"),
         ("runs/search", {"experiment_ids": ["1"], "filter": "x ="}, "INVALID_PARAMETER_VALUE"),
         ("runs/get", {"run_id": "0" * 32}, "RESOURCE_DOES_NOT_EXIST"),
+        ("experiments/delete", {"experiment_id": "9" * 30}, "RESOURCE_DOES_NOT_EXIST"),
+        ("runs/search", {"experiment_ids": ["9" * 30]}, "INVALID_PARAMETER_VALUE"),
+        (
+            "runs/log-batch",
+            {"run_id": "RUN", "params": [{"key": "p", "value": "nul\x00here"}]},
+            "INVALID_PARAMETER_VALUE",
+        ),
+        (
+            "runs/search",
+            {"experiment_ids": ["1"], "filter": "params.p = 'a\x00'"},
+            "INVALID_PARAMETER_VALUE",
+        ),
         ("experiments/create", {"name": ""}, "INVALID_PARAMETER_VALUE"),
         (
             "experiments/create",
