@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "charter",
     "datasets",
     "workspaces",
+    "experiments",
     # The Django project and the site-level pages.
     "portal",
 ]
