@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
@@ -19,7 +20,7 @@ from web.http import client_ip
 
 NEW_TOKEN_SESSION_KEY = "portal:new_token"  # noqa: S105 (a session key name)
 NEW_TOKEN_EXPIRES_SESSION_KEY = "portal:new_token_expires"  # noqa: S105
-NOTIFICATIONS_SHOWN = 100
+NOTIFICATIONS_SHOWN = 50
 
 
 @login_required
@@ -85,13 +86,29 @@ def notification_list(request: AuthedRequest) -> HttpResponse:
         marked = notifications_mark_read(user=user)
         messages.success(request, f"{marked} notification{'s' if marked != 1 else ''} marked read.")
         return redirect("notifications")
-    notes = list(
-        Notification.objects.filter(user=user).order_by("-created_at")[:NOTIFICATIONS_SHOWN]
-    )
-    for note in notes:
+    query = request.GET.get("q", "").strip()[:100]
+    oldest = request.GET.get("sort") == "oldest"
+    notes_all = Notification.objects.filter(user=user)
+    if query:
+        notes_all = notes_all.filter(text__icontains=query)
+    if request.GET.get("unread"):
+        notes_all = notes_all.filter(read_at__isnull=True)
+    notes_all = notes_all.order_by(*(("created_at", "pk") if oldest else ("-created_at", "-pk")))
+    page = Paginator(notes_all, NOTIFICATIONS_SHOWN).get_page(request.GET.get("page"))
+    for note in page.object_list:
         note.link = _safe_link(note.url)  # type: ignore[attr-defined]
+    params = request.GET.copy()
+    params.pop("page", None)
     return render(
         request,
         "accounts/notifications.html",
-        {"notes": notes, "unread": sum(1 for n in notes if n.read_at is None)},
+        {
+            "notes": page,
+            "page": page,
+            "query": params.urlencode(),
+            "q": query,
+            "oldest": oldest,
+            "only_unread": bool(request.GET.get("unread")),
+            "unread": Notification.objects.filter(user=user, read_at__isnull=True).count(),
+        },
     )
