@@ -22,17 +22,17 @@ def print_ratio_table(
         raise ValueError("need as many baseline runs as measured runs, at least one")
     ratio = statistics.median(measured) / statistics.median(baseline)
     width = max(len(baseline_label), len(measured_label), len("ratio (measured / baseline)"))
-    print(f"| {'':{width}} | median   | min      | max      | runs |")
-    print(f"|{'-' * (width + 2)}|----------|----------|----------|------|")
+    print(f"| {'':{width}} | median    | min       | max       | runs |")
+    print(f"|{'-' * (width + 2)}|-----------|-----------|-----------|------|")
     for label, values in ((baseline_label, baseline), (measured_label, measured)):
         print(
-            f"| {label:{width}} | {statistics.median(values):6.3f} s | {min(values):6.3f} s "
-            f"| {max(values):6.3f} s | {len(values):4} |"
+            f"| {label:{width}} | {statistics.median(values):7.3f} s | {min(values):7.3f} s "
+            f"| {max(values):7.3f} s | {len(values):4} |"
         )
     per_run = [m / b for b, m in zip(baseline, measured, strict=True)]
     print(
-        f"| {'ratio (measured / baseline)':{width}} | {ratio:7.2f}x | {min(per_run):7.2f}x "
-        f"| {max(per_run):7.2f}x | {len(per_run):4} |"
+        f"| {'ratio (measured / baseline)':{width}} | {ratio:8.2f}x | {min(per_run):8.2f}x "
+        f"| {max(per_run):8.2f}x | {len(per_run):4} |"
     )
     print("per-run ratios: " + ", ".join(f"{r:.2f}" for r in per_run))
     return ratio
