@@ -99,6 +99,46 @@ def charter_summary(version: CharterVersion | None) -> dict[str, str]:
     }
 
 
+@dataclass(frozen=True)
+class Rejection:
+    """The business's "no" that the team is answering, with its reason."""
+
+    number: int
+    by: str
+    at: Any
+    comment: str
+
+
+def charter_rejection(*, project: Project) -> Rejection | None:
+    """The newest decided version if it was rejected, with the approver's comment.
+
+    A draft written after a rejection still shows it (the team is answering
+    it); a later sign-off or submission replaces it.
+    """
+    decided = (
+        charter_versions(project=project)
+        .exclude(status=CharterStatus.DRAFT)
+        .exclude(status=CharterStatus.SUPERSEDED)
+        .first()
+    )
+    if decided is None or decided.status != CharterStatus.REJECTED:
+        return None
+    approval = (
+        project.approval_requests.filter(
+            kind=CHARTER_KIND, state=ApprovalState.REJECTED, subject_id=str(decided.pk)
+        )
+        .select_related("decided_by")
+        .order_by("-decided_at")
+        .first()
+    )
+    return Rejection(
+        number=decided.number,
+        by=str(approval.decided_by if approval else decided.decided_by or ""),
+        at=approval.decided_at if approval else decided.decided_at,
+        comment=approval.comment if approval else "",
+    )
+
+
 def charter_pending_approval(
     project: Project, current: CharterVersion | None
 ) -> ApprovalRequest | None:

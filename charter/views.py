@@ -14,7 +14,12 @@ from django.views.decorators.http import require_http_methods, require_POST
 from accounts.http import AuthedRequest
 from charter.forms import CHARTER_LABELS, CharterForm, charter_display, charter_rows
 from charter.rules import CHARTER_FIELDS
-from charter.selectors import charter_current, charter_pending_approval, charter_versions
+from charter.selectors import (
+    charter_current,
+    charter_pending_approval,
+    charter_rejection,
+    charter_versions,
+)
 from charter.services import charter_draft_save, charter_submit, charter_values
 from projects.models import Membership, Project
 from projects.permissions import get_project_for_user
@@ -44,6 +49,7 @@ def _charter_page(
             "project": project,
             "charter": current,
             "charter_approval": charter_pending_approval(project, current),
+            "rejection": charter_rejection(project=project),
             "rows": charter_rows(values),
             "may_write": may_write,
             "form": form if may_write else None,

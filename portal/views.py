@@ -17,6 +17,7 @@ from charter.selectors import (
     charter_current,
     charter_gate,
     charter_pending_approval,
+    charter_rejection,
     charter_signed_off,
     charter_summary,
 )
@@ -130,6 +131,7 @@ def project_detail(request: AuthedRequest, slug: str) -> HttpResponse:
             "charter": current,
             "charter_approval": charter_pending_approval(project, current),
             "charter_summary": charter_summary(current),
+            "rejection": charter_rejection(project=project),
             "gate": gate,
             "progress": cards,
             "current_stage": where.current,

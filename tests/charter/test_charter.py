@@ -379,3 +379,26 @@ def test_concurrent_approve_and_reject(transactional_db: Any, project: Any, alic
 def test_unknown_fields_are_refused_by_the_service(project: Any, alice: Any) -> None:
     with pytest.raises(ValidationError):
         charter_draft_save(actor=alice, project=project, values={"status": "approved"})
+
+
+def test_the_rejection_comment_shows_on_the_charter_and_the_project_page(
+    project: Any, api_for: Any, client_for: Any, alice: Any, dave: Any
+) -> None:
+    approval = submit_good_charter(api_for(alice), project)
+    comment = "Threshold too low for <the> regulator."
+    api_for(dave).post(f"/api/approvals/{approval['id']}/reject/", {"comment": comment})
+    page = client_for(alice)
+    for url in (f"/projects/{project.slug}/charter/", f"/projects/{project.slug}/"):
+        html = page.get(url).content.decode()
+        assert "rejected charter v1" in html
+        # The comment is shown once, escaped.
+        assert html.count("Threshold too low for &lt;the&gt; regulator.") == 1
+    # A draft written in answer still shows what it answers.
+    charter_draft_save(actor=alice, project=project, values={**GOOD, "objective": "Revised"})
+    assert "rejected charter v1" in page.get(f"/projects/{project.slug}/charter/").content.decode()
+    # Submitting the revision replaces the rejection with the pending sign-off.
+    charter_submit(actor=alice, project=project)
+    assert (
+        "rejected charter v1" not in page.get(f"/projects/{project.slug}/charter/").content.decode()
+    )
+    assert "rejected charter v1" not in page.get(f"/projects/{project.slug}/").content.decode()

@@ -15,6 +15,13 @@ from datasets.models import DataSource
 from governance.services import approval_decide
 from tests.charter.test_charter import GOOD
 
+
+@pytest.fixture
+def project(project_unsigned: Any) -> Any:
+    """These tests write the charter themselves: the project starts without one."""
+    return project_unsigned
+
+
 FORM = {"name": "Customers", "kind": "upload", "location": "cloud", "mode": "batch"}
 API_BODY = {"name": "Customers", "kind": "upload"}
 

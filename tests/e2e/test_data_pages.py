@@ -36,7 +36,7 @@ def test_register_form_switches_fields_by_kind_without_reloading(
     page.evaluate("window.notReloaded = true")
     page.get_by_label("Kind").select_option("postgres")
     expect(host).to_be_visible()
-    expect(page.get_by_label("Password")).to_be_visible()
+    expect(page.locator('fieldset[data-kind="postgres"]').get_by_label("Password")).to_be_visible()
     expect(page.locator('fieldset[data-kind="upload"]')).to_be_hidden()
     page.get_by_label("Kind").select_option("https")
     expect(url).to_be_visible()
@@ -52,7 +52,11 @@ def test_register_form_switches_fields_by_kind_without_reloading(
     expect(page.locator(".messages")).to_contain_text("Source “Open data” registered.")
     source = DataSource.objects.get(name="Open data")
     assert source.kind == "https"
-    assert source.config == {"url": "https://data.example.com/customers.csv"}
+    assert source.config == {
+        "url": "https://data.example.com/customers.csv",
+        "delimiter": "auto",
+        "encoding": "auto",
+    }
 
 
 def test_register_form_without_javascript_chooses_the_kind_first(
@@ -132,7 +136,7 @@ def test_without_javascript_a_confirmation_page_asks_and_cancel_keeps_the_object
 
 
 def test_when_data_waits_for_sign_off_the_page_says_why_and_links_the_charter(
-    page: Page, project: Any, password: str, settings: Any
+    page: Page, project_unsigned: Any, password: str, settings: Any
 ) -> None:
     settings.STAGEGATE_DATA_REQUIRES_SIGNOFF = True
     sign_in(page, password, "/projects/churn/data/")

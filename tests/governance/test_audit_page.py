@@ -17,6 +17,13 @@ from governance.models import ApprovalRequest
 from tests.charter.test_charter import GOOD
 from tests.factories import MembershipFactory, ProjectFactory
 
+
+@pytest.fixture
+def project(project_unsigned: Any) -> Any:
+    """These tests write the charter themselves: the project starts without one."""
+    return project_unsigned
+
+
 pytestmark = pytest.mark.django_db
 
 
