@@ -151,7 +151,9 @@ def test_embedded_default_boots_and_serves_the_login_page(tmp_path: Path) -> Non
         assert css, hrefs
         assert any("htmx" in h for h in hrefs), hrefs
         for href in hrefs:
-            assert re.search(r"\.[0-9a-f]{12}\.(css|js|svg)$", href), f"{href} is not a manifest name"
+            assert re.search(r"\.[0-9a-f]{12}\.(css|js|svg)$", href), (
+                f"{href} is not a manifest name"
+            )
             answer = http_get(base + href)
             assert answer is not None and answer[0] == 200, f"{href} answered {answer!r}"
             if href in css:
