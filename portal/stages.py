@@ -14,8 +14,7 @@ A stage is reached when:
 5. Deployment: a deployment exists.
 
 A stage app that is not in the portal yet has no function: its card says so.
-When experiments/ or deployments/ arrive, they add one function to
-``PROGRESS`` below and nothing else here changes. The current stage is the one
+When deployments/ arrives, it adds one function to ``PROGRESS`` below and nothing else here changes. The current stage is the one
 after the furthest stage reached, so it never lags behind what happened, even
 when a stage was skipped (a notebook run before any data was registered).
 """
@@ -31,6 +30,7 @@ from django.db.models import Count, Q
 from charter.models import CharterStatus, CharterVersion
 from compute.models import UsageInterval
 from datasets.models import DataSource, Snapshot, ValidationStatus
+from experiments.models import Lifecycle, ModelVersion, Run
 from projects.models import Stage
 from workspaces.models import Workspace, WorkspaceState
 
@@ -118,11 +118,37 @@ def workspaces_progress(project_ids: list[int]) -> dict[int, Progress]:
     }
 
 
-# One function per stage that is in the portal; experiments and deployment join later.
+def experiments_progress(project_ids: list[int]) -> dict[int, Progress]:
+    runs = _by_project(
+        Run.objects.filter(experiment__project_id__in=project_ids, lifecycle_stage=Lifecycle.ACTIVE)
+        .values("experiment__project")
+        .annotate(n=Count("pk")),
+        key="experiment__project",
+    )
+    versions = _by_project(
+        ModelVersion.objects.filter(registered_model__project_id__in=project_ids)
+        .values("registered_model__project")
+        .annotate(n=Count("pk")),
+        key="registered_model__project",
+    )
+    return {
+        pid: Progress(
+            reached=bool(versions.get(pid, {}).get("n")),
+            counts={
+                "runs": runs.get(pid, {}).get("n", 0),
+                "model_versions": versions.get(pid, {}).get("n", 0),
+            },
+        )
+        for pid in project_ids
+    }
+
+
+# One function per stage that is in the portal; deployment joins later.
 PROGRESS: dict[str, ProgressFn] = {
     Stage.CHARTER: charter_progress,
     Stage.DATA: data_progress,
     Stage.WORKSPACES: workspaces_progress,
+    Stage.EXPERIMENTS: experiments_progress,
 }
 
 

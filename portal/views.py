@@ -95,6 +95,15 @@ def _card(
             next_step = "Request a notebook"
         elif not step.progress or not step.progress.reached:
             next_step = "Start a notebook"
+    elif step.value == Stage.EXPERIMENTS:
+        summary = (
+            f"{_plural(counts.get('runs', 0), 'run')}, "
+            f"{_plural(counts.get('model_versions', 0), 'model version')}"
+        )
+        if not counts.get("runs"):
+            next_step = "Log runs with the mlflow client to this project's tracking URI"
+        elif not step.progress or not step.progress.reached:
+            next_step = "Register a model version"
     if next_step and not may_write and step.value != Stage.CHARTER:
         next_step = ""  # read-only members see where things stand, not what to do
     return {
@@ -132,6 +141,7 @@ def project_detail(request: AuthedRequest, slug: str) -> HttpResponse:
             "charter_approval": charter_pending_approval(project, current),
             "charter_summary": charter_summary(current),
             "rejection": charter_rejection(project=project),
+            "tracking_uri": request.build_absolute_uri(f"/mlflow/{project.slug}"),
             "gate": gate,
             "progress": cards,
             "current_stage": where.current,

@@ -55,7 +55,7 @@ def test_a_new_project_is_at_the_charter(project_unsigned: Any) -> None:
         "charter": "current",
         "data": "todo",
         "workspaces": "todo",
-        "experiments": "absent",
+        "experiments": "todo",
         "deployment": "absent",
     }
 
@@ -105,10 +105,10 @@ def test_a_later_stage_plugs_in_with_one_function(project: Any, monkeypatch: Any
     from portal.stages import Progress
 
     monkeypatch.setitem(
-        PROGRESS, "experiments", lambda ids: {pid: Progress(reached=True) for pid in ids}
+        PROGRESS, "deployment", lambda ids: {pid: Progress(reached=True) for pid in ids}
     )
     assert current(project) == "deployment"
-    assert states(project)["experiments"] == "done"
+    assert states(project)["deployment"] == "done"
 
 
 def test_query_count_does_not_grow_with_projects(
@@ -122,6 +122,23 @@ def test_query_count_does_not_grow_with_projects(
             charter_signed_off(p)
             snapshot(p, valid=True)
         projects.append(p)
-    with django_assert_max_num_queries(len(PROGRESS) + 2):
+    # At most two queries per stage, whatever the number of projects.
+    with django_assert_max_num_queries(2 * len(PROGRESS)):
         found = progress_for([p.pk for p in projects])
     assert [found[p.pk].current.value for p in projects[:2]] == ["charter", "workspaces"]
+
+
+def test_runs_alone_do_not_reach_experiments_a_registered_version_does(
+    project: Any, bob: Any
+) -> None:
+    from experiments import services as tracking
+
+    experiment = tracking.experiment_create(actor=bob, project=project, name="baseline")
+    run = tracking.run_create(actor=bob, experiment=experiment, run_name="first")
+    assert states(project)["experiments"] == "todo"
+    found = progress_for([project.pk])[project.pk].stage("experiments").progress
+    assert found is not None and found.counts == {"runs": 1, "model_versions": 0}
+    model = tracking.registered_model_create(actor=bob, project=project, name="churn")
+    tracking.model_version_create(actor=bob, model=model, source=f"runs:/{run.uuid}/model", run=run)
+    assert states(project)["experiments"] == "done"
+    assert current(project) == "deployment"
