@@ -10,6 +10,8 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -57,6 +59,36 @@ def _sandbox_problem() -> str:
     return "" if available else reason
 
 
+WORKSPACES_PER_PAGE = 25
+WORKSPACE_SORTS = {
+    "newest": ("-created_at", "Newest first"),
+    "name": ("name", "Name"),
+    "state": ("state", "State"),
+    "owner": ("owner__username", "Owner"),
+}
+
+
+def _workspace_listing(request: HttpRequest, project: Project) -> dict[str, Any]:
+    """One page of the project's workspaces, searched by name or owner and sorted."""
+    sort = request.GET.get("sort", "newest")
+    if sort not in WORKSPACE_SORTS:
+        sort = "newest"
+    query = request.GET.get("q", "")[:200].strip()
+    items = selectors.workspaces_for_project(project=project)
+    if query:
+        items = items.filter(Q(name__icontains=query) | Q(owner__username__icontains=query))
+    items = items.order_by(WORKSPACE_SORTS[sort][0], "-pk")
+    page = Paginator(items, WORKSPACES_PER_PAGE).get_page(request.GET.get("page"))
+    return {
+        "page": page,
+        "items": list(page.object_list),
+        "q": query,
+        "sort": sort,
+        "sorts": [(key, label) for key, (_, label) in WORKSPACE_SORTS.items()],
+        "prefix": "",
+    }
+
+
 @login_required
 def workspace_list(request: AuthedRequest, slug: str) -> HttpResponse:
     project, membership = get_project_for_user(request.user, slug, write=request.method == "POST")
@@ -84,6 +116,7 @@ def workspace_list(request: AuthedRequest, slug: str) -> HttpResponse:
             return redirect("workspaces:detail", slug=project.slug, workspace_id=workspace.pk)
     usage = compute_selectors.quota_usage(project=project)
     quota = Quota.objects.filter(project=project).first()
+    listing = _workspace_listing(request, project)
     return render(
         request,
         "workspaces/workspace_list.html",
@@ -95,7 +128,9 @@ def workspace_list(request: AuthedRequest, slug: str) -> HttpResponse:
             "charter_signed": charter_signed_off(project=project) is not None,
             "refusal": refusal,
             "sandbox_problem": _sandbox_problem(),
-            "workspaces": selectors.workspaces_for_project(project=project),
+            "any_workspaces": selectors.workspaces_for_project(project=project).exists(),
+            "listing": listing,
+            "workspaces": listing["items"],
             "form": form,
             "usage": usage,
             "quota": quota,

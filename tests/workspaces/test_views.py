@@ -313,3 +313,42 @@ def test_list_pages_query_counts_do_not_grow(
         with django_assert_num_queries(one[url]):
             page = client.get(url)
         assert b"w7" in page.content or b"16 vCPU, 0 GPU, 8 running" in page.content
+
+
+def test_the_workspace_list_searches_sorts_and_pages_in_fixed_queries(
+    project: Any,
+    bob: Any,
+    small: Any,
+    client_for: Any,
+    settings: Any,
+    django_assert_max_num_queries: Any,
+) -> None:
+    from workspaces import views
+
+    for i in range(3):
+        services.workspace_request(actor=bob, project=project, name=f"alpha-{i}", size=small)
+    services.workspace_request(actor=bob, project=project, name="beta", size=small)
+    client = client_for(bob)
+    url = "/projects/churn/workspaces/"
+
+    found = client.get(url, {"q": "alph", "sort": "name"}).content.decode()
+    names = re.findall(r'/workspaces/\d+/">([^<]+)</a>', found)
+    assert names == ["alpha-0", "alpha-1", "alpha-2"]
+    assert "No workspace matches" in client.get(url, {"q": "zzz"}).content.decode()
+    # An unknown sort falls back to the newest first.
+    newest = client.get(url, {"sort": "'; drop"}).content.decode()
+    assert re.findall(r'/workspaces/\d+/">([^<]+)</a>', newest)[0] == "beta"
+
+    views.WORKSPACES_PER_PAGE = 2
+    try:
+        second = client.get(url, {"sort": "name", "page": 2}).content.decode()
+        assert re.findall(r'/workspaces/\d+/">([^<]+)</a>', second) == ["alpha-2", "beta"]
+        assert "Page 2 of 2 (4 in all)" in second
+        with django_assert_max_num_queries(40) as few:
+            client.get(url)
+        for i in range(10):
+            services.workspace_request(actor=bob, project=project, name=f"more-{i}", size=small)
+        with django_assert_max_num_queries(len(few.captured_queries)):
+            client.get(url)
+    finally:
+        views.WORKSPACES_PER_PAGE = 25
