@@ -75,6 +75,12 @@ class WorkspaceSpec:
     allowed_ips: tuple[str, ...] = ()
     # Folders (read-only data, e.g. dataset snapshots) to expose inside the workspace.
     data_paths: tuple[str, ...] = ()
+    # The project's tracking server (<portal>/mlflow/<slug>) and a token scoped
+    # to it. The provider makes the server reachable from the user's code and
+    # sets MLFLOW_TRACKING_URI and MLFLOW_TRACKING_TOKEN there; nothing else of
+    # the portal is in reach.
+    tracking_url: str = ""
+    tracking_token: str = ""
     # Local provider: run even where no sandbox is available (platform admins only).
     allow_unsandboxed: bool = False
 
@@ -97,6 +103,10 @@ class JobSpec:
     code_dir: str = ""
     environment: dict[str, str] = field(default_factory=dict)
     inputs: dict[str, str] = field(default_factory=dict)
+    # As for a workspace: the project's tracking server and a token scoped to it
+    # (for a job, one that expires when the job ends).
+    tracking_url: str = ""
+    tracking_token: str = ""
     # Local provider: run even where no sandbox is available (platform admins only).
     allow_unsandboxed: bool = False
 

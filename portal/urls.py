@@ -89,6 +89,7 @@ urlpatterns = [
     path("projects/", include((project_patterns, "projects"))),
     path("", include("datasets.urls")),
     path("", include("workspaces.urls")),
+    path("", include("experiments.page_urls")),
     path("audit/", governance_views.audit_list, name="audit"),
     path("approvals/", include("governance.urls")),
     path("notifications/", accounts_views.notification_list, name="notifications"),

@@ -1,0 +1,7 @@
+"""The experiments and registry pages of a project (``experiments/views.py``)."""
+
+from __future__ import annotations
+
+from django.urls import URLPattern, URLResolver
+
+urlpatterns: list[URLPattern | URLResolver] = []
