@@ -38,7 +38,8 @@ from experiments.models import (
 )
 from experiments.permissions import get_tracking_project_for_user
 from experiments.search import apply_order, filter_to_q, page_token_decode, page_token_encode
-from projects.models import Project
+from projects.models import PROJECT_TOKEN_PREFIX, Project
+from projects.tokens import project_token_user
 
 MAX_BATCH_BYTES = 1024 * 1024
 MAX_RUN_RESULTS = 50000
@@ -163,7 +164,10 @@ def _metric(item: Any, ts_default: int | None = None) -> services.MetricPoint:
     return services.MetricPoint(key=key, value=value, timestamp=stamps[0], step=stamps[1])
 
 
-def _user(request: HttpRequest) -> User:
+def _user(request: HttpRequest, slug: str) -> User:
+    """Who the request acts as: a personal access token's owner, or the user
+    a token scoped to project ``slug`` acts for (a workspace's or a job's).
+    A project token of another project is no token at all here."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -171,8 +175,16 @@ def _user(request: HttpRequest) -> User:
             "Authenticate with a personal access token (MLFLOW_TRACKING_TOKEN).",
             "UNAUTHENTICATED",
         )
+    raw = token.strip()
+    if raw.startswith(PROJECT_TOKEN_PREFIX):
+        scoped = project_token_user(raw, slug=slug)
+        if scoped is None:
+            raise MlflowError(
+                "Invalid, expired or revoked token for this project.", "UNAUTHENTICATED"
+            )
+        return scoped
     try:
-        found = user_for_token(token.strip())
+        found = user_for_token(raw)
     except AuthenticationFailed as exc:
         raise MlflowError(str(exc.detail), "UNAUTHENTICATED") from None
     if found is None:
@@ -909,7 +921,7 @@ def mlflow_api(request: HttpRequest, slug: str, endpoint: str) -> HttpResponse:
     """One project's MLflow REST endpoints."""
     method = request.method or "GET"
     try:
-        user = _user(request)
+        user = _user(request, slug)
         match = LOGGED_MODEL_RE.match(endpoint)
         extra: tuple[str, ...] = ()
         if (method, endpoint) in ROUTES:
@@ -937,7 +949,7 @@ def artifacts_api(request: HttpRequest, slug: str, path: str = "") -> HttpRespon
     lists ``?path=``."""
     method = request.method or "GET"
     try:
-        user = _user(request)
+        user = _user(request, slug)
         if method not in ("GET", "PUT", "DELETE"):
             get_tracking_project_for_user(user, slug)
             raise _no_endpoint(request, "mlflow-artifacts/artifacts")

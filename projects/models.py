@@ -68,3 +68,38 @@ class Membership(models.Model):
     @property
     def can_write(self) -> bool:
         return self.role not in READ_ONLY_ROLES
+
+
+PROJECT_TOKEN_PREFIX = "sgt_"  # noqa: S105 (a label, not a secret)
+
+
+class ProjectToken(models.Model):
+    """A credential for one project's tracking server, handed to user code
+    (a workspace, a job) in place of a person's own token.
+
+    It acts as ``user`` (whose membership is checked on every request, as for
+    that user's own token) but only under ``/mlflow/<project slug>/``: every
+    other endpoint of the portal refuses it. It is stored only as its sha256;
+    ``purpose`` names what holds it (``workspace:12``, ``job:7``), so the
+    holder's end revokes it.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tokens")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    purpose = models.CharField(max_length=100)
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["purpose"])]
+
+    def __str__(self) -> str:
+        return f"{self.purpose} of {self.project}"
+
+    @property
+    def is_active(self) -> bool:
+        if self.revoked_at is not None:
+            return False
+        return self.expires_at is None or self.expires_at > timezone.now()
