@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 
-from web.errors import is_api
+from web.errors import is_api, is_tracking, tracking_error
 from web.parsers import text_problem
 
 
@@ -27,6 +27,10 @@ class RefuseNulMiddleware:
         for text in texts:
             problem = text_problem(text)
             if problem:
+                if is_tracking(request):
+                    return tracking_error(
+                        "INVALID_PARAMETER_VALUE", f"Bad address - {problem}", 400
+                    )
                 if is_api(request):
                     return JsonResponse({"detail": f"Bad address - {problem}"}, status=400)
                 return HttpResponseBadRequest(problem)

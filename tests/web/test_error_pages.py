@@ -50,3 +50,26 @@ def test_the_favicon_is_a_static_file() -> None:
 
     found = finders.find("favicon.svg")
     assert found and "<svg" in open(found).read()  # noqa: PTH123, SIM115
+
+
+def test_tracking_server_errors_have_mlflow_s_shape(client: Any, project: Any) -> None:
+    """What the mlflow client reads: error_code and message, whatever refused
+    the request (middleware, routing, a handler)."""
+    base = f"/mlflow/{project.slug}"
+    nul = client.get(f"{base}/api/2.0/mlflow/runs/get", {"run_id": "a\x00b"})
+    assert nul.status_code == 400
+    assert nul.json() == {
+        "error_code": "INVALID_PARAMETER_VALUE",
+        "message": "Bad address - Null characters are not allowed.",
+    }
+    unknown = client.get(f"{base}/not/an/api/")
+    assert unknown.status_code == 404
+    assert unknown.json() == {"error_code": "ENDPOINT_NOT_FOUND", "message": "No such endpoint."}
+    crash = errors.server_error(RequestFactory().get(f"{base}/api/2.0/mlflow/runs/get"))
+    assert crash.status_code == 500
+    assert crash["Content-Type"] == "application/json"
+    denied = errors.permission_denied(RequestFactory().get(f"{base}/x"), Exception())
+    assert denied.status_code == 403
+    assert b'"error_code": "PERMISSION_DENIED"' in denied.content
+    bad = errors.bad_request(RequestFactory().get(f"{base}/x"), Exception())
+    assert bad.status_code == 400 and b'"error_code": "BAD_REQUEST"' in bad.content
