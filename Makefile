@@ -61,6 +61,7 @@ test: install-dev
 	COVERAGE_PROCESS_START=$(CURDIR)/pyproject.toml \
 	  $(BIN)/python scripts/testenv.py -- scripts/test-stages.sh
 	$(MAKE) --no-print-directory coverage-report
+	$(MAKE) --no-print-directory mutation-gate
 
 # Combine the data files of a coverage run and print line and branch coverage
 # with the uncovered lines of each file; fails below [tool.coverage.report]
@@ -70,7 +71,7 @@ coverage-report:
 	$(BIN)/coverage report
 
 # The gated functions of mutation-floors.toml against their floors; prints the
-# survivors. Not yet part of `make test` (docs/testing.md says why).
+# survivors. The last step of `make test`.
 mutation-gate: install-dev
 	$(BIN)/python scripts/testenv.py -- scripts/mutation.sh --gate --check
 

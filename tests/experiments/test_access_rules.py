@@ -212,6 +212,7 @@ def test_read_only_members_read_artifacts_and_may_not_write_them(
         ("a b/c d", "a b/c d"),
         ("model/MLmodel", "model/MLmodel"),
         ("a/b:c", "a/b:c"),
+        ("Xa/bX/", "Xa/bX"),
         ("..a/b..", "..a/b.."),
         ("x" * MAX_PATH, "x" * MAX_PATH),
     ],

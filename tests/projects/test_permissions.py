@@ -4,6 +4,7 @@ and by platform admins, the membership for members, None for admins."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -19,13 +20,24 @@ READ = {"alice": "lead", "bob": "data_scientist", "carol": "analyst", "admin_use
 CAST = ["alice", "bob", "carol", "charlie", "admin_user"]
 
 
+NO_SUCH_PROJECT = "No such project."
+READ_ONLY = "Your role in this project is read-only."
+ADMINS_READ = "Platform admins read projects; members change them."
+NOT_THIS_ROLE = "Your role in this project does not allow this."
+
+
+def exactly(message: str) -> str:
+    """A ``match`` for pytest.raises that takes the whole message, word for word."""
+    return f"^{re.escape(message)}$"
+
+
 def expect(who: str, write: bool) -> tuple[type[Exception] | None, str]:
     if who == "charlie":
-        return Http404, "No such project"
+        return Http404, NO_SUCH_PROJECT
     if write and who == "carol":
-        return PermissionDenied, "read-only"
+        return PermissionDenied, READ_ONLY
     if write and who == "admin_user":
-        return PermissionDenied, "Platform admins read projects"
+        return PermissionDenied, ADMINS_READ
     return None, ""
 
 
@@ -35,7 +47,7 @@ def test_get_project_for_user(project: Any, request: Any, who: str, write: bool)
     user = request.getfixturevalue(who)
     error, message = expect(who, write)
     if error:
-        with pytest.raises(error, match=message):
+        with pytest.raises(error, match=exactly(message)):
             get_project_for_user(user, "churn", write=write)
         return
     found, membership = get_project_for_user(user, "churn", write=write)
@@ -48,9 +60,9 @@ def test_roles_restrict_members_and_refuse_admins(
     project: Any, alice: Any, bob: Any, admin_user: Any
 ) -> None:
     assert get_project_for_user(alice, "churn", roles=LEAD_ONLY)[1].role == Role.LEAD  # type: ignore[union-attr]
-    with pytest.raises(PermissionDenied, match="role in this project does not allow"):
+    with pytest.raises(PermissionDenied, match=exactly(NOT_THIS_ROLE)):
         get_project_for_user(bob, "churn", roles=LEAD_ONLY)
-    with pytest.raises(PermissionDenied, match="Platform admins read projects"):
+    with pytest.raises(PermissionDenied, match=exactly(ADMINS_READ)):
         get_project_for_user(admin_user, "churn", roles=LEAD_ONLY)
     # An empty set of roles still means "only these roles": nobody.
     with pytest.raises(PermissionDenied):
@@ -58,11 +70,11 @@ def test_roles_restrict_members_and_refuse_admins(
 
 
 def test_unknown_project_and_anonymous_users(project: Any, admin_user: Any) -> None:
-    with pytest.raises(Http404, match="No such project"):
+    with pytest.raises(Http404, match=exactly(NO_SUCH_PROJECT)):
         get_project_for_user(admin_user, "nope")
     anonymous: Any = AnonymousUser()
     assert get_membership(anonymous, project) is None
-    with pytest.raises(Http404, match="No such project"):
+    with pytest.raises(Http404, match=exactly(NO_SUCH_PROJECT)):
         get_project_for_user(anonymous, "churn")
 
 
