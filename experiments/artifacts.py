@@ -119,4 +119,5 @@ def artifact_path_of(uri: str) -> str | None:
     rest = uri[len(ARTIFACT_SCHEME) :]
     if rest.startswith("//"):
         return None  # names another host
-    return clean_path(rest, allow_empty=True)
+    # ``mlflow-artifacts:/1/...``: the path is relative to the project's store.
+    return clean_path(rest.removeprefix("/"), allow_empty=True)

@@ -16,7 +16,7 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.models import PersonalAccessToken
-from experiments.artifacts import MAX_PATH, ArtifactStore, clean_path
+from experiments.artifacts import MAX_PATH, ArtifactStore, artifact_path_of, clean_path
 from experiments.errors import MlflowError
 from experiments.models import Experiment
 from experiments.permissions import get_tracking_project_for_user
@@ -31,7 +31,7 @@ SEARCH = "api/2.0/mlflow/experiments/search"
 def _call(
     slug: str, authorization: str | None, endpoint: str = SEARCH, body: dict | None = None
 ) -> tuple[int, dict[str, Any]]:
-    headers = {} if authorization is None else {"HTTP_AUTHORIZATION": authorization}
+    headers: dict[str, Any] = {} if authorization is None else {"HTTP_AUTHORIZATION": authorization}
     client = Client()
     if body is None:
         response = client.get(f"/mlflow/{slug}/{endpoint}", {"max_results": 5}, **headers)
@@ -295,3 +295,49 @@ def test_symlinks_out_of_the_root_are_refused(
     assert os.path.realpath(store._full("inside")) == str(root / "inside")
     with pytest.raises(MlflowError):
         store.open("link/secret.txt")
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("mlflow-artifacts:/1", "1"),
+        ("mlflow-artifacts:/1/abc/artifacts/model", "1/abc/artifacts/model"),
+        ("mlflow-artifacts:1/x", "1/x"),
+        ("mlflow-artifacts:/", ""),
+        ("mlflow-artifacts://other-host/1", None),
+        ("s3://bucket/1", None),
+        ("/var/lib/x", None),
+    ],
+)
+def test_artifact_uris_name_a_path_in_the_project_store(uri: str, expected: str | None) -> None:
+    assert artifact_path_of(uri) == expected
+
+
+@pytest.mark.parametrize(
+    "uri", ["mlflow-artifacts:/../x", "mlflow-artifacts://", "mlflow-artifacts:/1/%2e%2e"]
+)
+def test_artifact_uris_that_escape_are_refused(uri: str) -> None:
+    if uri == "mlflow-artifacts://":
+        assert artifact_path_of(uri) is None
+        return
+    with pytest.raises(MlflowError):
+        artifact_path_of(uri)
+
+
+def test_an_experiment_may_name_a_location_in_its_project_s_store(project: Any, bob: Any) -> None:
+    status, body = _call(
+        project.slug,
+        f"Bearer {token_for(bob)}",
+        "api/2.0/mlflow/experiments/create",
+        {"name": "placed", "artifact_location": "mlflow-artifacts:/placed"},
+    )
+    assert status == 200, body
+    assert Experiment.objects.get(name="placed").artifact_location == "mlflow-artifacts:/placed"
+    status, body = _call(
+        project.slug,
+        f"Bearer {token_for(bob)}",
+        "api/2.0/mlflow/experiments/create",
+        {"name": "elsewhere", "artifact_location": "s3://bucket/x"},
+    )
+    assert (status, body["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
+    assert "keep their artifacts under 'mlflow-artifacts:/'" in body["message"]
