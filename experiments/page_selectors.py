@@ -15,6 +15,8 @@ from django.urls import reverse
 
 from accounts.models import User
 from datasets.models import Snapshot, Split
+from experiments.artifacts import ARTIFACT_SCHEME, clean_path
+from experiments.errors import MlflowError
 from experiments.models import (
     Experiment,
     LatestMetric,
@@ -138,6 +140,19 @@ def run_for_project(*, project: Project, run_uuid: str) -> Run | None:
         .select_related("user")
         .first()
     )
+
+
+def run_artifact_root(run: Run) -> str | None:
+    """The folder of the run's artifacts in the project's store: the path of its
+    ``mlflow-artifacts:/<experiment>/<run>/artifacts`` URI, or None when the run
+    keeps them elsewhere."""
+    uri = run.artifact_uri
+    if not uri.startswith(ARTIFACT_SCHEME) or uri.startswith(f"{ARTIFACT_SCHEME}//"):
+        return None
+    try:
+        return clean_path(uri[len(ARTIFACT_SCHEME) :].removeprefix("/"), allow_empty=True)
+    except MlflowError:
+        return None
 
 
 def finite(value: float) -> float | None:

@@ -19,7 +19,7 @@ from django.urls import NoReverseMatch, reverse
 from accounts.http import AuthedRequest
 from datasets.permissions import get_snapshot_for_user
 from experiments import page_selectors as sel
-from experiments.artifacts import ArtifactStore, artifact_path_of, clean_path
+from experiments.artifacts import ArtifactStore, clean_path
 from experiments.errors import MlflowError
 from experiments.models import Run
 from experiments.search import NUMERIC_ATTRIBUTES, STRING_ATTRIBUTES, apply_order, filter_to_q
@@ -256,13 +256,6 @@ def _figure(name: str, series: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _artifact_root(run: Run) -> str | None:
-    try:
-        return artifact_path_of(run.artifact_uri)
-    except MlflowError:
-        return None
-
-
 @login_required
 def run_detail(request: AuthedRequest, slug: str, run_uuid: str) -> HttpResponse:
     project, _ = get_project_for_user(request.user, slug)
@@ -309,7 +302,7 @@ def run_detail(request: AuthedRequest, slug: str, run_uuid: str) -> HttpResponse
 
 def _artifact_listing(project: Project, run: Run, path: str) -> dict[str, Any]:
     """The folder ``path`` of the run's artifacts, or a message saying why not."""
-    root = _artifact_root(run)
+    root = sel.run_artifact_root(run)
     state: dict[str, Any] = {"path": "", "entries": [], "error": "", "crumbs": []}
     if root is None:
         state["error"] = "This run keeps its artifacts outside the portal."
@@ -338,7 +331,7 @@ def run_artifact(request: AuthedRequest, slug: str, run_uuid: str) -> HttpRespon
     run = sel.run_for_project(project=project, run_uuid=run_uuid)
     if run is None:
         raise Http404("No such run.")
-    root = _artifact_root(run)
+    root = sel.run_artifact_root(run)
     path = request.GET.get("path", "")
     context: dict[str, Any] = {"project": project, "run": run, "path": path, "text": None}
     try:
