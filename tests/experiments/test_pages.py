@@ -379,7 +379,9 @@ def test_run_page_shows_status_in_words_params_tags_metrics_and_chart(
         params={},
         tags={},
     )
-    services.run_update(actor=bob, run=run, status="FAILED", end_time=run.start_time + 61_000)
+    services.run_update(
+        actor=bob, run=run, status="FAILED", end_time=(run.start_time or 0) + 61_000
+    )
     page = client_for(bob).get(f"/projects/churn/runs/{run.uuid}/").content.decode()
     assert "Failed" in page and "FAILED" not in page
     assert "1 min 1 s" in page
