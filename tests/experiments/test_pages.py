@@ -499,3 +499,27 @@ def test_unknown_runs_models_and_versions_are_404(
         assert client.get(url).status_code == 404, url
     services.experiment_delete(actor=bob, experiment=run.experiment)
     assert client.get(f"{p}/experiments/{run.experiment_id}/").status_code == 404
+
+
+def test_seed_demo_logs_runs_with_histories_and_a_champion_once(
+    settings: Any, client_for: Any, storage: Any
+) -> None:
+    from django.core.management import call_command
+
+    from accounts.models import User
+    from experiments.demo import DEMO_EXPERIMENT, DEMO_MODEL, DEMO_RUNS, STEPS
+    from experiments.models import Metric, ModelAlias
+    from portal.management.commands.seed_demo import DEMO_PROJECT
+
+    call_command("seed_demo", stdout=io.StringIO())
+    call_command("seed_demo", stdout=io.StringIO())
+    experiment = Experiment.objects.get(project__slug=DEMO_PROJECT, name=DEMO_EXPERIMENT)
+    runs = list(experiment.runs.all())
+    assert len(runs) == len(DEMO_RUNS) and {r.status for r in runs} == {"FINISHED"}
+    assert Metric.objects.filter(run__in=runs).count() == len(DEMO_RUNS) * STEPS * 2
+    alias = ModelAlias.objects.get(registered_model__name=DEMO_MODEL, alias="champion")
+    best = max(DEMO_RUNS, key=lambda r: r[3])[0]
+    assert alias.version.run is not None and alias.version.run.name == best
+    client = client_for(User.objects.get(username="analyst"))
+    page = client.get(f"/projects/{DEMO_PROJECT}/runs/{alias.version.run.uuid}/").content.decode()
+    assert "report.txt" in page and 'data-figure="metric-0-data"' in page
