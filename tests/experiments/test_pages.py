@@ -523,3 +523,22 @@ def test_seed_demo_logs_runs_with_histories_and_a_champion_once(
     client = client_for(User.objects.get(username="analyst"))
     page = client.get(f"/projects/{DEMO_PROJECT}/runs/{alias.version.run.uuid}/").content.decode()
     assert "report.txt" in page and 'data-figure="metric-0-data"' in page
+
+
+def test_keys_with_spaces_sort_and_show_and_deleted_runs_are_left_out(
+    client_for: Any, bob: Any, experiment: Experiment
+) -> None:
+    low = log_run(bob, experiment, "low", metrics={"f1 score": [0.2]}, params={"max depth": "3"})
+    log_run(bob, experiment, "high", metrics={"f1 score": [0.9]}, params={"max depth": "5"})
+    gone = log_run(bob, experiment, "gone", metrics={"f1 score": [0.5]})
+    services.run_delete(actor=bob, run=gone)
+    client = client_for(bob)
+    page = runs_page(client, experiment, "sort=metrics.f1 score&dir=ASC")
+    assert run_names(page) == ["low", "high"]
+    assert columns(page)[0] == "metric f1 score"
+    assert "This sort cannot be used" not in page
+    filtered = runs_page(client, experiment, "filter=metrics.`f1 score` < 0.5")
+    assert run_names(filtered) == ["low"]
+    # A deleted run's page still answers, saying so.
+    assert "Deleted" in client.get(f"/projects/churn/runs/{gone.uuid}/").content.decode()
+    assert low.uuid in page
