@@ -96,6 +96,7 @@ def _card(
         elif not step.progress or not step.progress.reached:
             next_step = "Start a notebook"
     elif step.value == Stage.EXPERIMENTS:
+        url = reverse("experiments:list", kwargs={"slug": project.slug})
         summary = (
             f"{_plural(counts.get('runs', 0), 'run')}, "
             f"{_plural(counts.get('model_versions', 0), 'model version')}"

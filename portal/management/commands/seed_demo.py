@@ -101,4 +101,11 @@ class Command(BaseCommand):
             from datasets.demo import demo_data_seed
 
             demo_data_seed(project=project, actor=users["engineer"])
+            from experiments.demo import demo_data_digest, demo_experiments_seed
+
+            demo_experiments_seed(
+                project=project,
+                actor=users["scientist"],
+                data_digest=demo_data_digest(project=project),
+            )
         self.stdout.write(f"Demo users (password {password!r}): {', '.join(DEMO_USERS)}")
