@@ -15,7 +15,7 @@ from django.urls import reverse
 
 from accounts.models import User
 from datasets.models import Snapshot, Split
-from experiments.artifacts import ARTIFACT_SCHEME, clean_path
+from experiments.artifacts import artifact_path_of
 from experiments.errors import MlflowError
 from experiments.models import (
     Experiment,
@@ -146,11 +146,8 @@ def run_artifact_root(run: Run) -> str | None:
     """The folder of the run's artifacts in the project's store: the path of its
     ``mlflow-artifacts:/<experiment>/<run>/artifacts`` URI, or None when the run
     keeps them elsewhere."""
-    uri = run.artifact_uri
-    if not uri.startswith(ARTIFACT_SCHEME) or uri.startswith(f"{ARTIFACT_SCHEME}//"):
-        return None
     try:
-        return clean_path(uri[len(ARTIFACT_SCHEME) :].removeprefix("/"), allow_empty=True)
+        return artifact_path_of(run.artifact_uri)
     except MlflowError:
         return None
 
