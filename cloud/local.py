@@ -457,8 +457,8 @@ class LocalProvider:
     ) -> None:
         """Start the relay from ``run/tracking.sock`` to the portal, for ``prefix`` only.
 
-        Where the portal runs as root, the relay runs as the sandbox's uid (it
-        reads what comes from inside)."""
+        Where the portal runs as root, the relay drops to the sandbox's uid once
+        it listens (it reads what comes from inside)."""
         self._relay_stop(directory, record)
         self._kill_strays(self._relay_marker(directory))
         parts = urllib.parse.urlsplit(str(record["tracking_url"]))
@@ -473,16 +473,7 @@ class LocalProvider:
         if until_file is not None:
             command.append(f"--until-file={until_file}")
         if uid is not None:
-            command = [
-                sandbox.SETPRIV,
-                f"--reuid={uid}",
-                f"--regid={uid}",
-                "--clear-groups",
-                "--inh-caps=-all",
-                "--no-new-privs",
-                "--",
-                *command,
-            ]
+            command.append(f"--user={uid}")
         pid, started = self._launch(
             command,
             cwd=run,

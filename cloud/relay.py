@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import encodings.idna  # noqa: F401 - needed for host names, imported before dropping to a uid
 import http
 import http.client
 import os
@@ -256,7 +257,7 @@ class Connection:
             if chunked:
                 backend.send(b"0\r\n\r\n")
             response = backend.getresponse()
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, http.client.HTTPException, LookupError, UnicodeError) as exc:
             backend.close()
             self.backend = None
             raise Refused(502, "The tracking server cannot be reached.") from exc
@@ -304,6 +305,8 @@ def serve(listener: socket.socket, upstream: Upstream, prefix: str) -> None:
         try:
             with conn:
                 Connection(conn, upstream, prefix).serve()
+        except Exception as exc:  # noqa: BLE001 - one connection's end, not the relay's
+            print(f"connection ended by {type(exc).__name__}", file=sys.stderr, flush=True)
         finally:
             slots.release()
 
@@ -325,12 +328,19 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--upstream", required=True, help="the portal's base URL")
     parser.add_argument("--prefix", required=True, help="the one path prefix let through")
     parser.add_argument("--until-file", default="", help="exit once this file exists (a job's end)")
+    parser.add_argument("--user", type=int, default=-1, help="the uid to run as once listening")
     args = parser.parse_args(argv)
     if not re.fullmatch(r"/mlflow/[A-Za-z0-9_-]+/", args.prefix):
         parser.error(f"not a tracking server's prefix: {args.prefix!r}")
     upstream = Upstream(args.upstream)
     listener = listen(args.socket)
     name = os.path.basename(args.socket)
+    if args.user >= 0:
+        # Listening (and in the socket's folder, to remove it at the end):
+        # nothing else needs the privileges it was started with.
+        os.setgroups([])
+        os.setgid(args.user)
+        os.setuid(args.user)
 
     def stop(*_: object) -> None:
         with contextlib.suppress(OSError):
