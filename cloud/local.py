@@ -461,6 +461,8 @@ class LocalProvider:
         it listens (it reads what comes from inside)."""
         self._relay_stop(directory, record)
         self._kill_strays(self._relay_marker(directory))
+        socket_path = run / RELAY_SOCKET
+        socket_path.unlink(missing_ok=True)  # a stale one (never followed: unlink)
         parts = urllib.parse.urlsplit(str(record["tracking_url"]))
         command = [
             self.python,
@@ -485,6 +487,15 @@ class LocalProvider:
             box=None,
         )
         record.update(relay_pid=pid, relay_started=started)
+        # Listening before the user's code starts (it would get closed
+        # connections meanwhile).
+        deadline = time.monotonic() + self.ready_timeout
+        while not socket_path.is_socket():
+            if time.monotonic() > deadline or self._relay_proc(directory, record) is None:
+                raise TransientProviderError(
+                    f"The tracking relay did not start: {_tail(directory / 'relay.log', 5)[-500:]}"
+                )
+            time.sleep(0.02)
 
     def _resolve_data_paths(self, paths: Sequence[str]) -> list[Path]:
         resolved = []
@@ -597,7 +608,10 @@ class LocalProvider:
         state.update(tracking_url=tracking_url, tracking_token=tracking_token)
         _write_json(self._ws_dir(name) / "state.json", state)
         if self._ws_proc(name, state):
-            if not changed:
+            relay_lost = bool(state.get("relay_pid")) and (
+                self._relay_proc(self._ws_dir(name), state) is None
+            )
+            if not changed and not relay_lost:
                 return self._ws_status(name, state)
             self._ws_stop(name, state)
         return self._ws_start(name, state)
