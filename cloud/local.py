@@ -442,6 +442,9 @@ class LocalProvider:
         proc = self._relay_proc(directory, record)
         if proc is not None:
             self._terminate(proc)
+        elif record.get("relay_pid"):
+            # Its supervisor is gone: the relay itself may not be.
+            self._kill_strays(f"--socket={directory / 'run' / RELAY_SOCKET}")
         (directory / "relay.pid").unlink(missing_ok=True)
         record.update(relay_pid=None, relay_started=None)
 
@@ -460,7 +463,7 @@ class LocalProvider:
         Where the portal runs as root, the relay drops to the sandbox's uid once
         it listens (it reads what comes from inside)."""
         self._relay_stop(directory, record)
-        self._kill_strays(self._relay_marker(directory))
+        self._kill_strays(self._relay_marker(directory), f"--socket={run / RELAY_SOCKET}")
         socket_path = run / RELAY_SOCKET
         socket_path.unlink(missing_ok=True)  # a stale one (never followed: unlink)
         parts = urllib.parse.urlsplit(str(record["tracking_url"]))
@@ -949,7 +952,9 @@ class LocalProvider:
         if state not in (JobState.QUEUED, JobState.RUNNING) and job.get("relay_pid"):
             # Ended: the relay goes (by itself, once the exit code is written;
             # here too, should the job's supervisor have died without one).
+            # Nothing else writes an ended job's file.
             self._relay_stop(self._job_dir(job["name"]), job)
+            _write_json(self._job_dir(job["name"]) / "job.json", job)
         detail = ""
         code = self._job_dir(job["name"]) / "exit_code"
         if state == JobState.FAILED and job.get("refused"):

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from cloud import sandbox
@@ -266,11 +267,39 @@ def test_a_sandboxed_notebook_kernel_logs_to_its_project(
     check_refusals(result)
     assert_logged(result["run_id"], bob)
 
+    folder = tmp_path / "provider" / "sg-ws-1"
+    state = json.loads((folder / "state.json").read_text())
+    relay = provider._relay_proc(folder, state)
+    assert relay is not None
+    assert token not in " ".join(relay.cmdline())
+    assert token not in (folder / "relay.log").read_text()
+
+    # After a worker restart: another provider finds the server and its relay,
+    # and a start with the same token changes nothing.
+    again = LocalProvider(tmp_path / "provider", ready_timeout=60)
+    kwargs = {"tracking_url": f"{live_server.url}/mlflow/churn", "tracking_token": token}
+    assert again.workspace_start("sg-ws-1", **kwargs).state == "running"
+    assert json.loads((folder / "state.json").read_text())["pid"] == state["pid"]
+    assert again._relay_proc(folder, state) is not None
+
+    # A relay that died is started again, with the server (whose forwarder
+    # needs the new socket).
+    relay.kill()  # the supervisor; the relay it started is found by its socket
+    relay.wait(10)
+    assert again.workspace_start("sg-ws-1", **kwargs).state in ("running", "creating")
+    restarted = json.loads((folder / "state.json").read_text())
+    assert restarted["relay_pid"] != state["relay_pid"]
+    relays = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if f"--socket={folder / 'run' / 'tracking.sock'}" in " ".join(p.info["cmdline"] or [])
+    ]
+    assert len(relays) == 1, "one relay, not a stray beside it"
+    assert again._relay_proc(folder, restarted) is not None
+
     # Stopping the workspace stops its relay.
-    state = json.loads((tmp_path / "provider" / "sg-ws-1" / "state.json").read_text())
-    assert provider._relay_proc(tmp_path / "provider" / "sg-ws-1", state) is not None
-    provider.workspace_stop("sg-ws-1")
-    assert provider._relay_proc(tmp_path / "provider" / "sg-ws-1", state) is None
+    again.workspace_stop("sg-ws-1")
+    assert again._relay_proc(folder, restarted) is None
 
 
 def execute_in_kernel(url: str, code: str, portal: str) -> str:
