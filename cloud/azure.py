@@ -496,7 +496,11 @@ class AzureProvider:
         """The ``ComputeInstance`` for a workspace spec (not yet sent anywhere).
 
         The instance is personal: assigned to the owner's Entra ID object id,
-        so only they can open Jupyter on it.
+        so only they can open Jupyter on it. ``spec.tracking_url`` and
+        ``tracking_token`` are not applied: a compute instance has no field for
+        environment variables, its setup scripts are fixed at creation and
+        echoed back by the service (no place for a token that changes at each
+        start), and its owner signs in as themselves.
         """
         check_compute_name(spec.name, instance=True)
         if not spec.owner_object_id:
@@ -570,7 +574,7 @@ class AzureProvider:
             command=spec.command,
             code=spec.code_dir or None,
             environment=self.job_environment,
-            environment_variables=dict(spec.environment),
+            environment_variables=job_environment_variables(spec),
             compute=spec.compute,
             inputs={k: Input(type="uri_folder", path=v) for k, v in spec.inputs.items()},
             tags={"stagegate": "job", "stagegate-spec": job_fingerprint(spec)},
@@ -662,7 +666,12 @@ class AzureProvider:
             return ResourceStatus(name, ResourceState.STOPPING, detail=str(exc))
         return ResourceStatus(name, ResourceState.STOPPING, detail=detail, operation_url=url)
 
-    def workspace_start(self, name: str) -> ResourceStatus:
+    def workspace_start(
+        self, name: str, *, tracking_url: str = "", tracking_token: str = ""
+    ) -> ResourceStatus:
+        """Start a stopped instance. The tracking server is not handed to a
+        compute instance (see ``build_compute_instance``): the arguments are
+        accepted for the protocol's sake."""
         check_compute_name(name, instance=True)
         status = self.workspace_status(name)
         if status.state == ResourceState.DELETED:
@@ -1031,6 +1040,23 @@ class AzureProvider:
             if len(got) >= lines or start == 0 or window >= LOG_MAX_BYTES:
                 return "\n".join(got[-lines:])
             window *= 4
+
+
+def job_environment_variables(spec: JobSpec) -> dict[str, str]:
+    """A job's environment: its own variables, and the project's tracking server.
+
+    Azure ML compute reaches the portal over the network, so the URI is the
+    portal's own. The SDK has no secret field for a command job, so the token
+    travels as an environment variable of the job (readable by whoever may
+    read the Azure ML workspace's job definitions): it is scoped to one
+    project's tracking server and revoked when the job ends. It is never
+    logged, nor part of ``job_fingerprint``.
+    """
+    env = dict(spec.environment)
+    if spec.tracking_url:
+        env["MLFLOW_TRACKING_URI"] = spec.tracking_url
+        env["MLFLOW_TRACKING_TOKEN"] = spec.tracking_token
+    return env
 
 
 def job_fingerprint(spec: JobSpec) -> str:

@@ -69,6 +69,14 @@ from cloud.base import (
 logger = logging.getLogger(__name__)
 
 LAUNCHER = Path(__file__).with_name("_launch.py")
+# The tracking bridge (see ``cloud/relay.py``): the relay outside, the
+# forwarder inside, and the port the tracking server has inside a sandbox
+# (its own network namespace: no other workspace's port to clash with).
+RELAY = Path(__file__).with_name("relay.py")
+FORWARDER = Path(__file__).with_name("tracking_forwarder.py")
+TRACKING_PORT_INSIDE = 5000
+RELAY_SOCKET = "tracking.sock"
+RELAY_MEMORY_BYTES = 1024**3
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 GIB = 1024**3
 # Below this the Python interpreter of the Jupyter server itself cannot start.
@@ -381,6 +389,117 @@ class LocalProvider:
                 if _running(p):
                     p.kill()
 
+    # --- the tracking bridge -------------------------------------------------
+
+    def _tracking_env(
+        self, record: dict[str, Any], *, sandboxed: bool
+    ) -> tuple[dict[str, str], str]:
+        """MLFLOW_TRACKING_URI and _TOKEN for user code, and the path prefix the
+        relay lets through ("" with no tracking server or without a sandbox)."""
+        url = str(record.get("tracking_url") or "")
+        if not url:
+            return {}, ""
+        env = {"MLFLOW_TRACKING_TOKEN": str(record.get("tracking_token") or "")}
+        if not sandboxed:  # on the host's network: the portal itself
+            return {**env, "MLFLOW_TRACKING_URI": url}, ""
+        path = urllib.parse.urlsplit(url).path.rstrip("/")
+        env["MLFLOW_TRACKING_URI"] = f"http://127.0.0.1:{TRACKING_PORT_INSIDE}{path}"
+        return env, f"{path}/"
+
+    @staticmethod
+    def _place_forwarder(run: Path) -> None:
+        """Copy the forwarder into the run folder (writable by the sandbox's
+        user: never through a link left there)."""
+        target = run / FORWARDER.name
+        target.unlink(missing_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(FORWARDER.read_bytes())
+
+    @staticmethod
+    def _with_forwarder(command: list[str], python: str, run_inside: str) -> list[str]:
+        return [
+            python,
+            "-I",
+            f"{run_inside}/{FORWARDER.name}",
+            str(TRACKING_PORT_INSIDE),
+            f"{run_inside}/{RELAY_SOCKET}",
+            "--",
+            *command,
+        ]
+
+    def _relay_marker(self, directory: Path) -> str:
+        return f"--pidfile={directory / 'relay.pid'}"
+
+    def _relay_proc(self, directory: Path, record: dict[str, Any]) -> psutil.Process | None:
+        marker = self._relay_marker(directory)
+        proc = self._alive(record.get("relay_pid"), record.get("relay_started"), marker)
+        if proc is None:
+            proc = self._alive(_read_pid(directory / "relay.pid"), None, marker)
+        return proc
+
+    def _relay_stop(self, directory: Path, record: dict[str, Any]) -> None:
+        proc = self._relay_proc(directory, record)
+        if proc is not None:
+            self._terminate(proc)
+        elif record.get("relay_pid"):
+            # Its supervisor is gone: the relay itself may not be.
+            self._kill_strays(f"--socket={directory / 'run' / RELAY_SOCKET}")
+        (directory / "relay.pid").unlink(missing_ok=True)
+        record.update(relay_pid=None, relay_started=None)
+
+    def _relay_start(
+        self,
+        directory: Path,
+        run: Path,
+        record: dict[str, Any],
+        prefix: str,
+        *,
+        uid: int | None,
+        until_file: Path | None = None,
+    ) -> None:
+        """Start the relay from ``run/tracking.sock`` to the portal, for ``prefix`` only.
+
+        Where the portal runs as root, the relay drops to the sandbox's uid once
+        it listens (it reads what comes from inside)."""
+        self._relay_stop(directory, record)
+        self._kill_strays(self._relay_marker(directory), f"--socket={run / RELAY_SOCKET}")
+        socket_path = run / RELAY_SOCKET
+        socket_path.unlink(missing_ok=True)  # a stale one (never followed: unlink)
+        parts = urllib.parse.urlsplit(str(record["tracking_url"]))
+        command = [
+            self.python,
+            "-I",
+            str(RELAY),
+            f"--socket={run / RELAY_SOCKET}",
+            f"--upstream={parts.scheme}://{parts.netloc}",
+            f"--prefix={prefix}",
+        ]
+        if until_file is not None:
+            command.append(f"--until-file={until_file}")
+        if uid is not None:
+            command.append(f"--user={uid}")
+        pid, started = self._launch(
+            command,
+            cwd=run,
+            pidfile=directory / "relay.pid",
+            log=directory / "relay.log",
+            cpus=self.machine_cpus,
+            memory=RELAY_MEMORY_BYTES,
+            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+            box=None,
+        )
+        record.update(relay_pid=pid, relay_started=started)
+        # Listening before the user's code starts (it would get closed
+        # connections meanwhile).
+        deadline = time.monotonic() + self.ready_timeout
+        while not socket_path.is_socket():
+            if time.monotonic() > deadline or self._relay_proc(directory, record) is None:
+                raise TransientProviderError(
+                    f"The tracking relay did not start: {_tail(directory / 'relay.log', 5)[-500:]}"
+                )
+            time.sleep(0.02)
+
     def _resolve_data_paths(self, paths: Sequence[str]) -> list[Path]:
         resolved = []
         for raw in paths:
@@ -477,10 +596,28 @@ class LocalProvider:
                     "created_at": _now(),
                 }
                 self._link_data(workdir / "data", data)
-                _write_json(directory / "state.json", state)
-            elif self._ws_proc(spec.name, state):
-                return self._ws_status(spec.name, state)
-            return self._ws_start(spec.name, state)
+            return self._ws_start_with(spec.name, state, spec.tracking_url, spec.tracking_token)
+
+    def _ws_start_with(
+        self, name: str, state: dict[str, Any], tracking_url: str, tracking_token: str
+    ) -> ResourceStatus:
+        """Start the server unless it runs with this tracking server and token
+        already. A token is new at each start (the previous one is revoked):
+        a server running with another is started again."""
+        changed = (state.get("tracking_url", ""), state.get("tracking_token", "")) != (
+            tracking_url,
+            tracking_token,
+        )
+        state.update(tracking_url=tracking_url, tracking_token=tracking_token)
+        _write_json(self._ws_dir(name) / "state.json", state)
+        if self._ws_proc(name, state):
+            relay_lost = bool(state.get("relay_pid")) and (
+                self._relay_proc(self._ws_dir(name), state) is None
+            )
+            if not changed and not relay_lost:
+                return self._ws_status(name, state)
+            self._ws_stop(name, state)
+        return self._ws_start(name, state)
 
     def _link_data(self, data_dir: Path, paths: list[Path]) -> None:
         # The links are fixed once made: the folder is read-only to its user
@@ -509,9 +646,11 @@ class LocalProvider:
         run.mkdir(mode=0o700, exist_ok=True)
         run_inside = SANDBOX_RUN_DIR if sandboxed else str(run)
         python = self._python_inside(sandboxed)
+        tracking, prefix = self._tracking_env(state, sandboxed=sandboxed)
         env = self._user_env(
             python,
             {
+                **tracking,
                 "JUPYTER_TOKEN": state["token"],
                 "JUPYTER_CONFIG_DIR": f"{run_inside}/config",
                 "JUPYTER_RUNTIME_DIR": f"{run_inside}/runtime",
@@ -521,6 +660,7 @@ class LocalProvider:
             },
         )
         box = None
+        uid = None
         if sandboxed:
             uid = self._sandbox_uid("ws", name)
             if uid is not None:
@@ -551,6 +691,10 @@ class LocalProvider:
             command.append("--allow-root")
         log = directory / "server.log"
         self._kill_strays(self._ws_marker(name), f"--ServerApp.root_dir={workdir}")
+        if prefix:
+            self._place_forwarder(run)
+            command = self._with_forwarder(command, python, run_inside)
+            self._relay_start(directory, run, state, prefix, uid=uid)
         pid = None
         for _attempt in range(5):
             # Port and time recorded before the launch: a server whose pid was
@@ -640,20 +784,21 @@ class LocalProvider:
             return ResourceStatus(name, ResourceState.DELETED)
         return self._ws_status(name, state)
 
-    def workspace_start(self, name: str) -> ResourceStatus:
+    def workspace_start(
+        self, name: str, *, tracking_url: str = "", tracking_token: str = ""
+    ) -> ResourceStatus:
         with self._locked("ws", name):
             state = self._ws_state(name)
             if state is None:
                 raise ProviderError(f"No workspace {name!r}")
-            if self._ws_proc(name, state):
-                return self._ws_status(name, state)
-            return self._ws_start(name, state)
+            return self._ws_start_with(name, state, tracking_url, tracking_token)
 
     def _ws_stop(self, name: str, state: dict[str, Any]) -> None:
         proc = self._ws_proc(name, state)
         if proc is not None:
             self._terminate(proc)
         (self._ws_dir(name) / "server.pid").unlink(missing_ok=True)
+        self._relay_stop(self._ws_dir(name), state)
         state.update(pid=None, pid_started=None)
         _write_json(self._ws_dir(name) / "state.json", state)
 
@@ -804,6 +949,12 @@ class LocalProvider:
 
     def _job_status(self, job: dict[str, Any]) -> JobStatus:
         state = self._job_state(job)
+        if state not in (JobState.QUEUED, JobState.RUNNING) and job.get("relay_pid"):
+            # Ended: the relay goes (by itself, once the exit code is written;
+            # here too, should the job's supervisor have died without one).
+            # Nothing else writes an ended job's file.
+            self._relay_stop(self._job_dir(job["name"]), job)
+            _write_json(self._job_dir(job["name"]) / "job.json", job)
         detail = ""
         code = self._job_dir(job["name"]) / "exit_code"
         if state == JobState.FAILED and job.get("refused"):
@@ -848,36 +999,48 @@ class LocalProvider:
         for key, path in job["inputs"].items():
             command = command.replace(f"${{{{inputs.{key}}}}}", shlex.quote(path))
         cwd, outputs, home = Path(job["cwd"]), directory / "outputs", directory / "home"
+        run = directory / "run"
         outputs.mkdir(exist_ok=True)
         home.mkdir(exist_ok=True)
+        run.mkdir(mode=0o700, exist_ok=True)
         python = self._python_inside(sandboxed)
+        tracking, prefix = self._tracking_env(job, sandboxed=sandboxed)
         env = self._user_env(
             python,
             {
                 "HOME": str(home),
                 **job["environment"],
+                **tracking,
                 "SG_JOB_NAME": job["name"],
                 "SG_OUTPUT_DIR": str(outputs),
                 **{f"SG_INPUT_{k.upper()}": v for k, v in job["inputs"].items()},
             },
         )
         box = None
+        uid = None
+        command_argv = ["/bin/sh", "-c", command]
         if sandboxed:
             uid = self._sandbox_uid("job", job["name"])
             if uid is not None:
-                self._hand_over(uid, cwd, outputs, home)
+                self._hand_over(uid, cwd, outputs, home, run)
+            if prefix:
+                self._place_forwarder(run)
+                command_argv = self._with_forwarder(command_argv, python, SANDBOX_RUN_DIR)
+                self._relay_start(
+                    directory, run, job, prefix, uid=uid, until_file=directory / "exit_code"
+                )
             box = sandbox.Sandbox(
                 workdir=str(cwd),
                 env=env,
                 etc_dir=str(directory / "etc"),
-                writable=(str(cwd), str(outputs), str(home)),
+                writable=(str(cwd), str(outputs), str(home), (str(run), SANDBOX_RUN_DIR)),
                 readonly=tuple(job["inputs"].values()),
                 python=self.python,
                 host_uid=uid,
                 tmp_bytes=memory,
             )
         pid, started = self._launch(
-            ["/bin/sh", "-c", command],
+            command_argv,
             cwd=cwd,
             pidfile=directory / "job.pid",
             log=directory / "job.log",
@@ -932,6 +1095,8 @@ class LocalProvider:
                     "environment": dict(spec.environment),
                     "inputs": inputs,
                     "allow_unsandboxed": spec.allow_unsandboxed,
+                    "tracking_url": spec.tracking_url,
+                    "tracking_token": spec.tracking_token,
                     "submitted_at": _now(),
                     "pid": None,
                     "pid_started": None,
@@ -967,6 +1132,8 @@ class LocalProvider:
         proc = self._job_proc(job)
         if proc is not None:
             self._terminate(proc)
+        self._relay_stop(self._job_dir(name), job)
+        _write_json(self._job_dir(name) / "job.json", job)
         return self._job_status(job)
 
     def job_cancel(self, name: str) -> JobStatus:

@@ -36,6 +36,7 @@ from governance.approvals import ApprovalKind, register
 from governance.models import ApprovalRequest, ApprovalState
 from governance.services import approval_request_create, approval_withdraw
 from projects.models import Membership, Project, Role
+from projects.tokens import project_token_revoke
 from workspaces import tasks
 from workspaces.models import (
     NO_INSTANCE_ALLOWLIST,
@@ -51,6 +52,8 @@ IDLE_MINUTES_RANGE = (15, 4320)  # Azure ML's own bounds for idle shutdown
 MAX_NODES = 100
 MAX_CIDRS = 50
 S = WorkspaceState
+# States in which a notebook's project token is revoked: it stops, goes, or failed.
+TOKEN_REVOKED_IN = frozenset({S.STOPPING, S.STOPPED, S.DELETING, S.DELETED, S.FAILED})
 
 
 class WorkspaceConflict(Exception):
@@ -175,6 +178,11 @@ def _quota_decide(workspace: Workspace, size: ComputeSize) -> QuotaDecision:
 # --- transitions a person triggers ---------------------------------------------------------
 
 
+def tracking_purpose(workspace_id: int) -> str:
+    """What the workspace's project token is held for."""
+    return f"workspace:{workspace_id}"
+
+
 def _transition(
     workspace: Workspace,
     state: str,
@@ -198,6 +206,10 @@ def _transition(
         workspace.state_reason = reason[:500]
         fields.append("state_reason")
     workspace.save(update_fields=fields)
+    if state in TOKEN_REVOKED_IN:
+        # The notebook's token for the tracking server ends with it; a start
+        # issues a new one (workspaces/tasks.py).
+        project_token_revoke(purpose=tracking_purpose(workspace.pk))
     if state == S.RUNNING and previous != S.RUNNING:
         usage_open(
             resource=workspace,

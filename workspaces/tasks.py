@@ -39,6 +39,7 @@ from cloud.base import (
 )
 from compute import selectors as compute_selectors
 from compute import services as compute_services
+from projects.tokens import project_token_issue
 from workspaces.models import Workspace, WorkspaceKind, WorkspaceState
 
 logger = logging.getLogger(__name__)
@@ -87,7 +88,18 @@ def data_paths(ws: Workspace) -> tuple[str, ...]:
     return tuple(paths)
 
 
-def _workspace_spec(ws: Workspace) -> WorkspaceSpec:
+def _tracking(ws: Workspace) -> tuple[str, str]:
+    """The project's tracking server and a new token scoped to it, for the
+    notebook starting now (the one it held before is revoked)."""
+    from workspaces.services import tracking_purpose
+
+    token = project_token_issue(project=ws.project, user=ws.owner, purpose=tracking_purpose(ws.pk))
+    return f"{settings.PORTAL_BASE_URL.rstrip('/')}/mlflow/{ws.project.slug}", token
+
+
+def _workspace_spec(
+    ws: Workspace, *, tracking_url: str = "", tracking_token: str = ""
+) -> WorkspaceSpec:
     return WorkspaceSpec(
         name=ws.provider_name,
         size=_size(ws),
@@ -99,6 +111,8 @@ def _workspace_spec(ws: Workspace) -> WorkspaceSpec:
         # Where no sandbox is available, only a platform admin's notebook runs
         # without one (the request was refused for anyone else).
         allow_unsandboxed=ws.owner.is_staff,
+        tracking_url=tracking_url,
+        tracking_token=tracking_token,
     )
 
 
@@ -122,9 +136,14 @@ class Operation:
         if self.name == "provision":
             if cluster:
                 return provider.cluster_create(_cluster_spec(ws))
+            url, token = _tracking(ws)
             if ws.provisioned:
-                return provider.workspace_start(ws.provider_name)
-            return provider.workspace_create(_workspace_spec(ws))
+                return provider.workspace_start(
+                    ws.provider_name, tracking_url=url, tracking_token=token
+                )
+            return provider.workspace_create(
+                _workspace_spec(ws, tracking_url=url, tracking_token=token)
+            )
         if self.name == "stop":
             return provider.workspace_stop(ws.provider_name)
         if self.name == "resize":

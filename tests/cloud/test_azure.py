@@ -880,3 +880,43 @@ def test_the_live_check_script_says_when_it_did_not_run(tmp_path: Any) -> None:
     )
     assert done.returncode == 2
     assert "LIVE AZURE CHECKS DID NOT RUN" in done.stderr
+
+
+# --- the tracking server -------------------------------------------------------
+
+
+def test_a_job_gets_the_tracking_server_and_its_token_as_environment_variables(
+    provider: AzureProvider, azure: FakeAzureML, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    job = JobSpec(
+        JOB,
+        "python train.py",
+        compute=CL,
+        environment={"ALPHA": "0.5"},
+        tracking_url="https://portal.example/mlflow/churn",
+        tracking_token="sgt_secret-of-the-job",
+    )
+    assert provider.job_submit(job).state == JobState.QUEUED
+    (put,) = azure.calls("PUT", "/jobs/")
+    assert put.body["properties"]["environmentVariables"] == {
+        "ALPHA": "0.5",
+        "MLFLOW_TRACKING_URI": "https://portal.example/mlflow/churn",
+        "MLFLOW_TRACKING_TOKEN": "sgt_secret-of-the-job",
+    }
+    # Not in the tag that recognises the job again, and never logged.
+    assert "sgt_secret" not in str(put.body["properties"]["tags"])
+    assert "sgt_secret" not in caplog.text
+    # A retried task with a new token finds the same job.
+    again = JobSpec(**{**job.__dict__, "tracking_token": "sgt_another"})
+    assert provider.job_submit(again).state == JobState.QUEUED
+    assert len(azure.calls("PUT", "/jobs/")) == 1
+
+
+def test_a_compute_instance_is_not_given_the_token(
+    provider: AzureProvider, azure: FakeAzureML
+) -> None:
+    instance = provider.build_compute_instance(
+        spec(tracking_url="https://portal.example/mlflow/churn", tracking_token="sgt_secret")
+    )
+    assert "sgt_secret" not in str(instance._to_rest_object().as_dict())
