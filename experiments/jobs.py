@@ -49,7 +49,7 @@ TEMPLATES_DIR = Path(__file__).with_name("job_templates")
 TEMPLATES = {"baseline": "baseline.py"}
 FAMILIES = ("gbm", "linear")
 WALL_CLOCK_RANGE = (60, 7 * 24 * 3600)
-NAME_RE = re.compile(r"^[\w .:-]{1,100}$")
+NAME_RE = re.compile(r"^[\w .:()-]{1,100}$")
 # States in which a job holds (or is about to hold) its compute.
 HOLDING_STATES = (S.QUEUED, S.RUNNING, S.CANCELLING)
 SPLIT_TAG = "stagegate.split"
@@ -224,7 +224,7 @@ def job_create(
         raise ValidationError({"size": f"{size.name} is not offered."})
     name = (name or "").strip() or f"{template} ({family})"
     if not NAME_RE.match(name):
-        raise ValidationError({"name": "1 to 100 letters, digits, spaces and . : - _"})
+        raise ValidationError({"name": "1 to 100 letters, digits, spaces and . : - _ ( )"})
     experiment_name = (experiment_name or "").strip() or f"job-{template}"
     with transaction.atomic():
         charter = require_signed_charter(project, purpose="starting a training job")
