@@ -21,7 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import User
@@ -30,8 +30,8 @@ from background.leases import LeasedWork, lease_seconds, lease_waiting
 from charter.gates import require_signed_charter
 from charter.rules import METRICS
 from compute.consumers import Holding
-from compute.models import ComputeSize
-from compute.selectors import resource_cost, sizes_offered
+from compute.models import ComputeSize, UsageInterval
+from compute.selectors import sizes_offered
 from compute.services import Demand, QuotaDecision, quota_decide, usage_close, usage_open
 from datasets.models import Split, SplitStatus
 from experiments import tasks
@@ -538,7 +538,9 @@ def job_mark_finished(
             return False
         usage_close(resource=job, now=now)
         job.exit_code = exit_code
-        job.cost = resource_cost(resource_type="experiments.job", resource_id=job.pk, now=now)
+        job.cost = UsageInterval.objects.filter(
+            resource_type="experiments.job", resource_id=job.pk, ended_at__isnull=False
+        ).aggregate(total=Sum("cost"))["total"] or Decimal(0)
         fields = ["exit_code", "cost"]
         if log_tail is not None:
             job.log_tail = log_tail[-20_000:]

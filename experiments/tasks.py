@@ -115,17 +115,27 @@ def _exit_code(status: JobStatus) -> int | None:
     return int(found.group(1)) if found else None
 
 
+def run_artifact_folder(uri: str) -> str | None:
+    """Where a run's artifacts are in the project's store: ``1/<run id>/artifacts``
+    for ``mlflow-artifacts:/1/<run id>/artifacts``."""
+    from experiments.artifacts import ARTIFACT_SCHEME, clean_path
+
+    if not uri.startswith(ARTIFACT_SCHEME + "/") or uri.startswith(ARTIFACT_SCHEME + "//"):
+        return None
+    return clean_path(uri[len(ARTIFACT_SCHEME) :].lstrip("/"))
+
+
 def _keep_log(provider: Provider, job: Job) -> str:
     """The job's whole output as the run's artifact ``job.log``; returns its tail."""
-    from experiments.artifacts import ArtifactStore, artifact_path_of
+    from experiments.artifacts import ArtifactStore
 
     try:
         text = provider.job_logs(job.provider_name, tail=1_000_000)
     except ProviderError as exc:
         return f"(the log could not be read: {exc})"
     run = job.run
-    folder = artifact_path_of(run.artifact_uri) if run else None
-    if folder is not None and run is not None:
+    folder = run_artifact_folder(run.artifact_uri) if run else None
+    if folder is not None:
         data = text.encode("utf-8", "replace")[-MAX_LOG_BYTES:]
         ArtifactStore(job.project_id).write(f"{folder}/job.log", io.BytesIO(data), MAX_LOG_BYTES)
     return "\n".join(text.splitlines()[-LOG_TAIL_LINES:])
