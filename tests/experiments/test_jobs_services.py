@@ -15,7 +15,7 @@ from compute.models import Quota
 from compute.selectors import quota_usage
 from experiments import jobs
 from experiments.job_models import Job, JobState
-from experiments.models import RunInput, RunStatus, RunTag
+from experiments.models import Run, RunInput, RunStatus, RunTag
 from governance.models import ApprovalRequest, ApprovalState
 from governance.services import approval_decide
 from tests.experiments import jobs_data
@@ -33,6 +33,11 @@ def small(db: Any) -> Any:
 @pytest.fixture
 def split(project: Any, alice: Any, django_capture_on_commit_callbacks: Any) -> Any:
     return ready_split(project=project, actor=alice, callbacks=django_capture_on_commit_callbacks)
+
+
+def run_of(job: Job) -> Run:
+    assert job.run is not None
+    return job.run
 
 
 def create(
@@ -140,6 +145,7 @@ def test_over_quota_waits_for_an_admin_who_approves(
     assert job.state == S.WAITING_FOR_COMPUTE
     assert job.state_reason == "Over quota: a platform admin decides."
     assert job.quota_exceeded == ["Project vCPUs: 0 in use + 2 requested > 1"]
+    assert job.approval_id is not None
     request = ApprovalRequest.objects.get(pk=job.approval_id)
     assert request.kind == "job_compute" and request.requires_staff
     assert "Training job “baseline (gbm)” on Standard_D2s_v3" in request.summary
@@ -164,11 +170,12 @@ def test_over_quota_rejected_is_cancelled_with_the_reason(
 ) -> None:
     Quota.objects.create(project=project, max_vcpus=1, max_gpus=0, max_running=5)
     job, _ = create(bob, project, split, small, django_capture_on_commit_callbacks)
+    assert job.approval_id is not None
     approval_decide(actor=admin_user, approval_id=job.approval_id, approve=False, comment="no")
     job.refresh_from_db()
     assert job.state == S.CANCELLED
     assert job.state_reason == "Request rejected: no"
-    assert job.run.status == RunStatus.KILLED
+    assert run_of(job).status == RunStatus.KILLED
     assert ApprovalRequest.objects.get().state == ApprovalState.REJECTED
 
 
@@ -186,7 +193,7 @@ def test_cancel_before_the_provider_holds_it_ends_at_once_and_only_once(
     jobs.job_cancel(actor=bob, job=job)
     job.refresh_from_db()
     assert job.state == S.CANCELLED and job.state_reason == "Cancelled by bob."
-    assert job.ended_at is not None and job.run.status == RunStatus.KILLED
+    assert job.ended_at is not None and run_of(job).status == RunStatus.KILLED
     assert quota_usage(project=project).vcpus == 0
     with pytest.raises(jobs.JobConflict, match="cancelled; it cannot be cancelled"):
         jobs.job_cancel(actor=bob, job=job)
@@ -214,5 +221,5 @@ def test_rerun_is_a_new_job_with_the_same_code_and_inputs_in_the_same_experiment
     assert again.rerun_of_id == first.pk and again.pk != first.pk
     assert again.code_digest == first.code_digest and again.split_id == first.split_id
     assert again.command.endswith("--family=linear")
-    assert again.run.experiment_id == first.run.experiment_id
+    assert run_of(again).experiment_id == run_of(first).experiment_id
     assert again.run_id != first.run_id
