@@ -99,6 +99,10 @@ class Job(Leased):
         return self.state in FINISHED_STATES
 
     @property
+    def wall_clock_max_minutes(self) -> int:
+        return self.wall_clock_max_seconds // 60
+
+    @property
     def duration_seconds(self) -> float | None:
         if self.started_at is None:
             return None

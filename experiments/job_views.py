@@ -64,7 +64,7 @@ class JobForm(forms.Form):
         size_field: Any = self.fields["size"]
         size_field.queryset = compute_selectors.sizes_offered()
         size_field.label_from_instance = lambda z: (
-            f"{z.name} ({z.vcpus} vCPUs, {z.memory_gb} GB, {z.hourly_price} {z.currency}/h)"
+            f"{z.name} ({z.vcpus} vCPU{'s' if z.vcpus != 1 else ''}, {z.memory_gb} GB, {z.hourly_price} {z.currency}/h)"
         )
 
 
