@@ -111,6 +111,8 @@ def log_to_tracking(
             name="model",
             signature=infer_signature(example, model.predict(example)),
             input_example=example,
+            # skops is not installed; the model is loaded by the client, never by the portal.
+            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
         )
 
 
