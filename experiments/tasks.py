@@ -184,7 +184,11 @@ def advance(job: Job) -> str:
             provider.job_status(job.provider_name)  # held already: a lost worker submitted it
         except ProviderError:
             _submit(provider, job)
-        jobs.job_mark_submitted(job_id=job.pk)
+        if not jobs.job_mark_submitted(job_id=job.pk):
+            # Cancelled (or given up) while it was being submitted: stop what
+            # the provider started, the row has ended already.
+            provider_cancel_quietly(job)
+            return "cancelled meanwhile"
         job.submitted = True
     status = provider.job_status(job.provider_name)
     if status.state == JobState.QUEUED:
