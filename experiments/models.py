@@ -275,3 +275,6 @@ class ModelAlias(models.Model):
 
     def __str__(self) -> str:
         return self.alias
+
+
+from experiments.job_models import Job, JobKind, JobState  # noqa: E402, F401  (training jobs)

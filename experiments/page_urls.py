@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver
 
-from experiments import urls_compare, urls_pages
+from experiments import urls_compare, urls_jobs, urls_pages
 
 app_name = "experiments"
 
 urlpatterns: list[URLPattern | URLResolver] = [
     *urls_pages.urlpatterns,
     *urls_compare.urlpatterns,
+    *urls_jobs.urlpatterns,
 ]

@@ -97,6 +97,7 @@ urlpatterns = [
     path("api/", include((api_patterns, "api"))),
     path("api/", include("datasets.api_urls")),
     path("api/", include("workspaces.api_urls")),
+    path("api/", include("experiments.jobs_api_urls")),
     path("mlflow/", include("experiments.urls")),
 ]
 

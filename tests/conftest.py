@@ -132,10 +132,13 @@ def api_for() -> Any:
 
 
 def start_worker(
-    name: str, queues: str = "default,provisioning,training,data"
+    name: str,
+    queues: str = "default,provisioning,training,data",
+    env_extra: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start a real Celery worker against the test database and broker."""
-    env = dict(os.environ)
+    """Start a real Celery worker against the test database and broker
+    (``env_extra``: settings of the worker's own, e.g. PORTAL_BASE_URL)."""
+    env = dict(os.environ) | (env_extra or {})
     db = settings.DATABASES["default"]
     env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
     proc = subprocess.Popen(

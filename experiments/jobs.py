@@ -1,0 +1,678 @@
+"""Writes to training jobs, each a transaction with its audit event.
+
+The ones a person triggers (``job_create``, ``job_cancel``, ``job_rerun``) and
+the ones a task of the ``training`` queue records (``job_claim``,
+``job_mark_running``, ``job_mark_finished``, ...). A new job needs the
+project's signed-off charter and is counted against the project's and the
+user's quotas and budgets through compute accounting; over quota, a platform
+admin decides (the ``job_compute`` approval kind).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Q, QuerySet, Sum
+from django.utils import timezone
+
+from accounts.models import User
+from audit.services import audit_record
+from background.leases import LeasedWork, lease_seconds, lease_waiting
+from charter.gates import require_signed_charter
+from charter.rules import METRICS
+from compute.consumers import Holding
+from compute.models import ComputeSize, UsageInterval
+from compute.selectors import sizes_offered
+from compute.services import Demand, QuotaDecision, quota_decide, usage_close, usage_open
+from datasets.models import Split, SplitStatus
+from experiments import tasks
+from experiments.job_models import FINISHED_STATES, Job, JobKind, JobState
+from experiments.models import Experiment, Lifecycle, RunStatus
+from experiments.services import experiment_create, now_ms, run_create, run_log_inputs
+from governance.approvals import ApprovalKind, register
+from governance.models import ApprovalRequest, ApprovalState
+from governance.services import approval_request_create, approval_withdraw
+from projects.models import Membership, Project
+
+S = JobState
+APPROVAL_KIND = "job_compute"
+TEMPLATES_DIR = Path(__file__).with_name("job_templates")
+TEMPLATES = {"baseline": "baseline.py"}
+FAMILIES = ("gbm", "linear")
+WALL_CLOCK_RANGE = (60, 7 * 24 * 3600)
+NAME_RE = re.compile(r"^[\w .:()-]{1,100}$")
+# States in which a job holds (or is about to hold) its compute.
+HOLDING_STATES = (S.QUEUED, S.RUNNING, S.CANCELLING)
+SPLIT_TAG = "stagegate.split"
+JOB_TAG = "stagegate.job"
+
+
+class JobConflict(Exception):
+    """The action does not fit the job's state; HTTP 409."""
+
+    def __init__(self, message: str, state: str) -> None:
+        super().__init__(message)
+        self.state = state
+
+
+# --- reading what a job needs ----------------------------------------------------
+
+
+def template_path(template: str) -> Path:
+    return TEMPLATES_DIR / TEMPLATES[template]
+
+
+def template_digest(template: str) -> str:
+    """The sha256 of the template's code: the job keeps it, so a run can be
+    traced to the exact code it ran."""
+    return hashlib.sha256(template_path(template).read_bytes()).hexdigest()
+
+
+def _require_writer(actor: User, project: Project) -> None:
+    membership = Membership.objects.filter(project=project, user=actor).first()
+    if membership is None or not membership.can_write:
+        raise PermissionDenied("Only members who may change the project start jobs.")
+
+
+def _baseline_command(*, task: str, target: str, metric: str, family: str) -> str:
+    return " ".join(
+        [
+            "python",
+            "baseline.py",
+            f"--task={shlex.quote(task)}",
+            f"--target={shlex.quote(target)}",
+            f"--metric={shlex.quote(metric)}",
+            f"--family={shlex.quote(family)}",
+        ]
+    )
+
+
+def job_holdings(*, project_id: int | None = None, user_id: int | None = None) -> list[Holding]:
+    """What unfinished jobs hold, for compute accounting (one query)."""
+    rows = Job.objects.filter(state__in=HOLDING_STATES)
+    if project_id is not None:
+        rows = rows.filter(project_id=project_id)
+    if user_id is not None:
+        rows = rows.filter(created_by_id=user_id)
+    return [
+        Holding("experiments.job", pk, project, user, vcpus, gpus, 0)
+        for pk, project, user, vcpus, gpus in rows.values_list(
+            "pk", "project_id", "created_by_id", "size__vcpus", "size__gpus"
+        )
+    ]
+
+
+def _demand(job: Job) -> Demand:
+    return Demand(
+        size=job.size,
+        resource=("experiments.job", job.pk) if job.pk else None,
+    )
+
+
+# --- transitions -------------------------------------------------------------------
+
+
+def _transition(
+    job: Job,
+    state: str,
+    *,
+    actor: User | None,
+    action: str,
+    reason: str | None = None,
+    payload: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Move a locked job to ``state`` and audit it (caller holds the transaction)."""
+    now = now or timezone.now()
+    previous = job.state
+    job.state = state
+    job.state_changed_at = now
+    fields = ["state", "state_changed_at"]
+    if reason is not None:
+        job.state_reason = reason[:500]
+        fields.append("state_reason")
+    if state in FINISHED_STATES:
+        job.task_id = ""
+        job.lease_owner = ""
+        job.lease_expires_at = None
+        job.ended_at = job.ended_at or now
+        fields += ["task_id", "lease_owner", "lease_expires_at", "ended_at"]
+    job.save(update_fields=fields)
+    audit_record(
+        action=action,
+        actor=actor,
+        project=job.project,
+        obj=job,
+        payload={
+            "from": previous,
+            "to": state,
+            **({"reason": reason} if reason else {}),
+            **(payload or {}),
+        },
+    )
+
+
+def _locked(job_id: int) -> Job:
+    return (
+        Job.objects.select_for_update(of=("self",))
+        .select_related("project", "size", "created_by", "run__experiment", "split")
+        .get(pk=job_id)
+    )
+
+
+def _dispatch(job_id: int, *, delay: float = 0.0) -> None:
+    """Send the job's task after commit; the row waits for a worker under a lease."""
+    Job.objects.filter(pk=job_id).update(task_id="", **lease_waiting(delay=delay))
+    transaction.on_commit(lambda: tasks.job_advance.delay(job_id=job_id))
+
+
+def _experiment_for(*, actor: User, project: Project, name: str) -> Experiment:
+    experiment = Experiment.objects.filter(project=project, name=name).first()
+    if experiment is None:
+        experiment = experiment_create(actor=actor, project=project, name=name)
+    if experiment.lifecycle_stage != Lifecycle.ACTIVE:
+        raise ValidationError({"experiment": f"The experiment “{name}” is deleted."})
+    return experiment
+
+
+def job_create(
+    *,
+    actor: User,
+    project: Project,
+    split: Split,
+    size: ComputeSize,
+    template: str = "baseline",
+    family: str = "gbm",
+    wall_clock_minutes: int = 60,
+    experiment_name: str = "",
+    name: str = "",
+    rerun_of: Job | None = None,
+) -> Job:
+    """Start a job from a built-in template on a ready split of the project.
+
+    Creates the run it logs into (in ``experiment_name``, by default one
+    experiment per template), tags it with the job and the split and records
+    the split's parts as the run's inputs. Within quota the job is queued at
+    once; beyond it a platform admin decides, and the job waits for compute.
+    """
+    _require_writer(actor, project)
+    if template not in TEMPLATES:
+        raise ValidationError({"template": f"No built-in template “{template}”."})
+    if family not in FAMILIES:
+        raise ValidationError({"family": "Choose gbm (gradient boosting) or linear."})
+    seconds = int(wall_clock_minutes) * 60
+    low, high = WALL_CLOCK_RANGE
+    if not low <= seconds <= high:
+        raise ValidationError(
+            {"wall_clock_minutes": f"Between {low // 60} and {high // 60} minutes."}
+        )
+    split = Split.objects.select_related("parent__source").get(pk=split.pk)
+    if split.parent.source.project_id != project.pk:
+        raise ValidationError({"split": "That split belongs to another project."})
+    if split.status != SplitStatus.READY:
+        raise ValidationError({"split": "That split is not ready yet."})
+    if not sizes_offered().filter(pk=size.pk).exists():
+        raise ValidationError({"size": f"{size.name} is not offered."})
+    name = (name or "").strip() or f"{template} ({family})"
+    if not NAME_RE.match(name):
+        raise ValidationError({"name": "1 to 100 letters, digits, spaces and . : - _ ( )"})
+    experiment_name = (experiment_name or "").strip() or f"job-{template}"
+    with transaction.atomic():
+        charter = require_signed_charter(project, purpose="starting a training job")
+        task, target, metric = (
+            charter.question_type,
+            charter.target_variable,
+            charter.success_metric,
+        )
+        if task not in ("classification", "regression") or not target:
+            raise ValidationError(
+                {
+                    "template": "The baseline template answers classification and regression "
+                    f"questions with a target; the charter asks for {task or 'nothing yet'}."
+                }
+            )
+        if metric not in METRICS:
+            raise ValidationError({"template": "The charter names no success metric."})
+        columns = {c["name"] for c in split.parent.columns}
+        if target not in columns:
+            raise ValidationError({"split": f"The split has no column “{target}” (the target)."})
+        experiment = _experiment_for(actor=actor, project=project, name=experiment_name)
+        job = Job.objects.create(
+            project=project,
+            created_by=actor,
+            rerun_of=rerun_of,
+            name=name,
+            kind=JobKind.TEMPLATE,
+            template=template,
+            code_digest=template_digest(template),
+            command=_baseline_command(task=task, target=target, metric=metric, family=family),
+            parameters={
+                "task": task,
+                "target": target,
+                "metric": metric,
+                "family": family,
+                "charter_version": charter.number,
+            },
+            snapshot=split.parent,
+            split=split,
+            size=size,
+            wall_clock_max_seconds=seconds,
+            provider=settings.CLOUD_PROVIDER,
+        )
+        run = run_create(
+            actor=actor,
+            experiment=experiment,
+            run_name=f"{name} #{job.pk}",
+            tags={
+                JOB_TAG: str(job.pk),
+                SPLIT_TAG: str(split.pk),
+                "stagegate.snapshot": str(split.parent_id),
+                "stagegate.code_digest": job.code_digest,
+            },
+        )
+        run_log_inputs(
+            actor=actor,
+            run=run,
+            datasets=[
+                {
+                    "name": f"{split.parent.source.name} v{split.parent.version} split "
+                    f"{split.number} {part}",
+                    "digest": digest[:36],
+                    "source_type": "stagegate",
+                    "source": f"split:{split.pk}:{part}",
+                    "context": part,
+                }
+                for part, digest in (("train", split.train_sha256), ("test", split.test_sha256))
+            ],
+        )
+        from cloud.base import job_name
+
+        job.run = run
+        job.provider_name = job_name(job.pk)
+        job.save(update_fields=["run", "provider_name"])
+        audit_record(
+            action="job.created",
+            actor=actor,
+            project=project,
+            obj=job,
+            payload={
+                "name": name,
+                "template": template,
+                "code_digest": job.code_digest,
+                "split": split.pk,
+                "size": size.name,
+                "wall_clock_max_seconds": seconds,
+                "run_id": run.uuid,
+                **({"rerun_of": rerun_of.pk} if rerun_of else {}),
+            },
+        )
+        decision = quota_decide(project=project, user=actor, demand=_demand(job))
+        if decision.within:
+            _transition(job, S.QUEUED, actor=actor, action="job.queued", payload={"by": "quota"})
+            _dispatch(job.pk)
+        else:
+            _ask_admin(actor=actor, job=job, decision=decision)
+            _transition(
+                job,
+                S.WAITING_FOR_COMPUTE,
+                actor=actor,
+                action="job.approval_requested",
+                reason="Over quota: a platform admin decides.",
+                payload={"exceeded": decision.exceeded},
+            )
+    return job
+
+
+def _ask_admin(*, actor: User, job: Job, decision: QuotaDecision) -> ApprovalRequest:
+    words = "; ".join(decision.exceeded)
+    request = approval_request_create(
+        actor=actor,
+        kind=APPROVAL_KIND,
+        project=job.project,
+        subject=job,
+        summary=(
+            f"Training job “{job.name}” on {job.size.name} ({job.size.vcpus} vCPUs, "
+            f"about {decision.hourly:.2f} {job.size.currency}/hour); {words}"
+        )[:500],
+        requires_staff=True,
+        url=_page(job),
+    )
+    job.approval = request
+    job.quota_exceeded = decision.exceeded
+    job.save(update_fields=["approval", "quota_exceeded"])
+    return request
+
+
+def _page(job: Job) -> str:
+    return f"/projects/{job.project.slug}/jobs/{job.pk}/"
+
+
+def _may_manage(actor: User, job: Job) -> None:
+    _require_writer(actor, job.project)
+
+
+def job_cancel(*, actor: User, job: Job) -> Job:
+    """Cancel a job: one that never reached the provider ends at once; a
+    submitted one is cancelling until the provider has killed its processes."""
+    _may_manage(actor, job)
+    with transaction.atomic():
+        job = _locked(job.pk)
+        if job.finished or job.state == S.CANCELLING:
+            raise JobConflict(
+                f"The job is {JobState(job.state).label.lower()}; it cannot be cancelled.",
+                job.state,
+            )
+        if job.approval_id and job.state == S.WAITING_FOR_COMPUTE:
+            request = ApprovalRequest.objects.get(pk=job.approval_id)
+            if request.state == ApprovalState.PENDING:
+                job.approval = None
+                job.save(update_fields=["approval"])
+                approval_withdraw(actor=request.requested_by, approval_id=request.pk)
+        reason = f"Cancelled by {actor.get_username()}."
+        if not job.submitted:
+            _finish_run(job, RunStatus.KILLED)
+            _transition(job, S.CANCELLED, actor=actor, action="job.cancelled", reason=reason)
+        else:
+            _transition(job, S.CANCELLING, actor=actor, action="job.cancelling", reason=reason)
+            _dispatch(job.pk)
+    return job
+
+
+def job_rerun(
+    *, actor: User, job: Job, size: ComputeSize | None = None, family: str | None = None
+) -> Job:
+    """A new job with the same code, inputs and limits (or a changed size or
+    model family), logging into a new run of the same experiment."""
+    if job.split is None:
+        raise ValidationError({"split": "The job has no split to run on again."})
+    experiment_name = job.run.experiment.name if job.run else ""
+    return job_create(
+        actor=actor,
+        project=job.project,
+        split=job.split,
+        size=size or job.size,
+        template=job.template,
+        family=family or str(job.parameters.get("family", "gbm")),
+        wall_clock_minutes=max(1, job.wall_clock_max_seconds // 60),
+        experiment_name=experiment_name,
+        name=job.name,
+        rerun_of=job,
+    )
+
+
+# --- what the tasks record ---------------------------------------------------------
+
+WORKING = (S.QUEUED, S.WAITING_FOR_COMPUTE, S.RUNNING, S.CANCELLING)
+
+
+def _active() -> QuerySet[Job]:
+    """Jobs a task carries on: all unfinished ones, except those an admin
+    has not approved yet."""
+    return Job.objects.filter(state__in=WORKING).filter(
+        Q(approval__isnull=True) | Q(approval__state=ApprovalState.APPROVED)
+    )
+
+
+def job_claim(*, job_id: int, task_id: str, owner: str) -> Job | None:
+    """Claim the job for one task run and take its lease (a conditional
+    update: a duplicate task finds nothing; the same task, redelivered,
+    claims it again). Bookkeeping: not audited."""
+    now = timezone.now()
+    mine = Q(task_id="") | Q(task_id=task_id) | Q(lease_expires_at__lt=now)
+    claimed = (
+        _active()
+        .filter(Q(pk=job_id) & mine)
+        .update(
+            task_id=task_id,
+            lease_owner=owner[:255],
+            heartbeat_at=now,
+            lease_expires_at=now + timedelta(seconds=lease_seconds()),
+        )
+    )
+    if not claimed:
+        return None
+    return Job.objects.select_related(
+        "project", "size", "created_by", "run__experiment", "split"
+    ).get(pk=job_id)
+
+
+def job_release(*, job_id: int, task_id: str, delay: float) -> bool:
+    """Give the lease back before the next poll (see workspaces' release)."""
+    return bool(
+        Job.objects.filter(pk=job_id, task_id=task_id, state__in=WORKING).update(
+            **lease_waiting(delay=delay)
+        )
+    )
+
+
+def job_mark_submitted(*, job_id: int) -> bool:
+    """The provider holds the job now: a redelivered task polls it."""
+    return bool(Job.objects.filter(pk=job_id, state__in=WORKING).update(submitted=True))
+
+
+def job_mark_waiting(*, job_id: int, detail: str) -> bool:
+    with transaction.atomic():
+        job = _locked(job_id)
+        if job.state != S.QUEUED:
+            return False
+        _transition(
+            job,
+            S.WAITING_FOR_COMPUTE,
+            actor=None,
+            action="job.waiting_for_compute",
+            reason=detail or "Waiting for a free slot.",
+        )
+    return True
+
+
+def job_mark_running(*, job_id: int, now: datetime | None = None) -> bool:
+    """The provider started the job: metering starts."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        job = _locked(job_id)
+        if job.state not in (S.QUEUED, S.WAITING_FOR_COMPUTE):
+            return False
+        job.started_at = job.started_at or now
+        job.save(update_fields=["started_at"])
+        usage_open(
+            resource=job,
+            name=job.name,
+            project_id=job.project_id,
+            user_id=job.created_by_id,
+            size=job.size,
+            nodes=1,
+            now=now,
+        )
+        _transition(job, S.RUNNING, actor=None, action="job.running", reason="", now=now)
+    return True
+
+
+def job_log_tail_set(*, job_id: int, tail: str) -> None:
+    """The last lines of the job's output, for its page (not audited)."""
+    Job.objects.filter(pk=job_id).update(log_tail=tail[-20_000:])
+
+
+def _finish_run(job: Job, status: str) -> None:
+    from experiments.models import Run
+
+    if job.run_id is None:
+        return
+    Run.objects.filter(pk=job.run_id, status=RunStatus.RUNNING).update(
+        status=status, end_time=now_ms()
+    )
+
+
+RUN_STATUS = {
+    S.SUCCEEDED: RunStatus.FINISHED,
+    S.FAILED: RunStatus.FAILED,
+    S.CANCELLED: RunStatus.KILLED,
+}
+
+
+def job_mark_finished(
+    *,
+    job_id: int,
+    state: str,
+    reason: str = "",
+    exit_code: int | None = None,
+    log_tail: str | None = None,
+    now: datetime | None = None,
+) -> bool:
+    """Record how the job ended: its state, exit code, the end of its log,
+    the run's status, and its cost (metering stops)."""
+    now = now or timezone.now()
+    if state not in FINISHED_STATES:
+        raise ValueError(state)
+    with transaction.atomic():
+        job = _locked(job_id)
+        if job.finished:
+            return False
+        usage_close(resource=job, now=now)
+        job.exit_code = exit_code
+        job.cost = UsageInterval.objects.filter(
+            resource_type="experiments.job", resource_id=job.pk, ended_at__isnull=False
+        ).aggregate(total=Sum("cost"))["total"] or Decimal(0)
+        fields = ["exit_code", "cost"]
+        if log_tail is not None:
+            job.log_tail = log_tail[-20_000:]
+            fields.append("log_tail")
+        job.save(update_fields=fields)
+        _finish_run(job, RUN_STATUS[JobState(state)])
+        _transition(
+            job,
+            state,
+            actor=None,
+            action=f"job.{state}",
+            reason=reason,
+            payload={
+                "exit_code": exit_code,
+                "cost": str(job.cost),
+                "seconds": round(job.duration_seconds or 0.0, 1),
+            },
+            now=now,
+        )
+    return True
+
+
+def job_mark_failed(*, job_id: int, reason: str) -> bool:
+    return job_mark_finished(job_id=job_id, state=S.FAILED, reason=reason)
+
+
+def _give_up(job: Job, reason: str) -> None:
+    """Recovery gave up on the job: cancel whatever the provider still runs."""
+    if job.submitted:
+        tasks.provider_cancel_quietly(job)
+    job_mark_failed(job_id=job.pk, reason=reason)
+
+
+# What the recovery beat knows of jobs: an unfinished job whose lease ran
+# out lost its task; it is sent again (a fresh task polls the provider, which
+# holds the job by name: nothing runs twice), and failed after
+# BACKGROUND_MAX_ATTEMPTS.
+JOBS_WORK = LeasedWork(
+    name="training_job",
+    model=Job,
+    active=_active,
+    requeue={"task_id": ""},
+    redispatch=lambda row: tasks.job_advance.delay(job_id=row.pk),
+    fail=_give_up,
+)
+
+
+# --- the approval kind -------------------------------------------------------------
+
+
+def _subject(request: Any) -> Job | None:
+    job = Job.objects.select_for_update().filter(pk=int(request.subject_id)).first()
+    if job is None or job.approval_id != request.pk:
+        return None
+    return _locked(job.pk)
+
+
+def _on_approved(*, request: Any, actor: User) -> None:
+    job = _subject(request)
+    if job is None or job.state != S.WAITING_FOR_COMPUTE:
+        return
+    _transition(
+        job,
+        S.QUEUED,
+        actor=actor,
+        action="job.queued",
+        reason="",
+        payload={"by": "admin", "approval": request.pk},
+    )
+    _dispatch(job.pk)
+
+
+def _undecided(request: Any, actor: User, verb: str) -> None:
+    job = _subject(request)
+    if job is None or job.finished:
+        return
+    why = f"Request {verb}" + (f": {request.comment}" if request.comment else ".")
+    _finish_run(job, RunStatus.KILLED)
+    _transition(job, S.CANCELLED, actor=actor, action=f"job.request_{verb}", reason=why)
+
+
+def _describe(*, request: Any) -> dict[str, Any]:
+    job = (
+        Job.objects.select_related("size", "created_by", "project")
+        .filter(pk=int(request.subject_id))
+        .first()
+    )
+    if job is None:
+        return {}
+    return {
+        "job": job.name,
+        "template": job.template,
+        "state": job.state,
+        "owner": job.created_by.username,
+        "size": job.size.name,
+        "vcpus": job.size.vcpus,
+        "gpus": job.size.gpus,
+        "hourly_estimate": str(job.size.hourly_price),
+        "currency": job.size.currency,
+        "wall_clock_max_minutes": job.wall_clock_max_seconds // 60,
+        "quota_exceeded": "; ".join(job.quota_exceeded),
+        "page": _page(job),
+    }
+
+
+def _rows(subject: dict[str, Any]) -> list[tuple[str, str]]:
+    if not subject:
+        return []
+    hourly = Decimal(subject["hourly_estimate"]).quantize(Decimal("0.01"))
+    rows = [
+        ("Request", f"Training job “{subject['job']}” for {subject['owner']}"),
+        ("Size", f"{subject['size']} ({subject['vcpus']} vCPUs)"),
+        (
+            "Price",
+            f"about {hourly} {subject['currency']} an hour, "
+            f"at most {subject['wall_clock_max_minutes']} minutes",
+        ),
+        ("State", JobState(subject["state"]).label),
+    ]
+    if subject.get("quota_exceeded"):
+        rows.append(("Why an admin decides", subject["quota_exceeded"]))
+    return rows
+
+
+register(
+    ApprovalKind(
+        name=APPROVAL_KIND,
+        on_approved=_on_approved,
+        on_rejected=lambda *, request, actor: _undecided(request, actor, "rejected"),
+        on_withdrawn=lambda *, request, actor: _undecided(request, actor, "withdrawn"),
+        describe=_describe,
+        rows=_rows,
+        label="Training job over quota",
+    )
+)
