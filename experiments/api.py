@@ -311,6 +311,13 @@ def _run(project: Project, body: Body) -> Run:
     return selectors.run_get(project, run_id)
 
 
+def _run_to_log(project: Project, body: Body) -> Run:
+    run_id = body.string("run_id") or body.string("run_uuid")
+    if not run_id:
+        raise invalid("Missing value for required parameter 'run_id'.")
+    return selectors.run_get(project, run_id, with_data=False)
+
+
 def runs_create(user: User, project: Project, body: Body) -> Any:
     e = _experiment(project, body)
     run = services.run_create(
@@ -350,14 +357,20 @@ def runs_restore(user: User, project: Project, body: Body) -> Any:
 
 def runs_log_metric(user: User, project: Project, body: Body) -> Any:
     point = _metric(body.data)
-    services.run_log_batch(actor=user, run=_run(project, body), metrics=[point], params={}, tags={})
+    services.run_log_batch(
+        actor=user, run=_run_to_log(project, body), metrics=[point], params={}, tags={}
+    )
     return {}
 
 
 def runs_log_parameter(user: User, project: Project, body: Body) -> Any:
     key = body.string("key", required=True)
     services.run_log_batch(
-        actor=user, run=_run(project, body), metrics=[], params={key: body.string("value")}, tags={}
+        actor=user,
+        run=_run_to_log(project, body),
+        metrics=[],
+        params={key: body.string("value")},
+        tags={},
     )
     return {}
 
@@ -365,7 +378,11 @@ def runs_log_parameter(user: User, project: Project, body: Body) -> Any:
 def runs_set_tag(user: User, project: Project, body: Body) -> Any:
     key = body.string("key", required=True)
     services.run_log_batch(
-        actor=user, run=_run(project, body), metrics=[], params={}, tags={key: body.string("value")}
+        actor=user,
+        run=_run_to_log(project, body),
+        metrics=[],
+        params={},
+        tags={key: body.string("value")},
     )
     return {}
 
@@ -394,7 +411,7 @@ def runs_log_batch(user: User, project: Project, body: Body) -> Any:
         raise invalid("Duplicate parameter keys in the batch.")
     services.run_log_batch(
         actor=user,
-        run=_run(project, body),
+        run=_run_to_log(project, body),
         metrics=[_metric(m) for m in metrics_raw],
         params=params,
         tags=_pairs(tags_raw, "tags"),
