@@ -985,3 +985,32 @@ def artifacts_api(request: HttpRequest, slug: str, path: str = "") -> HttpRespon
         return JsonResponse({})
     except MlflowError as exc:
         return _error(exc)
+
+
+# What this server offers, in the shape of MLflow's `/api/3.0/mlflow/server-info`:
+# the 3.x client asks before it downloads an artifact (and before uploading
+# one of 500 MB or more) whether to split the transfer into parts. Artifacts
+# go through the proxy in one request each, so both answers are no.
+SERVER_INFO = {
+    "store_type": "SqlStore",
+    "workspaces_enabled": False,
+    "trace_archival_enabled": False,
+    "multipart_uploads_enabled": False,
+    "multipart_downloads_enabled": False,
+    "presigned_upload_run_id_supported": False,
+    "presigned_upload_model_id_supported": False,
+    "features_enabled": {"gateway": False},
+}
+
+
+@csrf_exempt
+def server_info(request: HttpRequest, slug: str) -> HttpResponse:
+    """The tracking server's capabilities, for the project's members."""
+    try:
+        user = _user(request, slug)
+        get_tracking_project_for_user(user, slug)
+        if request.method != "GET":
+            raise _no_endpoint(request, "server-info")
+    except MlflowError as exc:
+        return _error(exc)
+    return JsonResponse(SERVER_INFO)

@@ -89,12 +89,8 @@ class ArtifactStore:
         rel = clean_path(rel, allow_empty=True)
         full = self._full(rel)
         if not self.fs.isdir(full):
-            if self.fs.isfile(full):
-                yield {
-                    "path": posixpath.basename(rel),
-                    "is_dir": False,
-                    "file_size": self.fs.size(full),
-                }
+            # A file or nothing: no entries, as MLflow's server answers. The
+            # 2.x client lists a path to learn whether it is a folder.
             return
         for entry in sorted(self.fs.ls(full, detail=True), key=lambda e: e["name"]):
             name = posixpath.basename(entry["name"].rstrip("/"))
@@ -119,4 +115,5 @@ def artifact_path_of(uri: str) -> str | None:
     rest = uri[len(ARTIFACT_SCHEME) :]
     if rest.startswith("//"):
         return None  # names another host
-    return clean_path(rest, allow_empty=True)
+    # `mlflow-artifacts:/1/<run>/artifacts`, as the client resolves `runs:/`.
+    return clean_path(rest.removeprefix("/"), allow_empty=True)
