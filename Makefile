@@ -22,12 +22,26 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $@
 
+# The latest mlflow 2.x client, for the tests of 2.x compatibility
+# (tests/experiments/test_client_mlflow2.py runs a script with it).
+.venv-mlflow2/.installed: requirements-mlflow2.txt
+	$(PYTHON) -m venv .venv-mlflow2
+	.venv-mlflow2/bin/pip install -q -r requirements-mlflow2.txt
+	touch $@
+
+# MLflow's own tracking server, for the side-by-side benchmark only (its pins
+# conflict with ours).
+.venv-mlflow-server/.installed: requirements-mlflow-server.txt
+	$(PYTHON) -m venv .venv-mlflow-server
+	.venv-mlflow-server/bin/pip install -q -r requirements-mlflow-server.txt
+	touch $@
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --silent
 	touch $@
 
 install: $(VENV)/.runtime
-install-dev: $(VENV)/.dev node_modules/.installed
+install-dev: $(VENV)/.dev node_modules/.installed .venv-mlflow2/.installed
 
 $(STAGEGATE_VAR_DIR)/secret_key:
 	mkdir -p $(STAGEGATE_VAR_DIR)
@@ -88,9 +102,10 @@ test-azure-live: install-dev
 	  scripts/test-stages.sh tests/cloud/live -p no:warnings
 
 # Benchmarks with a same-run baseline and a ratio (docs/operations.md).
-bench: install
+bench: install-dev .venv-mlflow-server/.installed
 	$(BIN)/python bench/datasets_profile.py
 	$(BIN)/python bench/cloud_local_start.py --runs 5
+	$(BIN)/python scripts/testenv.py -- $(BIN)/python bench/experiments_tracking.py
 
 clean:
-	rm -rf $(VENV) var mutants .mypy_cache .pytest_cache .ruff_cache .coverage .coverage.*
+	rm -rf $(VENV) .venv-mlflow2 .venv-mlflow-server var mutants .mypy_cache .pytest_cache .ruff_cache .coverage .coverage.*

@@ -311,6 +311,13 @@ def _run(project: Project, body: Body) -> Run:
     return selectors.run_get(project, run_id)
 
 
+def _run_to_log(project: Project, body: Body) -> Run:
+    run_id = body.string("run_id") or body.string("run_uuid")
+    if not run_id:
+        raise invalid("Missing value for required parameter 'run_id'.")
+    return selectors.run_get(project, run_id, with_data=False)
+
+
 def runs_create(user: User, project: Project, body: Body) -> Any:
     e = _experiment(project, body)
     run = services.run_create(
@@ -350,14 +357,20 @@ def runs_restore(user: User, project: Project, body: Body) -> Any:
 
 def runs_log_metric(user: User, project: Project, body: Body) -> Any:
     point = _metric(body.data)
-    services.run_log_batch(actor=user, run=_run(project, body), metrics=[point], params={}, tags={})
+    services.run_log_batch(
+        actor=user, run=_run_to_log(project, body), metrics=[point], params={}, tags={}
+    )
     return {}
 
 
 def runs_log_parameter(user: User, project: Project, body: Body) -> Any:
     key = body.string("key", required=True)
     services.run_log_batch(
-        actor=user, run=_run(project, body), metrics=[], params={key: body.string("value")}, tags={}
+        actor=user,
+        run=_run_to_log(project, body),
+        metrics=[],
+        params={key: body.string("value")},
+        tags={},
     )
     return {}
 
@@ -365,7 +378,11 @@ def runs_log_parameter(user: User, project: Project, body: Body) -> Any:
 def runs_set_tag(user: User, project: Project, body: Body) -> Any:
     key = body.string("key", required=True)
     services.run_log_batch(
-        actor=user, run=_run(project, body), metrics=[], params={}, tags={key: body.string("value")}
+        actor=user,
+        run=_run_to_log(project, body),
+        metrics=[],
+        params={},
+        tags={key: body.string("value")},
     )
     return {}
 
@@ -394,7 +411,7 @@ def runs_log_batch(user: User, project: Project, body: Body) -> Any:
         raise invalid("Duplicate parameter keys in the batch.")
     services.run_log_batch(
         actor=user,
-        run=_run(project, body),
+        run=_run_to_log(project, body),
         metrics=[_metric(m) for m in metrics_raw],
         params=params,
         tags=_pairs(tags_raw, "tags"),
@@ -968,3 +985,32 @@ def artifacts_api(request: HttpRequest, slug: str, path: str = "") -> HttpRespon
         return JsonResponse({})
     except MlflowError as exc:
         return _error(exc)
+
+
+# What this server offers, in the shape of MLflow's `/api/3.0/mlflow/server-info`:
+# the 3.x client asks before it downloads an artifact (and before uploading
+# one of 500 MB or more) whether to split the transfer into parts. Artifacts
+# go through the proxy in one request each, so both answers are no.
+SERVER_INFO = {
+    "store_type": "SqlStore",
+    "workspaces_enabled": False,
+    "trace_archival_enabled": False,
+    "multipart_uploads_enabled": False,
+    "multipart_downloads_enabled": False,
+    "presigned_upload_run_id_supported": False,
+    "presigned_upload_model_id_supported": False,
+    "features_enabled": {"gateway": False},
+}
+
+
+@csrf_exempt
+def server_info(request: HttpRequest, slug: str) -> HttpResponse:
+    """The tracking server's capabilities, for the project's members."""
+    try:
+        user = _user(request, slug)
+        get_tracking_project_for_user(user, slug)
+        if request.method != "GET":
+            raise _no_endpoint(request, "server-info")
+    except MlflowError as exc:
+        return _error(exc)
+    return JsonResponse(SERVER_INFO)

@@ -89,12 +89,8 @@ class ArtifactStore:
         rel = clean_path(rel, allow_empty=True)
         full = self._full(rel)
         if not self.fs.isdir(full):
-            if self.fs.isfile(full):
-                yield {
-                    "path": posixpath.basename(rel),
-                    "is_dir": False,
-                    "file_size": self.fs.size(full),
-                }
+            # A file or nothing: no entries, as MLflow's server answers. The
+            # 2.x client lists a path to learn whether it is a folder.
             return
         for entry in sorted(self.fs.ls(full, detail=True), key=lambda e: e["name"]):
             name = posixpath.basename(entry["name"].rstrip("/"))

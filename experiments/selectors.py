@@ -65,8 +65,12 @@ def runs_with_data(runs: QuerySet[Run]) -> QuerySet[Run]:
     )
 
 
-def run_get(project: Project, run_id: str) -> Run:
-    run = runs_with_data(Run.objects.filter(uuid=run_id, experiment__project=project)).first()
+def run_get(project: Project, run_id: str, *, with_data: bool = True) -> Run:
+    """One run of the project; ``with_data=False`` skips its params, tags,
+    inputs and metrics (the logging endpoints need only the row)."""
+    runs = Run.objects.filter(uuid=run_id, experiment__project=project)
+    runs = runs_with_data(runs) if with_data else runs.select_related("experiment__project")
+    run = runs.first()
     if run is None:
         raise not_found(f"Run with id={run_id} not found")
     return run

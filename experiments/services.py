@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from accounts.models import User
 from audit.services import audit_record
@@ -356,6 +356,30 @@ def _order(point: MetricPoint) -> tuple[int, int, float]:
     return (point.step, point.timestamp, -math.inf if math.isnan(value) else value)
 
 
+def _metric_points_insert(run: Run, keys: dict[str, MetricKey], points: list[MetricPoint]) -> None:
+    # Metric points are the bulk of the tracking server's writes: on PostgreSQL
+    # they go in with one COPY, which skips building a model instance and SQL
+    # parameters per point (several times faster than bulk_create for 1,000).
+    if connection.vendor != "postgresql":
+        Metric.objects.bulk_create(
+            [
+                Metric(run=run, key=keys[p.key], step=p.step, timestamp=p.timestamp, value=p.value)
+                for p in points
+            ]
+        )
+        return
+    key_ids = {name: k.pk for name, k in keys.items()}
+    table = Metric._meta.db_table
+    with (
+        connection.cursor() as cursor,
+        cursor.cursor.copy(
+            f"COPY {table} (run_id, key_id, step, timestamp, value) FROM STDIN"  # noqa: S608 - our table name
+        ) as copy,
+    ):
+        for p in points:
+            copy.write_row((run.pk, key_ids[p.key], p.step, p.timestamp, p.value))
+
+
 def run_log_batch(
     *,
     actor: User,
@@ -382,8 +406,8 @@ def run_log_batch(
             f"A batch logging request can contain at most {MAX_ENTITIES_PER_BATCH} "
             "metrics, params and tags in total."
         )
-    for point in metrics:
-        validate_key("metric", point.key)
+    for key in dict.fromkeys(p.key for p in metrics):
+        validate_key("metric", key)
     for key, value in params.items():
         validate_key("param", key)
         _validate_value("param", key, value, MAX_PARAM_VALUE)
@@ -418,18 +442,7 @@ def run_log_batch(
                 run.save(update_fields=["name"])
         if metrics:
             keys = _metric_keys(p.key for p in metrics)
-            Metric.objects.bulk_create(
-                [
-                    Metric(
-                        run=run,
-                        key=keys[p.key],
-                        step=p.step,
-                        timestamp=p.timestamp,
-                        value=p.value,
-                    )
-                    for p in metrics
-                ]
-            )
+            _metric_points_insert(run, keys, metrics)
             newest: dict[str, MetricPoint] = {}
             for point in metrics:
                 if point.key not in newest or _order(point) > _order(newest[point.key]):

@@ -8,6 +8,8 @@ from experiments import api
 urlpatterns = [
     path("<slug:slug>/api/2.0/mlflow/<path:endpoint>", api.mlflow_api, name="mlflow_api"),
     path("<slug:slug>/ajax-api/2.0/mlflow/<path:endpoint>", api.mlflow_api, name="mlflow_ajax"),
+    path("<slug:slug>/api/3.0/mlflow/server-info", api.server_info, name="mlflow_server_info"),
+    path("<slug:slug>/ajax-api/3.0/mlflow/server-info", api.server_info),
     path(
         "<slug:slug>/api/2.0/mlflow-artifacts/artifacts",
         api.artifacts_api,
