@@ -580,7 +580,7 @@ def page_context(found: Comparison, params: Any) -> dict[str, Any]:
     param_columns = found.param_keys if show_all else differing
     target = charter_target(found)
     base = found.baseline
-    rows = []
+    rows: list[dict[str, Any]] = []
     for run in found.runs:
         metrics = []
         for key in found.metric_keys:
