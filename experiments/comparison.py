@@ -622,7 +622,9 @@ def page_context(found: Comparison, params: Any) -> dict[str, Any]:
     if not dims:
         dims = [f"params.{k}" for k in differing[:4]]
         dims += [f"metrics.{m}" for m in charts[:2]]
-    numeric_params = [k for k in differing if param_number(found.runs[0].params.get(k)) is not None]
+    numeric_params = [
+        k for k in differing if all(param_number(r.params.get(k)) is not None for r in found.runs)
+    ]
     x = params.get("x") if params.get("x") in found.param_keys else ""
     x = x or (numeric_params[0] if numeric_params else (differing[0] if differing else ""))
     y = params.get("y") if params.get("y") in found.key_ids else ""

@@ -520,3 +520,13 @@ def test_query_counts_do_not_grow_with_runs(
     for make, expected in zip(urls, few, strict=True):
         with django_assert_num_queries(expected):
             assert client.get(make(runs)).status_code == 200
+
+
+def test_without_a_selection_the_page_offers_the_experiments(
+    client_for: Any, project: Any, experiment: Experiment, three: list[Run], bob: Any
+) -> None:
+    page = client_for(bob).get(reverse("experiments:compare", args=[project.slug]))
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert f'<option value="{experiment.pk}">churn-gbm</option>' in body
+    assert "No runs match." in body
