@@ -17,11 +17,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection
-from django.db.models import Q
+from django.db.models import Max, Min, Q
 
 from charter.selectors import charter_signed_off
 from experiments.errors import MlflowError
-from experiments.models import Experiment, Lifecycle, ModelAlias, Param, Run, RunStatus
+from experiments.models import (
+    Experiment,
+    LatestMetric,
+    Lifecycle,
+    Metric,
+    ModelAlias,
+    Param,
+    Run,
+    RunStatus,
+)
 from experiments.search import filter_to_q
 from projects.models import Project
 
@@ -146,6 +155,27 @@ WHERE lm.run_id = ANY(%s)
 """
 
 
+def _summaries(pks: list[int]) -> list[tuple[int, int, str, float, float | None, float | None]]:
+    """(run, key id, key, last, min, max) of every metric of the runs."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_SUMMARY_SQL, [pks])
+            return list(cursor.fetchall())
+    # The embedded SQLite database: one aggregate over the points (it stores NaN as NULL).
+    bounds = {
+        (row["run_id"], row["key_id"]): (row["low"], row["high"])
+        for row in Metric.objects.filter(run_id__in=pks)
+        .values("run_id", "key_id")
+        .annotate(low=Min("value"), high=Max("value"))
+    }
+    return [
+        (run_id, key_id, name, last, *bounds.get((run_id, key_id), (None, None)))
+        for run_id, key_id, name, last in LatestMetric.objects.filter(run_id__in=pks).values_list(
+            "run_id", "key_id", "key__name", "value"
+        )
+    ]
+
+
 def comparison_load(*, project: Project, selection: Selection, baseline: str = "") -> Comparison:
     """Everything the page shows but the charts, in a fixed number of queries."""
     condition, _ = _runs_query(project, selection)
@@ -193,11 +223,9 @@ def comparison_load(*, project: Project, selection: Selection, baseline: str = "
     ):
         everyone[run_id].params[key] = value
     key_ids: dict[str, int] = {}
-    with connection.cursor() as cursor:
-        cursor.execute(_SUMMARY_SQL, [pks])
-        for run_id, key_id, name, last, low, high in cursor.fetchall():
-            everyone[run_id].metrics[name] = (last, low, high)
-            key_ids[name] = key_id
+    for run_id, key_id, name, last, low, high in _summaries(pks):
+        everyone[run_id].metrics[name] = (last, low, high)
+        key_ids[name] = key_id
     charter = charter_signed_off(project=project)
     experiments = list(
         Experiment.objects.filter(project=project, lifecycle_stage=Lifecycle.ACTIVE).order_by(
@@ -340,6 +368,15 @@ def metric_series(
     bucketed in the database (one query, whatever the number of runs)."""
     buckets = max(points // 2, 1)
     series: dict[int, set[tuple[int, float]]] = {pk: set() for pk in run_pks}
+    if connection.vendor != "postgresql":
+        # The embedded SQLite database: the points are read and bucketed here.
+        history: dict[int, tuple[list[int], list[float]]] = {pk: ([], []) for pk in run_pks}
+        for run_id, step, value in Metric.objects.filter(
+            key_id=key_id, run_id__in=run_pks
+        ).values_list("run_id", "step", "value"):
+            history[run_id][0].append(step)
+            history[run_id][1].append(math.nan if value is None else value)
+        return {pk: downsample_minmax(*history[pk], points) for pk in run_pks}
     with connection.cursor() as cursor:
         cursor.execute(
             _SERIES_SQL,
