@@ -41,6 +41,8 @@ CHART_POINT_BUDGET = 100_000
 MIN_POINTS = 50
 CHAMPION = "champion"
 STATUS_WORDS = dict(RunStatus.choices)
+# Plotly's default colours, so a group's band and its mean line match.
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"]
 RUN_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -725,7 +727,9 @@ def metric_figure(
     traces: list[dict[str, Any]] = []
     if group:
         groups = {r.pk: r.params.get(group, "(none)") for r in runs}
-        for band in group_bands(series, groups):
+        for number, band in enumerate(group_bands(series, groups)):
+            colour = PALETTE[number % len(PALETTE)]
+            fill = "rgba({},{},{},0.2)".format(*(int(colour[i : i + 2], 16) for i in (1, 3, 5)))
             mean = ema(band["mean"], smoothing)
             upper = [m + s for m, s in zip(mean, band["std"], strict=True)]
             lower = [m - s for m, s in zip(mean, band["std"], strict=True)]
@@ -736,7 +740,7 @@ def metric_figure(
                     "x": band["steps"],
                     "y": upper,
                     "mode": "lines",
-                    "line": {"width": 0},
+                    "line": {"width": 0, "color": colour},
                     "showlegend": False,
                     "hoverinfo": "skip",
                     "legendgroup": label,
@@ -750,7 +754,7 @@ def metric_figure(
                     "mode": "lines",
                     "line": {"width": 0},
                     "fill": "tonexty",
-                    "opacity": 0.2,
+                    "fillcolor": fill,
                     "showlegend": False,
                     "hoverinfo": "skip",
                     "legendgroup": label,
@@ -763,6 +767,7 @@ def metric_figure(
                     "y": mean,
                     "mode": "lines",
                     "name": label,
+                    "line": {"color": colour},
                     "legendgroup": label,
                 }
             )
