@@ -333,7 +333,7 @@ def downsample_minmax(
 
 
 _SERIES_SQL = """
-WITH ranges AS (
+WITH ranges AS MATERIALIZED (
     SELECT lm.run_id, lm.step AS s1,
         (SELECT m.step FROM experiments_metric m
          WHERE m.run_id = lm.run_id AND m.key_id = lm.key_id

@@ -123,8 +123,11 @@ class Metric(models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["run", "key", "step"]),
-            # A run's min and max of a metric by two index probes (the comparison page).
-            models.Index(fields=["run", "key", "value"], name="metric_minmax_idx"),
+            # A run's min and max of a metric by two index probes, and its history
+            # bucketed from the index alone (the comparison page).
+            models.Index(
+                fields=["run", "key", "value"], include=["step"], name="metric_minmax_idx"
+            ),
         ]
 
     def __str__(self) -> str:
