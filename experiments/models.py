@@ -121,7 +121,14 @@ class Metric(models.Model):
     value = models.FloatField()
 
     class Meta:
-        indexes = [models.Index(fields=["run", "key", "step"])]
+        indexes = [
+            models.Index(fields=["run", "key", "step"]),
+            # A run's min and max of a metric by two index probes, and its history
+            # bucketed from the index alone (the comparison page).
+            models.Index(
+                fields=["run", "key", "value"], include=["step"], name="metric_minmax_idx"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.key_id}@{self.step}={self.value}"

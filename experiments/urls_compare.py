@@ -2,6 +2,20 @@
 
 from __future__ import annotations
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from experiments import compare_views
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("projects/<slug:slug>/experiments/compare/", compare_views.compare, name="compare"),
+    path(
+        "projects/<slug:slug>/experiments/compare.csv",
+        compare_views.compare_csv,
+        name="compare_csv",
+    ),
+    path(
+        "projects/<slug:slug>/experiments/compare/chart/",
+        compare_views.compare_chart,
+        name="compare_chart",
+    ),
+]
