@@ -14,7 +14,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Page, Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 
 from accounts.http import AuthedRequest
 from datasets.permissions import get_snapshot_for_user
@@ -64,12 +64,9 @@ def _duration(run: Run) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
-def compare_url(slug: str) -> str | None:
-    """The comparison page of the project, when the portal has it."""
-    try:
-        return reverse("experiments:compare", kwargs={"slug": slug})
-    except NoReverseMatch:
-        return None
+def compare_url(slug: str) -> str:
+    """The comparison page of the project."""
+    return reverse("experiments:compare", kwargs={"slug": slug})
 
 
 def tracking_uri(request: HttpRequest, project: Project) -> str:
@@ -213,8 +210,6 @@ def experiment_runs(request: AuthedRequest, slug: str, experiment_id: int) -> Ht
         "compare_url": compare,
         "compare_all_url": (
             f"{compare}?{urlencode({'experiment': experiment.pk, 'filter': filter_text})}"
-            if compare
-            else None
         ),
         "tracking_uri": tracking_uri(request, project),
         "searchable": sorted({*STRING_ATTRIBUTES, *NUMERIC_ATTRIBUTES}),
@@ -231,7 +226,7 @@ def compare_selected(request: AuthedRequest, slug: str, experiment_id: int) -> H
     runs = [r for r in request.GET.getlist("run") if r.isalnum() and len(r) <= 32][:500]
     back = reverse("experiments:runs", kwargs={"slug": slug, "experiment_id": experiment_id})
     compare = compare_url(project.slug)
-    if not runs or compare is None:
+    if not runs:
         return redirect(back)
     return redirect(f"{compare}?{urlencode({'runs': ','.join(runs)})}")
 
