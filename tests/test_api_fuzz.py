@@ -31,6 +31,7 @@ from compute.models import ComputeSize
 from datasets import services as data_services
 from datasets import tasks as data_tasks
 from datasets.models import Snapshot, SplitStatus
+from experiments import jobs as experiment_jobs
 from portal.wsgi import application
 from tests.charter.test_charter import GOOD
 from tests.workspaces.conftest import seed_migration
@@ -87,6 +88,7 @@ def world(
         config={"host": "db.example.com", "database": "dw", "user": "u", "query": "SELECT 1"},
     )
     rule = data_services.rule_create(actor=alice, source=upload, kind="not_null", column="age")
+    job = experiment_jobs.job_create(actor=bob, project=project, split=split, size=size)
     return {
         "slug": project.slug,
         "source_id": upload.pk,
@@ -99,6 +101,7 @@ def world(
         "workspace_id": workspace.pk,
         "approval_id": approval.pk,
         "size_id": size.pk,
+        "job_id": job.pk,
     }
 
 
