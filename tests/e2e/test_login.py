@@ -43,8 +43,9 @@ def test_demo_user_signs_in_and_sees_the_dashboard(page: Page, demo: None) -> No
     expect(page.get_by_role("heading", level=1)).to_have_text("Welcome, scientist")
     row = page.get_by_role("row").filter(has_text="Customer churn")
     expect(row).to_have_count(1)
-    # The demo charter is signed off: the project is at the data stage.
-    expect(row.get_by_role("cell").nth(1)).to_have_text("2. Data")
+    # The demo charter is signed off and the demo registers a model version:
+    # the furthest stage reached is Experiments, so the current one is the next.
+    expect(row.get_by_role("cell").nth(1)).to_have_text("5. Deployment")
     expect(row.get_by_role("cell").nth(2)).to_have_text("Data scientist")
     assert_static_assets_load(page)
 

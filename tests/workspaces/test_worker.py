@@ -94,7 +94,9 @@ def servers_for(ws: Workspace) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
-        if "jupyterlab" in cmdline and marker in cmdline:
+        # The tracking forwarder's connection server is a fork of the process
+        # that then becomes Jupyter: it keeps that command line but is no server.
+        if "jupyterlab" in cmdline and marker in cmdline and "tracking_forwarder" not in cmdline:
             found.append(proc)
     return found
 
