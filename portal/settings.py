@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "datasets",
     "workspaces",
     "experiments",
+    "deployments",
     # The Django project and the site-level pages.
     "portal",
 ]

@@ -90,6 +90,7 @@ urlpatterns = [
     path("", include("datasets.urls")),
     path("", include("workspaces.urls")),
     path("", include("experiments.page_urls")),
+    path("", include("deployments.page_urls")),
     path("audit/", governance_views.audit_list, name="audit"),
     path("approvals/", include("governance.urls")),
     path("notifications/", accounts_views.notification_list, name="notifications"),
@@ -98,6 +99,7 @@ urlpatterns = [
     path("api/", include("datasets.api_urls")),
     path("api/", include("workspaces.api_urls")),
     path("api/", include("experiments.jobs_api_urls")),
+    path("api/", include("deployments.api_urls")),
     path("mlflow/", include("experiments.urls")),
 ]
 

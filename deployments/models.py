@@ -1,0 +1,11 @@
+"""Stage 5: validation of model versions, the deployment gate, and serving.
+
+The models live in two modules, imported here so Django finds them:
+``gate_models`` (validation reports and deployment requests) and
+``serving_models`` (endpoints, their deployments and traffic).
+"""
+
+from __future__ import annotations
+
+from deployments.gate_models import *  # noqa: F403
+from deployments.serving_models import *  # noqa: F403
