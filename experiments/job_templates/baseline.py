@@ -10,6 +10,12 @@ Reads the split's train and test parts (Parquet) from the paths in
 metric on the test part. The result is written to ``$SG_OUTPUT_DIR/metrics.json``
 and, when ``MLFLOW_TRACKING_URI`` is set, logged into the run ``MLFLOW_RUN_ID``
 with the model (its signature and an input example).
+
+A sweep's trial runs it with ``--params`` (a JSON object of the model's
+hyperparameters, see ``HYPERPARAMETERS``) and ``--progress FILE``: gradient
+boosting then trains in steps of ``STEP_ROUNDS`` boosting rounds and appends
+the metric after each step to FILE as a JSON line ``{"step": n, "value": v}``,
+which the sweep's pruner reads; ``--no-model`` leaves the model out of the run.
 """
 
 from __future__ import annotations
@@ -38,6 +44,20 @@ MODELS = {
     ("regression", "linear"): lambda: Ridge(),
     ("regression", "gbm"): lambda: HistGradientBoostingRegressor(random_state=0),
 }
+# What a sweep may tune, per model family (``experiments.sweeps`` checks the
+# same names): the name, and whether it is an integer.
+HYPERPARAMETERS: dict[str, dict[str, str]] = {
+    "gbm": {
+        "learning_rate": "float",
+        "max_iter": "int",
+        "max_depth": "int",
+        "max_leaf_nodes": "int",
+        "min_samples_leaf": "int",
+        "l2_regularization": "float",
+    },
+    "linear": {"C": "float", "alpha": "float"},
+}
+STEP_ROUNDS = 10
 
 
 def score(metric: str, model: Pipeline, x: pd.DataFrame, y: pd.Series) -> float:
@@ -69,7 +89,7 @@ def score(metric: str, model: Pipeline, x: pd.DataFrame, y: pd.Series) -> float:
     raise SystemExit(f"The baseline cannot compute the metric {metric!r}.")
 
 
-def build(task: str, family: str, x: pd.DataFrame) -> Pipeline:
+def build(task: str, family: str, x: pd.DataFrame, hyper: dict[str, Any] | None = None) -> Pipeline:
     numeric = [c for c in x.columns if pd.api.types.is_numeric_dtype(x[c])]
     other = [c for c in x.columns if c not in numeric]
     prepare = ColumnTransformer(
@@ -85,7 +105,60 @@ def build(task: str, family: str, x: pd.DataFrame) -> Pipeline:
             ),
         ]
     )
-    return Pipeline([("prepare", prepare), ("model", MODELS[(task, family)]())])
+    model = MODELS[(task, family)]()
+    hyper = dict(hyper or {})
+    if family == "linear":
+        # C for the classifier, alpha for the regressor: the other one is ignored.
+        hyper.pop("alpha" if task == "classification" else "C", None)
+    model.set_params(**hyper)
+    return Pipeline([("prepare", prepare), ("model", model)])
+
+
+def hyperparameters(text: str, family: str) -> dict[str, Any]:
+    """The ``--params`` JSON object, checked against ``HYPERPARAMETERS``."""
+    try:
+        given = json.loads(text or "{}")
+    except ValueError as exc:
+        raise SystemExit(f"--params is not JSON: {exc}") from exc
+    if not isinstance(given, dict):
+        raise SystemExit("--params must be a JSON object.")
+    known = HYPERPARAMETERS[family]
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise SystemExit(f"The {family} model has no hyperparameter {unknown[0]!r}.")
+    return {k: int(v) if known[k] == "int" else float(v) for k, v in given.items()}
+
+
+def fit_in_steps(
+    model: Pipeline,
+    family: str,
+    train: tuple[pd.DataFrame, pd.Series],
+    test: tuple[pd.DataFrame, pd.Series],
+    metric: str,
+    progress: Path | None,
+) -> list[tuple[int, float]]:
+    """Train ``model``; gradient boosting in steps of ``STEP_ROUNDS`` rounds
+    (warm start), scoring the test part after each. Returns (step, value)s,
+    each appended to ``progress`` as it comes."""
+    estimator = model.named_steps["model"]
+    if family != "gbm":
+        model.fit(*train)
+        rounds = [1]
+    else:
+        total = int(estimator.get_params()["max_iter"])
+        rounds = list(range(STEP_ROUNDS, total, STEP_ROUNDS)) + [total]
+        estimator.set_params(warm_start=True)
+    history = []
+    for step, n in enumerate(rounds, start=1):
+        if family == "gbm":
+            estimator.set_params(max_iter=n)
+            model.fit(*train)
+        value = score(metric, model, *test)
+        history.append((step, value))
+        if progress is not None:
+            with progress.open("a") as out:
+                out.write(json.dumps({"step": step, "value": value}) + "\n")
+    return history
 
 
 def read(variable: str) -> pd.DataFrame:
@@ -96,7 +169,13 @@ def read(variable: str) -> pd.DataFrame:
 
 
 def log_to_tracking(
-    params: dict[str, Any], metric: str, value: float, model: Pipeline, example: pd.DataFrame
+    params: dict[str, Any],
+    metric: str,
+    value: float,
+    model: Pipeline,
+    example: pd.DataFrame,
+    history: list[tuple[int, float]] | None = None,
+    with_model: bool = True,
 ) -> None:
     import mlflow
     import mlflow.sklearn
@@ -105,7 +184,11 @@ def log_to_tracking(
     run_id = os.environ["MLFLOW_RUN_ID"]
     with mlflow.start_run(run_id=run_id):
         mlflow.log_params(params)
-        mlflow.log_metric(metric, value)
+        for step, point in (history or [])[:-1]:
+            mlflow.log_metric(metric, point, step=step)
+        mlflow.log_metric(metric, value, step=history[-1][0] if history else 0)
+        if not with_model:
+            return
         mlflow.sklearn.log_model(
             model,
             name="model",
@@ -122,7 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", required=True)
     parser.add_argument("--metric", required=True)
     parser.add_argument("--family", choices=["linear", "gbm"], default="gbm")
+    parser.add_argument("--params", default="{}", help="hyperparameters, a JSON object")
+    parser.add_argument("--progress", type=Path, help="append the metric per step here")
+    parser.add_argument("--no-model", action="store_true", help="log no model")
     args = parser.parse_args(argv)
+    hyper = hyperparameters(args.params, args.family)
 
     train, test = read("SG_INPUT_TRAIN"), read("SG_INPUT_TEST")
     if args.target not in train.columns:
@@ -131,9 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     x_test, y_test = test.drop(columns=[args.target]), test[args.target]
     print(f"train: {len(train)} rows, test: {len(test)} rows, {x_train.shape[1]} features")
 
-    model = build(args.task, args.family, x_train)
-    model.fit(x_train, y_train)
-    value = score(args.metric, model, x_test, y_test)
+    model = build(args.task, args.family, x_train, hyper)
+    history = fit_in_steps(
+        model, args.family, (x_train, y_train), (x_test, y_test), args.metric, args.progress
+    )
+    value = history[-1][1]
     print(f"{args.metric} on the test part: {value:.6g}")
 
     params = {
@@ -141,13 +230,22 @@ def main(argv: list[str] | None = None) -> int:
         "target": args.target,
         "family": args.family,
         "estimator": type(model.named_steps["model"]).__name__,
+        **hyper,
     }
     output = Path(os.environ.get("SG_OUTPUT_DIR", "."))
     (output / "metrics.json").write_text(
         json.dumps({"params": params, "metrics": {args.metric: value}}, default=float)
     )
     if os.environ.get("MLFLOW_TRACKING_URI"):
-        log_to_tracking(params, args.metric, value, model, x_test.head(5))
+        log_to_tracking(
+            params,
+            args.metric,
+            value,
+            model,
+            x_test.head(5),
+            history=history,
+            with_model=not args.no_model,
+        )
         print("logged to the tracking server")
     else:
         print("no tracking server given: the result is in metrics.json only")
