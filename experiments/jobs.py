@@ -11,6 +11,7 @@ admin decides (the ``job_compute`` approval kind).
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shlex
 from datetime import datetime, timedelta
@@ -46,7 +47,7 @@ from projects.models import Membership, Project
 S = JobState
 APPROVAL_KIND = "job_compute"
 TEMPLATES_DIR = Path(__file__).with_name("job_templates")
-TEMPLATES = {"baseline": "baseline.py"}
+TEMPLATES = {"baseline": "baseline.py", "sweep": "sweep_runner.py", "automl": "automl.py"}
 FAMILIES = ("gbm", "linear")
 WALL_CLOCK_RANGE = (60, 7 * 24 * 3600)
 NAME_RE = re.compile(r"^[\w .:()-]{1,100}$")
@@ -94,6 +95,24 @@ def _baseline_command(*, task: str, target: str, metric: str, family: str) -> st
             f"--family={shlex.quote(family)}",
         ]
     )
+
+
+def _template_command(
+    template: str, *, task: str, target: str, metric: str, family: str, config: dict[str, Any]
+) -> str:
+    """The command of a sweep's or an AutoML run's job: its runner, the
+    charter's question and the configuration its service checked."""
+    words = [
+        "python",
+        TEMPLATES[template],
+        f"--task={shlex.quote(task)}",
+        f"--target={shlex.quote(target)}",
+        f"--metric={shlex.quote(metric)}",
+    ]
+    if template == "sweep":
+        words.append(f"--family={shlex.quote(family)}")
+    words.append(f"--config={shlex.quote(json.dumps(config, sort_keys=True))}")
+    return " ".join(words)
 
 
 def job_holdings(*, project_id: int | None = None, user_id: int | None = None) -> list[Holding]:
@@ -196,8 +215,12 @@ def job_create(
     experiment_name: str = "",
     name: str = "",
     rerun_of: Job | None = None,
+    config: dict[str, Any] | None = None,
 ) -> Job:
     """Start a job from a built-in template on a ready split of the project.
+
+    ``config`` is the checked configuration of the ``sweep`` and ``automl``
+    templates (``experiments.sweeps``); the job keeps it in its parameters.
 
     Creates the run it logs into (in ``experiment_name``, by default one
     experiment per template), tags it with the job and the split and records
@@ -254,13 +277,25 @@ def job_create(
             kind=JobKind.TEMPLATE,
             template=template,
             code_digest=template_digest(template),
-            command=_baseline_command(task=task, target=target, metric=metric, family=family),
+            command=(
+                _baseline_command(task=task, target=target, metric=metric, family=family)
+                if template == "baseline"
+                else _template_command(
+                    template,
+                    task=task,
+                    target=target,
+                    metric=metric,
+                    family=family,
+                    config=config or {},
+                )
+            ),
             parameters={
                 "task": task,
                 "target": target,
                 "metric": metric,
                 "family": family,
                 "charter_version": charter.number,
+                **({"config": config} if config is not None else {}),
             },
             snapshot=split.parent,
             split=split,
@@ -406,6 +441,7 @@ def job_rerun(
         experiment_name=experiment_name,
         name=job.name,
         rerun_of=job,
+        config=job.parameters.get("config"),
     )
 
 

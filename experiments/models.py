@@ -285,3 +285,4 @@ class ModelAlias(models.Model):
 
 
 from experiments.job_models import Job, JobKind, JobState  # noqa: E402, F401  (training jobs)
+from experiments.sweep_models import Sweep, SweepKind  # noqa: E402, F401  (sweeps and AutoML)

@@ -99,6 +99,7 @@ urlpatterns = [
     path("api/", include("datasets.api_urls")),
     path("api/", include("workspaces.api_urls")),
     path("api/", include("experiments.jobs_api_urls")),
+    path("api/", include("experiments.sweeps_api_urls")),
     path("api/", include("deployments.api_urls")),
     path("mlflow/", include("experiments.urls")),
 ]
