@@ -37,6 +37,7 @@ from web.api import paginated, validation_detail
 
 
 class SweepOutput(serializers.ModelSerializer):
+    kind = serializers.CharField(read_only=True, help_text="sweep or automl")
     name = serializers.CharField(source="job.name", read_only=True)
     state = serializers.CharField(source="job.state", read_only=True)
     state_label = serializers.CharField(source="job.get_state_display", read_only=True)
