@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver
 
-from experiments import urls_compare, urls_jobs, urls_pages
+from experiments import urls_compare, urls_jobs, urls_pages, urls_sweeps
 
 app_name = "experiments"
 
@@ -16,4 +16,5 @@ urlpatterns: list[URLPattern | URLResolver] = [
     *urls_pages.urlpatterns,
     *urls_compare.urlpatterns,
     *urls_jobs.urlpatterns,
+    *urls_sweeps.urlpatterns,
 ]
