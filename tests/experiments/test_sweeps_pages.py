@@ -100,6 +100,7 @@ def test_a_new_sweep_from_the_form_and_its_page(
 def _children(sweep: Sweep) -> list[Any]:
     from experiments.models import Run
 
+    assert sweep.job.run is not None
     return list(
         Run.objects.filter(tags__key="mlflow.parentRunId", tags__value=sweep.job.run.uuid).order_by(
             "start_time", "pk"
@@ -132,6 +133,7 @@ def test_the_automl_page_shows_the_leaderboard_best_first(
     with django_capture_on_commit_callbacks(execute=False):
         automl = automl_create(actor=bob, project=project, split=split, size=small)
     run = automl.job.run
+    assert run is not None
     for number, (family, loss) in enumerate([("rf", 0.2), ("lgbm", 0.05), ("lrl2", 0.1)]):
         child = run_create(
             actor=bob,

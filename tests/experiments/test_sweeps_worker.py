@@ -93,7 +93,7 @@ def test_a_sweep_of_eight_trials_two_at_a_time_prunes_the_laggards(
     finished = [r for r in children if r.status == RunStatus.FINISHED]
     assert finished and len(finished) + len(pruned) == 8
     # Two at a time: some trials overlapped, never three.
-    spans = [(r.start_time, r.end_time) for r in children]
+    spans = [(r.start_time or 0, r.end_time or 0) for r in children]
     assert all(start and end for start, end in spans)
     overlapping = [
         (a, b) for a, b in itertools.combinations(spans, 2) if a[0] < b[1] and b[0] < a[1]
