@@ -32,6 +32,7 @@ from datasets import services as data_services
 from datasets import tasks as data_tasks
 from datasets.models import Snapshot, SplitStatus
 from experiments import jobs as experiment_jobs
+from experiments import sweeps
 from portal.wsgi import application
 from tests.charter.test_charter import GOOD
 from tests.workspaces.conftest import seed_migration
@@ -89,6 +90,13 @@ def world(
     )
     rule = data_services.rule_create(actor=alice, source=upload, kind="not_null", column="age")
     job = experiment_jobs.job_create(actor=bob, project=project, split=split, size=size)
+    sweep = sweeps.sweep_create(
+        actor=bob,
+        project=project,
+        split=split,
+        size=size,
+        space={"learning_rate": {"type": "uniform", "low": 0.01, "high": 0.3}},
+    )
     return {
         "slug": project.slug,
         "source_id": upload.pk,
@@ -102,6 +110,7 @@ def world(
         "approval_id": approval.pk,
         "size_id": size.pk,
         "job_id": job.pk,
+        "sweep_id": sweep.pk,
     }
 
 
