@@ -197,7 +197,30 @@ def automl_new(request: AuthedRequest, slug: str) -> HttpResponse:
 def _detail(request: AuthedRequest, slug: str, sweep_id: int, kind: str) -> HttpResponse:
     sweep, membership = get_sweep_for_user(request.user, slug, sweep_id, kind=kind)
     progress = sweep_progress(sweep=sweep)
+    words = {
+        "sampler": sweeps.SAMPLERS.get(str(sweep.config.get("sampler")), ""),
+        "early_termination": sweeps.POLICIES.get(
+            str((sweep.config.get("early_termination") or {}).get("policy")), ""
+        ),
+        "families": [
+            sweeps.AUTOML_FAMILIES[f][0]
+            for f in sweep.config.get("families", [])
+            if f in sweeps.AUTOML_FAMILIES
+        ],
+    }
+    rows = [
+        {
+            "trial": t,
+            "family": sweeps.AUTOML_FAMILIES.get(t.params.get("family", ""), ("",))[0]
+            or t.params.get("family", ""),
+            "validation": t.metrics.get(f"validation_{progress.metric}"),
+            "params": {k: v for k, v in t.params.items() if k != "family"},
+        }
+        for t in (leaderboard(progress) if kind == SweepKind.AUTOML else [])
+    ]
     context = {
+        "words": words,
+        "leaderboard": rows,
         "project": sweep.project,
         "sweep": sweep,
         "job": sweep.job,

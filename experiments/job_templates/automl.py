@@ -122,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="the search, a JSON object")
     args = parser.parse_args(argv)
     config = json.loads(args.config)
+    # The job's log is for people: no tracking URLs after every run.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     if args.metric not in FLAML_METRICS:
         raise SystemExit(f"AutoML cannot optimise the metric {args.metric!r}.")
 
@@ -152,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         time_budget=budget,
         estimator_list=families,
         log_file_name=str(log_file),
+        log_type="all",
         seed=int(config.get("seed", 0)),
         n_jobs=int(config.get("n_jobs", 1)),
         verbose=0,

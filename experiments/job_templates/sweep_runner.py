@@ -156,11 +156,15 @@ class Sweep:
     def child_run(self, number: int, params: dict[str, Any]) -> str:
         if self.client is None:
             return ""
+        from mlflow.entities import Param
+
         run = self.client.create_run(
             self.experiment,
             run_name=f"trial {number}",
             tags={PARENT_TAG: self.parent, TRIAL_TAG: str(number)},
         )
+        # At once, so that a trial stopped early shows what it tried too.
+        self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
         return str(run.info.run_id)
 
     def record_best(self, number: int, run_id: str, value: float) -> None:
@@ -253,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="the sweep, a JSON object")
     args = parser.parse_args(argv)
     config = json.loads(args.config)
+    # The job's log is for people: no tracking URLs after every run.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     sweep = Sweep(args, config)

@@ -152,7 +152,11 @@ def test_the_automl_page_shows_the_leaderboard_best_first(
         )
     page = browser.get(f"/projects/{project.slug}/automl/{automl.pk}/").content.decode()
     board = page[page.index('id="leaderboard"') :]
-    assert board.index("lgbm") < board.index("lrl2") < board.index("rf")
+    assert (
+        board.index("LightGBM")
+        < board.index("Logistic regression (L2)")
+        < board.index("Random forest")
+    )
     assert "0.9500" in board
     assert browser.get(f"/projects/{project.slug}/sweeps/{automl.pk}/").status_code == 404
 
