@@ -46,7 +46,7 @@ from projects.models import Membership, Project
 S = JobState
 APPROVAL_KIND = "job_compute"
 TEMPLATES_DIR = Path(__file__).with_name("job_templates")
-TEMPLATES = {"baseline": "baseline.py"}
+TEMPLATES = {"baseline": "baseline.py", "validate": "validate.py"}
 FAMILIES = ("gbm", "linear")
 WALL_CLOCK_RANGE = (60, 7 * 24 * 3600)
 NAME_RE = re.compile(r"^[\w .:()-]{1,100}$")
@@ -83,11 +83,13 @@ def _require_writer(actor: User, project: Project) -> None:
         raise PermissionDenied("Only members who may change the project start jobs.")
 
 
-def _baseline_command(*, task: str, target: str, metric: str, family: str) -> str:
+def _baseline_command(
+    *, task: str, target: str, metric: str, family: str, template: str = "baseline"
+) -> str:
     return " ".join(
         [
             "python",
-            "baseline.py",
+            TEMPLATES[template],
             f"--task={shlex.quote(task)}",
             f"--target={shlex.quote(target)}",
             f"--metric={shlex.quote(metric)}",
@@ -196,8 +198,13 @@ def job_create(
     experiment_name: str = "",
     name: str = "",
     rerun_of: Job | None = None,
+    arguments: dict[str, str] | None = None,
 ) -> Job:
     """Start a job from a built-in template on a ready split of the project.
+
+    ``arguments`` are more ``--name=value`` options of the template's
+    command (the validation template's model URIs), quoted, and kept in the
+    job's parameters.
 
     Creates the run it logs into (in ``experiment_name``, by default one
     experiment per template), tags it with the job and the split and records
@@ -254,13 +261,21 @@ def job_create(
             kind=JobKind.TEMPLATE,
             template=template,
             code_digest=template_digest(template),
-            command=_baseline_command(task=task, target=target, metric=metric, family=family),
+            command=" ".join(
+                [
+                    _baseline_command(
+                        task=task, target=target, metric=metric, family=family, template=template
+                    ),
+                    *(f"--{k}={shlex.quote(v)}" for k, v in (arguments or {}).items()),
+                ]
+            ),
             parameters={
                 "task": task,
                 "target": target,
                 "metric": metric,
                 "family": family,
                 "charter_version": charter.number,
+                **(arguments or {}),
             },
             snapshot=split.parent,
             split=split,

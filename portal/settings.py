@@ -302,6 +302,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "workspaces.tasks.*": {"queue": "provisioning"},
     "experiments.tasks.*": {"queue": "training"},
+    "deployments.gate_tasks.*": {"queue": "training"},
     "datasets.tasks.*": {"queue": "data"},
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
