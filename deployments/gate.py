@@ -536,7 +536,7 @@ def deployment_request_withdraw(*, actor: User, request: DeploymentRequest) -> D
         if request.requested_by_id != actor.pk:
             raise PermissionDenied("Only the requester withdraws a request.")
         if request.state == DeploymentState.PENDING:
-            current = _current_step(request)
+            current = current_step(request)
             if current is not None:
                 approval_withdraw(actor=actor, approval_id=current.pk)
                 return DeploymentRequest.objects.get(pk=request.pk)
@@ -546,7 +546,23 @@ def deployment_request_withdraw(*, actor: User, request: DeploymentRequest) -> D
     return request
 
 
-def _current_step(request: DeploymentRequest) -> Any:
+def chain_of(request: DeploymentRequest) -> list[Any]:
+    """The approval requests of the request's chain, first step first."""
+    from governance.models import ApprovalRequest
+
+    return list(
+        ApprovalRequest.objects.filter(
+            kind=APPROVAL_KIND,
+            subject_type=DeploymentRequest._meta.label_lower,
+            subject_id=str(request.pk),
+        )
+        .exclude(state="superseded")
+        .select_related("decided_by")
+        .order_by("step", "created_at")
+    )
+
+
+def current_step(request: DeploymentRequest) -> Any:
     """The pending approval of the request's chain, if any."""
     from governance.models import ApprovalRequest, ApprovalState
 
