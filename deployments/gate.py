@@ -33,6 +33,7 @@ from charter.rules import METRICS
 from compute.models import ComputeSize
 from compute.selectors import sizes_offered
 from datasets.models import Split
+from deployments import gate_tasks
 from deployments.gate_models import (
     DeploymentRequest,
     DeploymentState,
@@ -200,8 +201,6 @@ def validation_run(
                 "segments": columns,
             },
         )
-        from deployments import gate_tasks
-
         report_id = report.pk
         transaction.on_commit(lambda: gate_tasks.validation_collect.delay(report_id=report_id))
     return report

@@ -268,6 +268,10 @@ SPECTACULAR_SETTINGS = {
         "IngestionStatusEnum": "datasets.models.IngestionStatus",
         "SplitStatusEnum": "datasets.models.SplitStatus",
         "ConnectionStatusEnum": "datasets.models.ConnectionStatus",
+        "DeploymentTargetEnum": "deployments.gate_models.Target",
+        "DeploymentRolloutEnum": "deployments.gate_models.Rollout",
+        "DeploymentStateEnum": "deployments.gate_models.DeploymentState",
+        "ValidationStateEnum": "deployments.gate_models.ValidationState",
     },
 }
 
