@@ -62,9 +62,7 @@ def test_the_business_approver_reads_the_evidence_and_signs_off(
     expect(page.locator("[data-figure='fig-comparison'] .main-svg").first).to_be_visible(
         timeout=DRAWN
     )
-    expect(page.locator("[data-figure='fig-seg-1'] .main-svg").first).to_be_visible(
-        timeout=DRAWN
-    )
+    expect(page.locator("[data-figure='fig-seg-1'] .main-svg").first).to_be_visible(timeout=DRAWN)
     expect(page.locator("#decision")).to_contain_text("approved")
     page.get_by_label("Comment").fill("Go ahead.")
     page.get_by_role("button", name="Approve").click()
