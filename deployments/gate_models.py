@@ -103,6 +103,14 @@ class ValidationReport(models.Model):
     def finished(self) -> bool:
         return self.state != ValidationState.RUNNING
 
+    @property
+    def metric_label(self) -> str:
+        """The metric as people read it ("ROC AUC" for ``roc_auc``)."""
+        from charter.rules import METRICS
+
+        known = METRICS.get(self.metric)
+        return known.label if known else self.metric
+
 
 class Target(models.TextChoices):
     REALTIME = "realtime", "Real-time endpoint"

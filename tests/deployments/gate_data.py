@@ -81,5 +81,6 @@ def report(
         test_digest="d" * 64,
         code_digest="e" * 64,
         approach="Classification with gradient boosting.",
+        champion=gate.champion_of(version),
     )
     return gate.validation_record(report_id=row.pk, result=result(value, **kwargs))

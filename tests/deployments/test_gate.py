@@ -207,3 +207,19 @@ def test_monthly_cost_of_the_target_from_the_size_price(project: Any, bob: Any) 
     assert realtime is not None and batch is not None
     assert realtime == (size.hourly_price * 730).quantize(realtime)
     assert batch < realtime
+
+
+def test_the_requester_withdraws_a_pending_request_and_no_one_else_does(
+    project: Any, alice: Any, bob: Any
+) -> None:
+    version = gate_data.version(project, bob)
+    gate_data.report(project, version, bob, 0.9)
+    request = request_for(bob, version)
+    with pytest.raises(PermissionDenied):
+        gate.deployment_request_withdraw(actor=alice, request=request)
+    gate.deployment_request_withdraw(actor=bob, request=request)
+    request.refresh_from_db()
+    assert request.state == DeploymentState.WITHDRAWN
+    assert not ApprovalRequest.objects.filter(state=ApprovalState.PENDING).exists()
+    with pytest.raises(ValidationError):
+        gate.deployment_request_withdraw(actor=bob, request=request)
