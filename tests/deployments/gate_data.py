@@ -63,10 +63,17 @@ def result(value: float, *, champion: float | None = None, ok: bool = True) -> d
 
 
 def report(
-    project: Any, version: ModelVersion, actor: Any, value: float, **kwargs: Any
+    project: Any,
+    version: ModelVersion,
+    actor: Any,
+    value: float,
+    split: Any = None,
+    **kwargs: Any,
 ) -> ValidationReport:
-    """A report of ``version`` as the validation job would leave it."""
+    """A report of ``version`` as the validation job would leave it (on
+    ``split``, when given, with its digests)."""
     row = ValidationReport.objects.create(
+        split=split,
         project=project,
         version=version,
         requested_by=actor,
@@ -76,9 +83,9 @@ def report(
         metric="roc_auc",
         threshold=0.8,
         direction="higher",
-        snapshot_digest="b" * 64,
-        train_digest="c" * 64,
-        test_digest="d" * 64,
+        snapshot_digest=split.parent.sha256 if split else "b" * 64,
+        train_digest=split.train_sha256 if split else "c" * 64,
+        test_digest=split.test_sha256 if split else "d" * 64,
         code_digest="e" * 64,
         approach="Classification with gradient boosting.",
         champion=gate.champion_of(version),

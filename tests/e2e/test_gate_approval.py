@@ -15,6 +15,7 @@ from experiments.models import ModelAlias
 from governance.models import ApprovalState
 from governance.services import approval_decide
 from tests.deployments import gate_data
+from tests.experiments import jobs_data
 
 pytestmark = [pytest.mark.e2e]
 DRAWN = 30_000
@@ -28,13 +29,14 @@ def sign_in(page: Page, username: str, password: str, next_url: str) -> None:
 
 
 def test_the_business_approver_reads_the_evidence_and_signs_off(
-    page: Page, project: Any, bob: Any, dave: Any, password: str
+    page: Page, project: Any, alice: Any, bob: Any, dave: Any, password: str
 ) -> None:
+    split = jobs_data.ready_split(project=project, actor=alice)
     vera = gate_data.validator(project)
     old = gate_data.version(project, bob)
     gate.alias_set(actor=bob, version=old, alias="champion")
     version = gate_data.version(project, bob)
-    gate_data.report(project, version, bob, 0.91, champion=0.86)
+    gate_data.report(project, version, bob, 0.91, champion=0.86, split=split)
     request = gate.deployment_request_create(
         actor=bob,
         version=version,
@@ -57,13 +59,16 @@ def test_the_business_approver_reads_the_evidence_and_signs_off(
     expect(page.locator("#what-changes")).to_contain_text("First 10 % of requests")
     expect(page.locator("#what-changes")).to_contain_text("The retention team calls")
     expect(page.locator("#cost")).to_contain_text("a month")
-    expect(page.locator("#evidence-lineage")).to_contain_text("fingerprint")
+    lineage = page.locator("#evidence-lineage")
+    expect(lineage).to_contain_text("Customers, version 1")
+    expect(lineage).to_contain_text(f"digest {split.parent.sha256[:12]}")
+    expect(lineage).to_contain_text("fingerprint")
     # Both charts are drawn by plotly.
     expect(page.locator("[data-figure='fig-comparison'] .main-svg").first).to_be_visible(
         timeout=DRAWN
     )
     expect(page.locator("[data-figure='fig-seg-1'] .main-svg").first).to_be_visible(timeout=DRAWN)
-    expect(page.locator("#decision")).to_contain_text("approved")
+    expect(page.locator("#decision")).to_contain_text("Approved by vera")
     page.get_by_label("Comment").fill("Go ahead.")
     page.get_by_role("button", name="Approve").click()
     expect(page.locator("#request-state")).to_have_text("Approved")
