@@ -529,6 +529,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "workspaces.tasks.workspaces_meter_usage",
         "schedule": env.float("WORKSPACES_METER_SECONDS", default=300.0),
     },
+    "deployments-validations-recover": {
+        "task": "deployments.gate_tasks.validations_recover",
+        "schedule": 60.0,
+    },
 }
 # A task whose worker died (kill -9, lost machine) is delivered again after
 # this many seconds (Redis); provisioning tasks are idempotent, so a shorter
