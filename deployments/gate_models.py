@@ -132,11 +132,12 @@ class DeploymentState(models.TextChoices):
 
 class DeploymentRequest(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    # A deleted version takes its requests along; the audit trail keeps them.
     version = models.ForeignKey(
-        "experiments.ModelVersion", on_delete=models.PROTECT, related_name="deployment_requests"
+        "experiments.ModelVersion", on_delete=models.CASCADE, related_name="deployment_requests"
     )
     report = models.ForeignKey(
-        ValidationReport, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        ValidationReport, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"

@@ -223,3 +223,14 @@ def test_the_requester_withdraws_a_pending_request_and_no_one_else_does(
     assert not ApprovalRequest.objects.filter(state=ApprovalState.PENDING).exists()
     with pytest.raises(ValidationError):
         gate.deployment_request_withdraw(actor=bob, request=request)
+
+
+def test_a_deleted_version_takes_its_reports_and_requests_along(project: Any, bob: Any) -> None:
+    from deployments.gate_models import ValidationReport
+    from experiments.services import model_version_delete
+
+    version = gate_data.version(project, bob)
+    gate_data.report(project, version, bob, 0.9)
+    request_for(bob, version)
+    model_version_delete(actor=bob, version=version)
+    assert not DeploymentRequest.objects.exists() and not ValidationReport.objects.exists()

@@ -156,3 +156,11 @@ def test_query_counts_do_not_grow_with_rows(
         client.get("/projects/churn/deployments/")
     with django_assert_max_num_queries(12):
         client.get("/projects/churn/models/churn/v1/validation/")
+
+
+def test_the_model_version_page_links_to_validation_and_the_request_form(
+    world: Any, carol: Any, client_for: Any
+) -> None:
+    page = client_for(carol).get("/projects/churn/models/churn/v1/").content.decode()
+    assert 'href="/projects/churn/models/churn/v1/validation/"' in page
+    assert 'href="/projects/churn/models/churn/v1/deploy/"' in page

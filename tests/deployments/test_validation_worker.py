@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from audit.models import AuditEvent
+from charter.models import CharterVersion
 from cloud import get_provider
 from deployments import gate
-from deployments.gate_models import ValidationReport, ValidationState
+from deployments.gate_models import DeploymentState, ValidationReport, ValidationState
 from experiments import jobs
 from experiments.job_models import Job, JobState
 from experiments.services import alias_set
@@ -36,7 +37,12 @@ def provider_jobs() -> Iterator[Path]:
 
 
 def test_a_version_is_validated_against_the_charter_and_the_champion_on_the_held_out_rows(
-    project: Any, alice: Any, bob: Any, provider_jobs: Path, live_server: Any
+    project: Any,
+    alice: Any,
+    bob: Any,
+    admin_user: Any,
+    provider_jobs: Path,
+    live_server: Any,
 ) -> None:
     split = jobs_data.ready_split(project=project, actor=alice)
     worker = start_worker(
@@ -56,6 +62,10 @@ def test_a_version_is_validated_against_the_charter_and_the_champion_on_the_held
         )
         assert report.state == ValidationState.RUNNING
         wait_for(lambda: ValidationReport.objects.get(pk=report.pk).finished, 240, "the validation")
+        # Repeatable: against a charter that now asks for more, the same version fails.
+        CharterVersion.objects.filter(project=project).update(threshold=0.9999)
+        again = gate.validation_run(actor=bob, version=candidate)
+        wait_for(lambda: ValidationReport.objects.get(pk=again.pk).finished, 240, "the rerun")
     finally:
         stop_worker(worker)
     report = ValidationReport.objects.select_related("job").get(pk=report.pk)
@@ -96,3 +106,19 @@ def test_a_version_is_validated_against_the_charter_and_the_champion_on_the_held
         object_type="deployments.validationreport", object_id=str(report.pk)
     ).values_list("action", flat=True)
     assert sorted(actions) == ["validation.passed", "validation.started"]
+
+    again = ValidationReport.objects.get(pk=again.pk)
+    assert again.state == ValidationState.FAILED and again.meets_threshold is False
+    assert again.value == pytest.approx(report.value) and again.threshold == 0.9999
+    assert again.test_digest == report.test_digest and again.model_digest == report.model_digest
+    assert gate.latest_report(candidate) == again
+    blocked = gate.deployment_request_create(
+        actor=bob, version=candidate, target="realtime", reason="It still ranks customers well."
+    )
+    assert blocked.state == DeploymentState.BLOCKED and blocked.report == again
+    gate.deployment_request_override(
+        actor=admin_user, request=blocked, justification="The new bar takes effect next quarter."
+    )
+    blocked.refresh_from_db()
+    assert blocked.state == DeploymentState.PENDING
+    assert AuditEvent.objects.filter(action="deployment.override", actor=admin_user).exists()
