@@ -47,7 +47,12 @@ from projects.models import Membership, Project
 S = JobState
 APPROVAL_KIND = "job_compute"
 TEMPLATES_DIR = Path(__file__).with_name("job_templates")
-TEMPLATES = {"baseline": "baseline.py", "sweep": "sweep_runner.py", "automl": "automl.py"}
+TEMPLATES = {
+    "baseline": "baseline.py",
+    "sweep": "sweep_runner.py",
+    "automl": "automl.py",
+    "validate": "validate.py",
+}
 FAMILIES = ("gbm", "linear")
 WALL_CLOCK_RANGE = (60, 7 * 24 * 3600)
 NAME_RE = re.compile(r"^[\w .:()-]{1,100}$")
@@ -84,11 +89,13 @@ def _require_writer(actor: User, project: Project) -> None:
         raise PermissionDenied("Only members who may change the project start jobs.")
 
 
-def _baseline_command(*, task: str, target: str, metric: str, family: str) -> str:
+def _baseline_command(
+    *, task: str, target: str, metric: str, family: str, template: str = "baseline"
+) -> str:
     return " ".join(
         [
             "python",
-            "baseline.py",
+            TEMPLATES[template],
             f"--task={shlex.quote(task)}",
             f"--target={shlex.quote(target)}",
             f"--metric={shlex.quote(metric)}",
@@ -216,11 +223,15 @@ def job_create(
     name: str = "",
     rerun_of: Job | None = None,
     config: dict[str, Any] | None = None,
+    arguments: dict[str, str] | None = None,
 ) -> Job:
     """Start a job from a built-in template on a ready split of the project.
 
     ``config`` is the checked configuration of the ``sweep`` and ``automl``
     templates (``experiments.sweeps``); the job keeps it in its parameters.
+    ``arguments`` are more ``--name=value`` options of the template's
+    command (the validation template's model URIs), quoted, and kept in the
+    job's parameters.
 
     Creates the run it logs into (in ``experiment_name``, by default one
     experiment per template), tags it with the job and the split and records
@@ -278,15 +289,26 @@ def job_create(
             template=template,
             code_digest=template_digest(template),
             command=(
-                _baseline_command(task=task, target=target, metric=metric, family=family)
-                if template == "baseline"
-                else _template_command(
+                _template_command(
                     template,
                     task=task,
                     target=target,
                     metric=metric,
                     family=family,
                     config=config or {},
+                )
+                if template in ("sweep", "automl")
+                else " ".join(
+                    [
+                        _baseline_command(
+                            task=task,
+                            target=target,
+                            metric=metric,
+                            family=family,
+                            template=template,
+                        ),
+                        *(f"--{k}={shlex.quote(v)}" for k, v in (arguments or {}).items()),
+                    ]
                 )
             ),
             parameters={
@@ -296,6 +318,7 @@ def job_create(
                 "family": family,
                 "charter_version": charter.number,
                 **({"config": config} if config is not None else {}),
+                **(arguments or {}),
             },
             snapshot=split.parent,
             split=split,
@@ -442,7 +465,15 @@ def job_rerun(
         name=job.name,
         rerun_of=job,
         config=job.parameters.get("config"),
+        arguments={k: str(v) for k, v in job.parameters.items() if k not in _OWN_PARAMETERS}
+        or None,
     )
+
+
+# The parameters job_create records itself; any other is one of its ``arguments``.
+_OWN_PARAMETERS = frozenset(
+    {"task", "target", "metric", "family", "charter_version", "config", "rerun_of"}
+)
 
 
 # --- what the tasks record ---------------------------------------------------------

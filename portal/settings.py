@@ -268,6 +268,10 @@ SPECTACULAR_SETTINGS = {
         "IngestionStatusEnum": "datasets.models.IngestionStatus",
         "SplitStatusEnum": "datasets.models.SplitStatus",
         "ConnectionStatusEnum": "datasets.models.ConnectionStatus",
+        "DeploymentTargetEnum": "deployments.gate_models.Target",
+        "DeploymentRolloutEnum": "deployments.gate_models.Rollout",
+        "DeploymentStateEnum": "deployments.gate_models.DeploymentState",
+        "ValidationStateEnum": "deployments.gate_models.ValidationState",
     },
 }
 
@@ -302,6 +306,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "workspaces.tasks.*": {"queue": "provisioning"},
     "experiments.tasks.*": {"queue": "training"},
+    "deployments.gate_tasks.*": {"queue": "training"},
     "datasets.tasks.*": {"queue": "data"},
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
@@ -523,6 +528,10 @@ CELERY_BEAT_SCHEDULE = {
     "workspaces-meter-usage": {
         "task": "workspaces.tasks.workspaces_meter_usage",
         "schedule": env.float("WORKSPACES_METER_SECONDS", default=300.0),
+    },
+    "deployments-validations-recover": {
+        "task": "deployments.gate_tasks.validations_recover",
+        "schedule": 60.0,
     },
 }
 # A task whose worker died (kill -9, lost machine) is delivered again after

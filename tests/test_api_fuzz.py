@@ -31,8 +31,10 @@ from compute.models import ComputeSize
 from datasets import services as data_services
 from datasets import tasks as data_tasks
 from datasets.models import Snapshot, SplitStatus
+from deployments.gate import deployment_request_create
 from experiments import jobs as experiment_jobs
 from experiments import sweeps
+from experiments.services import model_version_create, registered_model_create
 from portal.wsgi import application
 from tests.charter.test_charter import GOOD
 from tests.workspaces.conftest import seed_migration
@@ -97,6 +99,17 @@ def world(
         size=size,
         space={"learning_rate": {"type": "uniform", "low": 0.01, "high": 0.3}},
     )
+    model = registered_model_create(actor=bob, project=project, name="churn")
+    model_version = model_version_create(
+        actor=bob, model=model, source=f"runs:/{job.run.uuid}/model" if job.run else ""
+    )
+    deployment = deployment_request_create(
+        actor=bob,
+        version=model_version,
+        target="realtime",
+        reason="The fuzzed requests find a real deployment request.",
+    )
+    assert model_version.version == snapshot.version  # both paths name {version}
     return {
         "slug": project.slug,
         "source_id": upload.pk,
@@ -111,6 +124,8 @@ def world(
         "size_id": size.pk,
         "job_id": job.pk,
         "sweep_id": sweep.pk,
+        "name": model.name,
+        "deployment_id": deployment.pk,
     }
 
 
