@@ -37,6 +37,17 @@ JOB_SORTS = {
 
 
 class JobForm(forms.Form):
+    kind = forms.ChoiceField(
+        choices=[
+            ("template", "Baseline from the charter"),
+            ("repository", "Code from a git repository"),
+            ("archive", "Code from an archive (zip or tar.gz)"),
+        ],
+        initial="template",
+        required=False,
+        label="Code",
+        widget=forms.RadioSelect,
+    )
     split: forms.ModelChoiceField[Split] = forms.ModelChoiceField(
         queryset=Split.objects.none(), empty_label=None, label="Split"
     )
@@ -44,7 +55,39 @@ class JobForm(forms.Form):
         queryset=ComputeSize.objects.none(), empty_label=None, label="Compute size"
     )
     family = forms.ChoiceField(
-        choices=[("gbm", "Gradient boosting"), ("linear", "Linear model")], label="Model family"
+        choices=[("gbm", "Gradient boosting"), ("linear", "Linear model")],
+        label="Model family",
+        help_text="Baseline only",
+    )
+    model = forms.ChoiceField(
+        choices=[("sklearn", "scikit-learn"), ("lightgbm", "LightGBM (gradient boosting)")],
+        required=False,
+        label="Library",
+        help_text="Baseline only",
+    )
+    repository_url = forms.CharField(
+        max_length=500,
+        required=False,
+        label="Repository URL",
+        help_text="https://… (repository code only)",
+    )
+    repository_ref = forms.CharField(
+        max_length=255, required=False, initial="main", label="Branch, tag or commit"
+    )
+    archive = forms.FileField(
+        required=False, label="Archive", help_text="zip or tar.gz (archive code only)"
+    )
+    command = forms.CharField(
+        max_length=2000,
+        required=False,
+        label="Command",
+        help_text="Runs in the code's folder, e.g. python train.py",
+    )
+    requirements = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        label="Requirements",
+        help_text="One package a line (name==version), on top of the base environment",
     )
     wall_clock_minutes = forms.IntegerField(
         min_value=1, max_value=7 * 24 * 60, initial=60, label="Stop after (minutes)"
@@ -66,6 +109,12 @@ class JobForm(forms.Form):
         size_field.label_from_instance = lambda z: (
             f"{z.name} ({z.vcpus} vCPU{'s' if z.vcpus != 1 else ''}, {z.memory_gb} GB, {z.hourly_price} {z.currency}/h)"
         )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        data["kind"] = data.get("kind") or "template"
+        data["model"] = data.get("model") or "sklearn"
+        return data
 
 
 def _listing(request: HttpRequest, project: Project) -> dict[str, Any]:
@@ -108,13 +157,18 @@ def job_list(request: AuthedRequest, slug: str) -> HttpResponse:
 @login_required
 def job_new(request: AuthedRequest, slug: str) -> HttpResponse:
     project, _ = get_project_for_user(request.user, slug, write=request.method == "POST")
-    form = JobForm(request.POST or None, project=project)
+    form = JobForm(request.POST or None, request.FILES or None, project=project)
     refusal: CharterNotSignedOff | None = None
     if request.method == "POST" and form.is_valid():
         try:
             job = jobs.job_create(actor=request.user, project=project, **form.cleaned_data)
         except ValidationError as exc:
-            form.add_error(None, " ".join(exc.messages))
+            fields = getattr(exc, "error_dict", {})
+            for field, errors in fields.items():
+                for error in errors:
+                    form.add_error(field if field in form.fields else None, error.messages)
+            if not fields:
+                form.add_error(None, " ".join(exc.messages))
         except CharterNotSignedOff as exc:
             refusal = exc
         else:
