@@ -332,7 +332,7 @@ def job_create(
     repository_url = (repository_url or "").strip() if kind == JobKind.REPOSITORY else ""
     repository_ref = (repository_ref or "").strip() if kind == JobKind.REPOSITORY else ""
     if is_template:
-        default_name = f"{template} ({family}{', LightGBM' if model == 'lightgbm' else ''})"
+        default_name = f"{template} ({'LightGBM' if model == 'lightgbm' else family})"
     elif repository_url:
         default_name = repository_url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")[:60]
     else:

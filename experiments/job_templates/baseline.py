@@ -2,11 +2,12 @@
 
 Runs as a job's command inside the job's sandbox, with the job's Python:
 
-    python baseline.py --task classification --target churned --metric roc_auc
+    python baseline.py --task classification --target churned --metric roc_auc [--model lightgbm]
 
 Reads the split's train and test parts (Parquet) from the paths in
 ``SG_INPUT_TRAIN`` and ``SG_INPUT_TEST``, trains a scikit-learn pipeline
-(numbers scaled, categories one-hot encoded), and computes the charter's
+(numbers scaled, categories one-hot encoded) ending in a scikit-learn
+estimator or, with ``--model lightgbm``, LightGBM's, and computes the charter's
 metric on the test part. The result is written to ``$SG_OUTPUT_DIR/metrics.json``
 and, when ``MLFLOW_TRACKING_URI`` is set, logged into the run ``MLFLOW_RUN_ID``
 with the model (its signature and an input example).
@@ -40,6 +41,17 @@ MODELS = {
 }
 
 
+def _lightgbm(task: str) -> Any:
+    import lightgbm
+
+    # As many threads as the job's CPUs (its affinity), not the machine's.
+    threads = len(os.sched_getaffinity(0))
+    options = {"random_state": 0, "n_jobs": threads, "verbose": -1}
+    if task == "classification":
+        return lightgbm.LGBMClassifier(**options)
+    return lightgbm.LGBMRegressor(**options)
+
+
 def score(metric: str, model: Pipeline, x: pd.DataFrame, y: pd.Series) -> float:
     """The charter's metric of ``model`` on ``x``, ``y``."""
     predicted = model.predict(x)
@@ -69,7 +81,7 @@ def score(metric: str, model: Pipeline, x: pd.DataFrame, y: pd.Series) -> float:
     raise SystemExit(f"The baseline cannot compute the metric {metric!r}.")
 
 
-def build(task: str, family: str, x: pd.DataFrame) -> Pipeline:
+def build(task: str, family: str, x: pd.DataFrame, library: str = "sklearn") -> Pipeline:
     numeric = [c for c in x.columns if pd.api.types.is_numeric_dtype(x[c])]
     other = [c for c in x.columns if c not in numeric]
     prepare = ColumnTransformer(
@@ -85,7 +97,8 @@ def build(task: str, family: str, x: pd.DataFrame) -> Pipeline:
             ),
         ]
     )
-    return Pipeline([("prepare", prepare), ("model", MODELS[(task, family)]())])
+    estimator = _lightgbm(task) if library == "lightgbm" else MODELS[(task, family)]()
+    return Pipeline([("prepare", prepare), ("model", estimator)])
 
 
 def read(variable: str) -> pd.DataFrame:
@@ -122,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", required=True)
     parser.add_argument("--metric", required=True)
     parser.add_argument("--family", choices=["linear", "gbm"], default="gbm")
+    parser.add_argument("--model", choices=["sklearn", "lightgbm"], default="sklearn")
     args = parser.parse_args(argv)
 
     train, test = read("SG_INPUT_TRAIN"), read("SG_INPUT_TEST")
@@ -131,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     x_test, y_test = test.drop(columns=[args.target]), test[args.target]
     print(f"train: {len(train)} rows, test: {len(test)} rows, {x_train.shape[1]} features")
 
-    model = build(args.task, args.family, x_train)
+    if args.model == "lightgbm" and args.family != "gbm":
+        raise SystemExit("LightGBM is gradient boosting: use --family gbm.")
+    model = build(args.task, args.family, x_train, args.model)
     model.fit(x_train, y_train)
     value = score(args.metric, model, x_test, y_test)
     print(f"{args.metric} on the test part: {value:.6g}")
@@ -140,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         "task": args.task,
         "target": args.target,
         "family": args.family,
+        "library": args.model,
         "estimator": type(model.named_steps["model"]).__name__,
     }
     output = Path(os.environ.get("SG_OUTPUT_DIR", "."))
