@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -23,7 +24,7 @@ from compute.models import ComputeSize
 from datasets.models import Split
 from experiments import jobs
 from experiments.job_permissions import get_job_for_user
-from experiments.job_selectors import jobs_for_project, splits_ready
+from experiments.job_selectors import job_latest_metrics, jobs_for_project, splits_ready
 from projects.models import Project
 from projects.permissions import get_project_for_user
 
@@ -190,6 +191,8 @@ def job_detail(request: AuthedRequest, slug: str, job_id: int) -> HttpResponse:
     context = {
         "project": job.project,
         "job": job,
+        "metrics": job_latest_metrics(job=job),
+        "poll_seconds": max(1, round(settings.JOBS_POLL_SECONDS)),
         "can_write": bool(membership and membership.can_write),
     }
     if getattr(request, "htmx", False):
