@@ -46,10 +46,9 @@ def _lightgbm(task: str) -> Any:
 
     # As many threads as the job's CPUs (its affinity), not the machine's.
     threads = len(os.sched_getaffinity(0))
-    options = {"random_state": 0, "n_jobs": threads, "verbose": -1}
     if task == "classification":
-        return lightgbm.LGBMClassifier(**options)
-    return lightgbm.LGBMRegressor(**options)
+        return lightgbm.LGBMClassifier(random_state=0, n_jobs=threads, verbose=-1)
+    return lightgbm.LGBMRegressor(random_state=0, n_jobs=threads, verbose=-1)
 
 
 def score(metric: str, model: Pipeline, x: pd.DataFrame, y: pd.Series) -> float:
