@@ -37,6 +37,7 @@ from compute.selectors import sizes_offered
 from compute.services import Demand, QuotaDecision, quota_decide, usage_close, usage_open
 from datasets.models import Split, SplitStatus
 from experiments import job_code, tasks
+from experiments.errors import MlflowError
 from experiments.job_models import FINISHED_STATES, Job, JobKind, JobState
 from experiments.models import Experiment, Lifecycle, RunStatus
 from experiments.services import experiment_create, now_ms, run_create, run_log_inputs
@@ -262,7 +263,13 @@ def _dispatch(job_id: int, *, delay: float = 0.0) -> None:
 def _experiment_for(*, actor: User, project: Project, name: str) -> Experiment:
     experiment = Experiment.objects.filter(project=project, name=name).first()
     if experiment is None:
-        experiment = experiment_create(actor=actor, project=project, name=name)
+        try:
+            experiment = experiment_create(actor=actor, project=project, name=name)
+        except MlflowError as exc:
+            # Made meanwhile by a job started at the same moment: use it.
+            if exc.code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            experiment = Experiment.objects.get(project=project, name=name)
     if experiment.lifecycle_stage != Lifecycle.ACTIVE:
         raise ValidationError({"experiment": f"The experiment “{name}” is deleted."})
     return experiment
