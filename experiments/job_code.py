@@ -138,13 +138,15 @@ def _from_zip(data: bytes, collector: _Collector) -> None:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             for info in archive.infolist():
-                mode = info.external_attr >> 16
+                # Unix file modes only where a Unix system wrote them; the
+                # type bits may be missing (a bare 0o600): a regular file then.
+                mode = info.external_attr >> 16 if info.create_system == 3 else 0
                 if info.is_dir():
                     _clean_member(info.filename)
                     continue
                 if stat.S_ISLNK(mode):
                     raise CodeRefused(f"“{info.filename[:100]}” is a link: links are not accepted.")
-                if mode and not stat.S_ISREG(mode):
+                if stat.S_IFMT(mode) not in (0, stat.S_IFREG):
                     raise CodeRefused(
                         f"“{info.filename[:100]}” is a device or a pipe, not a file: not accepted."
                     )

@@ -125,6 +125,19 @@ def test_a_zip_symlink_is_refused() -> None:
         archive.writestr(info, "/etc/passwd")
     with pytest.raises(job_code.CodeRefused, match="is a link"):
         job_code.read_archive(out.getvalue())
+    # Modes without their type bits (zipfile's own writestr), or none at all
+    # (written on Windows): regular files.
+    plain = io.BytesIO()
+    with zipfile.ZipFile(plain, "w") as archive:
+        archive.writestr("a/train.py", "print(1)\n")
+        windows = zipfile.ZipInfo("a/util.py")
+        windows.create_system = 0
+        windows.external_attr = 0x20  # the DOS archive bit
+        archive.writestr(windows, "X = 1\n")
+    assert job_code.read_archive(plain.getvalue()) == {
+        "train.py": (b"print(1)\n", False),
+        "util.py": (b"X = 1\n", False),
+    }
 
 
 def test_limits_on_files_bytes_and_upload(settings: Any) -> None:
