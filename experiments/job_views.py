@@ -94,7 +94,10 @@ class JobForm(forms.Form):
         min_value=1, max_value=7 * 24 * 60, initial=60, label="Stop after (minutes)"
     )
     experiment_name = forms.CharField(
-        max_length=250, required=False, label="Experiment", help_text="Default: job-baseline"
+        max_length=250,
+        required=False,
+        label="Experiment",
+        help_text="Default: job-baseline, job-repository or job-archive",
     )
 
     def __init__(self, *args: Any, project: Project, **kwargs: Any) -> None:
