@@ -268,7 +268,13 @@ def check_repository(url: str, ref: str) -> None:
         raise CodeRefused("The repository's URL is longer than 500 characters.")
     if not REF_RE.match(ref or "") or ref.endswith((".lock", "/")):
         raise CodeRefused("Give a branch, tag or commit (letters, digits, . _ / -).")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as exc:
+        raise CodeRefused(f"Not a URL: {exc}") from exc
+    if any(c.isspace() or ord(c) < 32 for c in url):
+        raise CodeRefused("A URL without spaces or control characters.")
     if parts.scheme == "https":
         if not parts.hostname or parts.username or parts.password:
             raise CodeRefused("An https URL with a host and without credentials in it.")

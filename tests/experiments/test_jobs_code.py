@@ -222,6 +222,9 @@ def test_repository_urls_refused_before_anything_is_fetched(settings: Any) -> No
         ("https://example.org/x.git", "--upload-pack=evil", "branch, tag or commit"),
         ("https://example.org/x.git", "a/../b", "branch, tag or commit"),
         ("", "main", "Give the repository's URL"),
+        ("https://[::1/x.git", "main", "Not a URL"),
+        ("https://example.org:99999/x.git", "main", "Not a URL"),
+        ("https://example.org/x y.git", "main", "without spaces"),
     ]:
         with pytest.raises(job_code.CodeRefused, match=reason):
             job_code.check_repository(url, ref)
