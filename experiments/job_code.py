@@ -93,6 +93,15 @@ class _Collector:
     def __init__(self) -> None:
         self.files: dict[str, tuple[bytes, bool]] = {}
         self.total = 0
+        self.folders = 0
+
+    def folder(self, name: str) -> None:
+        """A folder entry: checked and counted (an archive of nothing but
+        folders is as long to read as one of files)."""
+        _clean_member(name)
+        self.folders += 1
+        if self.folders > max_files():
+            raise CodeRefused(f"More than {max_files()} folders: the code is too large.")
 
     def add(self, name: str, stream: IO[bytes] | None, size: int, executable: bool) -> None:
         path = _clean_member(name)
@@ -116,7 +125,7 @@ def _from_tar(data: bytes, collector: _Collector) -> None:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as archive:
             for member in archive:
                 if member.isdir():
-                    _clean_member(member.name)
+                    collector.folder(member.name)
                     continue
                 if member.issym() or member.islnk():
                     raise CodeRefused(f"“{member.name[:100]}” is a link: links are not accepted.")
@@ -142,7 +151,7 @@ def _from_zip(data: bytes, collector: _Collector) -> None:
                 # type bits may be missing (a bare 0o600): a regular file then.
                 mode = info.external_attr >> 16 if info.create_system == 3 else 0
                 if info.is_dir():
-                    _clean_member(info.filename)
+                    collector.folder(info.filename)
                     continue
                 if stat.S_ISLNK(mode):
                     raise CodeRefused(f"“{info.filename[:100]}” is a link: links are not accepted.")

@@ -144,6 +144,13 @@ def test_limits_on_files_bytes_and_upload(settings: Any) -> None:
     settings.JOBS_CODE_MAX_FILES = 2
     with pytest.raises(job_code.CodeRefused, match="More than 2 files"):
         job_code.read_archive(a_zip(FILES))
+    folders: list[tuple[tarfile.TarInfo, bytes | None]] = []
+    for i in range(3):
+        info = tarfile.TarInfo(f"d{i}")
+        info.type = tarfile.DIRTYPE
+        folders.append((info, None))
+    with pytest.raises(job_code.CodeRefused, match="More than 2 folders"):
+        job_code.read_archive(a_tar_gz(folders))
     settings.JOBS_CODE_MAX_FILES = 100
     settings.JOBS_CODE_MAX_BYTES = 1024
     # A small archive of a big, compressible file: the unpacked size counts.
