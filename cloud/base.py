@@ -109,6 +109,8 @@ class JobSpec:
     tracking_token: str = ""
     # Local provider: run even where no sandbox is available (platform admins only).
     allow_unsandboxed: bool = False
+    # Python packages on top of the base environment (``name==version`` lines).
+    requirements: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,7 @@ from cloud.base import (
     TransientProviderError,
     WorkspaceSpec,
 )
+from cloud.local_envs import EnvironmentBuilder
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +168,7 @@ class LocalProvider:
         stop_timeout: float = 10.0,
         bwrap: str | None = None,
         sandbox_uid_base: int = SANDBOX_UID_BASE,
+        envs: EnvironmentBuilder | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         self.data_roots = tuple(Path(p).resolve() for p in data_roots)
@@ -177,6 +179,8 @@ class LocalProvider:
         self.sandbox_uid_base = sandbox_uid_base
         self.machine_cpus = sorted(os.sched_getaffinity(0))
         self.machine_memory = int(psutil.virtual_memory().total)
+        # Jobs' requirements: a virtualenv per set, on top of ``python``.
+        self.envs = envs or EnvironmentBuilder(self.root / "_envs", base_python=python)
 
     @classmethod
     def from_settings(cls) -> LocalProvider:
@@ -186,6 +190,7 @@ class LocalProvider:
             settings.LOCAL_PROVIDER_ROOT,
             data_roots=settings.LOCAL_PROVIDER_DATA_ROOTS,
             ready_timeout=settings.LOCAL_PROVIDER_READY_TIMEOUT,
+            envs=EnvironmentBuilder.from_settings(sys.executable),
         )
 
     # --- paths, locks, limits ---------------------------------------------
@@ -1003,7 +1008,9 @@ class LocalProvider:
         outputs.mkdir(exist_ok=True)
         home.mkdir(exist_ok=True)
         run.mkdir(mode=0o700, exist_ok=True)
-        python = self._python_inside(sandboxed)
+        own_python = job.get("python")  # its requirements' environment, if any
+        python = sandbox.python_paths(own_python or self.python)[0] if sandboxed else own_python
+        python = python or self.python
         tracking, prefix = self._tracking_env(job, sandboxed=sandboxed)
         env = self._user_env(
             python,
@@ -1034,8 +1041,8 @@ class LocalProvider:
                 env=env,
                 etc_dir=str(directory / "etc"),
                 writable=(str(cwd), str(outputs), str(home), (str(run), SANDBOX_RUN_DIR)),
-                readonly=tuple(job["inputs"].values()),
-                python=self.python,
+                readonly=(*job["inputs"].values(), *job.get("python_readonly", ())),
+                python=own_python or self.python,
                 host_uid=uid,
                 tmp_bytes=memory,
             )
@@ -1069,6 +1076,10 @@ class LocalProvider:
         for key in inputs:
             if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
                 raise ProviderError(f"Invalid input name {key!r}")
+        environment = None
+        if spec.requirements and not (self._job_dir(spec.name) / "job.json").exists():
+            # Outside the cluster's lock: a build must not hold up other jobs.
+            environment = self.envs.ensure(spec.requirements)
         with self._locked("cl", spec.compute):
             cluster = self._cluster(spec.compute)
             if cluster is None:
@@ -1077,6 +1088,8 @@ class LocalProvider:
             job = _read_json(directory / "job.json")
             if job is None:
                 directory.mkdir(parents=True, exist_ok=True)
+                if environment is not None:
+                    (directory / "job.log").write_text(environment.describe() + "\n")
                 cwd = directory / "code"
                 if spec.code_dir:
                     source = Path(spec.code_dir).resolve()
@@ -1101,6 +1114,9 @@ class LocalProvider:
                     "pid": None,
                     "pid_started": None,
                     "canceled": False,
+                    "python": environment.python if environment else None,
+                    "python_readonly": list(environment.readonly) if environment else [],
+                    "requirements": list(spec.requirements),
                 }
                 _write_json(directory / "job.json", job)
             self._schedule(spec.compute, cluster)

@@ -51,7 +51,12 @@ class Job(Leased):
     name = models.CharField(max_length=100)
     kind = models.CharField(max_length=20, choices=JobKind.choices, default=JobKind.TEMPLATE)
     template = models.CharField(max_length=60, blank=True)
-    code_digest = models.CharField(max_length=64)
+    # The sha256 of the job's code as a canonical archive (experiments.job_code);
+    # blank for a repository job until the worker has fetched it.
+    code_digest = models.CharField(max_length=64, blank=True)
+    repository_url = models.CharField(max_length=500, blank=True)
+    repository_ref = models.CharField(max_length=255, blank=True)
+    repository_commit = models.CharField(max_length=40, blank=True)
     command = models.TextField()
     requirements = models.JSONField(default=list, blank=True)
     parameters = models.JSONField(default=dict, blank=True)

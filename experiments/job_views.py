@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -23,7 +24,7 @@ from compute.models import ComputeSize
 from datasets.models import Split
 from experiments import jobs
 from experiments.job_permissions import get_job_for_user
-from experiments.job_selectors import jobs_for_project, splits_ready
+from experiments.job_selectors import job_latest_metrics, jobs_for_project, splits_ready
 from projects.models import Project
 from projects.permissions import get_project_for_user
 
@@ -37,6 +38,17 @@ JOB_SORTS = {
 
 
 class JobForm(forms.Form):
+    kind = forms.ChoiceField(
+        choices=[
+            ("template", "Baseline from the charter"),
+            ("repository", "Code from a git repository"),
+            ("archive", "Code from an archive (zip or tar.gz)"),
+        ],
+        initial="template",
+        required=False,
+        label="Code",
+        widget=forms.RadioSelect,
+    )
     split: forms.ModelChoiceField[Split] = forms.ModelChoiceField(
         queryset=Split.objects.none(), empty_label=None, label="Split"
     )
@@ -44,13 +56,48 @@ class JobForm(forms.Form):
         queryset=ComputeSize.objects.none(), empty_label=None, label="Compute size"
     )
     family = forms.ChoiceField(
-        choices=[("gbm", "Gradient boosting"), ("linear", "Linear model")], label="Model family"
+        choices=[("gbm", "Gradient boosting"), ("linear", "Linear model")],
+        label="Model family",
+        help_text="Baseline only",
+    )
+    model = forms.ChoiceField(
+        choices=[("sklearn", "scikit-learn"), ("lightgbm", "LightGBM (gradient boosting)")],
+        required=False,
+        label="Library",
+        help_text="Baseline only",
+    )
+    repository_url = forms.CharField(
+        max_length=500,
+        required=False,
+        label="Repository URL",
+        help_text="https://… (repository code only)",
+    )
+    repository_ref = forms.CharField(
+        max_length=255, required=False, initial="main", label="Branch, tag or commit"
+    )
+    archive = forms.FileField(
+        required=False, label="Archive", help_text="zip or tar.gz (archive code only)"
+    )
+    command = forms.CharField(
+        max_length=2000,
+        required=False,
+        label="Command",
+        help_text="Runs in the code's folder, e.g. python train.py",
+    )
+    requirements = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        label="Requirements",
+        help_text="One package a line (name==version), on top of the base environment",
     )
     wall_clock_minutes = forms.IntegerField(
         min_value=1, max_value=7 * 24 * 60, initial=60, label="Stop after (minutes)"
     )
     experiment_name = forms.CharField(
-        max_length=250, required=False, label="Experiment", help_text="Default: job-baseline"
+        max_length=250,
+        required=False,
+        label="Experiment",
+        help_text="Default: job-baseline, job-repository or job-archive",
     )
 
     def __init__(self, *args: Any, project: Project, **kwargs: Any) -> None:
@@ -66,6 +113,12 @@ class JobForm(forms.Form):
         size_field.label_from_instance = lambda z: (
             f"{z.name} ({z.vcpus} vCPU{'s' if z.vcpus != 1 else ''}, {z.memory_gb} GB, {z.hourly_price} {z.currency}/h)"
         )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        data["kind"] = data.get("kind") or "template"
+        data["model"] = data.get("model") or "sklearn"
+        return data
 
 
 def _listing(request: HttpRequest, project: Project) -> dict[str, Any]:
@@ -108,13 +161,18 @@ def job_list(request: AuthedRequest, slug: str) -> HttpResponse:
 @login_required
 def job_new(request: AuthedRequest, slug: str) -> HttpResponse:
     project, _ = get_project_for_user(request.user, slug, write=request.method == "POST")
-    form = JobForm(request.POST or None, project=project)
+    form = JobForm(request.POST or None, request.FILES or None, project=project)
     refusal: CharterNotSignedOff | None = None
     if request.method == "POST" and form.is_valid():
         try:
             job = jobs.job_create(actor=request.user, project=project, **form.cleaned_data)
         except ValidationError as exc:
-            form.add_error(None, " ".join(exc.messages))
+            fields = getattr(exc, "error_dict", {})
+            for field, errors in fields.items():
+                for error in errors:
+                    form.add_error(field if field in form.fields else None, error.messages)
+            if not fields:
+                form.add_error(None, " ".join(exc.messages))
         except CharterNotSignedOff as exc:
             refusal = exc
         else:
@@ -136,6 +194,8 @@ def job_detail(request: AuthedRequest, slug: str, job_id: int) -> HttpResponse:
     context = {
         "project": job.project,
         "job": job,
+        "metrics": job_latest_metrics(job=job),
+        "poll_seconds": max(1, round(settings.JOBS_POLL_SECONDS)),
         "can_write": bool(membership and membership.can_write),
     }
     if getattr(request, "htmx", False):

@@ -14,16 +14,18 @@ import hashlib
 import json
 import re
 import shlex
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
+from packaging.requirements import InvalidRequirement, Requirement
 
 from accounts.models import User
 from audit.services import audit_record
@@ -35,7 +37,8 @@ from compute.models import ComputeSize, UsageInterval
 from compute.selectors import sizes_offered
 from compute.services import Demand, QuotaDecision, quota_decide, usage_close, usage_open
 from datasets.models import Split, SplitStatus
-from experiments import tasks
+from experiments import job_code, tasks
+from experiments.errors import MlflowError
 from experiments.job_models import FINISHED_STATES, Job, JobKind, JobState
 from experiments.models import Experiment, Lifecycle, RunStatus
 from experiments.services import experiment_create, now_ms, run_create, run_log_inputs
@@ -54,6 +57,10 @@ TEMPLATES = {
     "validate": "validate.py",
 }
 FAMILIES = ("gbm", "linear")
+# The baseline's library: scikit-learn's estimators, or LightGBM's (gradient boosting).
+MODELS = ("sklearn", "lightgbm")
+KINDS = tuple(JobKind.values)
+COMMAND_MAX = 2000
 WALL_CLOCK_RANGE = (60, 7 * 24 * 3600)
 NAME_RE = re.compile(r"^[\w .:()-]{1,100}$")
 # States in which a job holds (or is about to hold) its compute.
@@ -90,7 +97,13 @@ def _require_writer(actor: User, project: Project) -> None:
 
 
 def _baseline_command(
-    *, task: str, target: str, metric: str, family: str, template: str = "baseline"
+    *,
+    task: str,
+    target: str,
+    metric: str,
+    family: str,
+    model: str = "sklearn",
+    template: str = "baseline",
 ) -> str:
     return " ".join(
         [
@@ -100,6 +113,7 @@ def _baseline_command(
             f"--target={shlex.quote(target)}",
             f"--metric={shlex.quote(metric)}",
             f"--family={shlex.quote(family)}",
+            *([f"--model={shlex.quote(model)}"] if model != "sklearn" else []),
         ]
     )
 
@@ -120,6 +134,83 @@ def _template_command(
         words.append(f"--family={shlex.quote(family)}")
     words.append(f"--config={shlex.quote(json.dumps(config, sort_keys=True))}")
     return " ".join(words)
+
+
+def requirements_clean(requirements: Sequence[str] | str) -> list[str]:
+    """The job's requirements, one per line: package names with versions from
+    the index (``lightgbm==4.7.0``, ``polars>=1``); no URLs, paths or pip
+    options, which could make the builder fetch or run anything else."""
+    lines = requirements.splitlines() if isinstance(requirements, str) else list(requirements)
+    clean: list[str] = []
+    for raw in lines:
+        line = raw.split(" #", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("-") or "://" in line or line.startswith((".", "/")):
+            raise ValidationError(
+                {
+                    "requirements": f"“{line[:80]}”: name a package (and versions), not an option or a path."
+                }
+            )
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement as exc:
+            raise ValidationError(
+                {"requirements": f"“{line[:80]}” is not a requirement: {exc}"}
+            ) from exc
+        if requirement.url:
+            raise ValidationError(
+                {"requirements": f"“{line[:80]}”: packages come from the index, not from a URL."}
+            )
+        if str(requirement) not in clean:
+            clean.append(str(requirement))
+    if len(clean) > settings.JOBS_MAX_REQUIREMENTS:
+        raise ValidationError(
+            {"requirements": f"At most {settings.JOBS_MAX_REQUIREMENTS} requirements."}
+        )
+    return clean
+
+
+def _command_clean(command: str) -> str:
+    command = (command or "").strip()
+    if not command:
+        raise ValidationError(
+            {"command": "Give the command that runs the code (e.g. python train.py)."}
+        )
+    if len(command) > COMMAND_MAX or "\x00" in command:
+        raise ValidationError({"command": f"A command of at most {COMMAND_MAX} characters."})
+    return command
+
+
+def _code_for(
+    *,
+    kind: str,
+    template: str,
+    archive: IO[bytes] | None,
+    repository_url: str,
+    repository_ref: str,
+    code_digest: str,
+) -> str:
+    """The job's code digest: the template's, the uploaded archive's, a re-run's
+    own (the same code again), or blank for a repository the worker fetches."""
+    if code_digest:
+        if not job_code.SHA256_RE.match(code_digest):
+            raise ValidationError({"code": "Not a code digest."})
+        return code_digest
+    if kind == JobKind.TEMPLATE:
+        return template_digest(template)
+    if kind == JobKind.REPOSITORY:
+        try:
+            job_code.check_repository(repository_url, repository_ref)
+        except job_code.CodeRefused as exc:
+            raise ValidationError({"repository_url": str(exc)}) from exc
+        return ""
+    if archive is None:
+        raise ValidationError({"archive": "Upload the code as a zip or tar.gz archive."})
+    try:
+        return job_code.archive_store(archive).digest
+    except job_code.CodeRefused as exc:
+        raise ValidationError({"archive": str(exc)}) from exc
 
 
 def job_holdings(*, project_id: int | None = None, user_id: int | None = None) -> list[Holding]:
@@ -204,7 +295,13 @@ def _dispatch(job_id: int, *, delay: float = 0.0) -> None:
 def _experiment_for(*, actor: User, project: Project, name: str) -> Experiment:
     experiment = Experiment.objects.filter(project=project, name=name).first()
     if experiment is None:
-        experiment = experiment_create(actor=actor, project=project, name=name)
+        try:
+            experiment = experiment_create(actor=actor, project=project, name=name)
+        except MlflowError as exc:
+            # Made meanwhile by a job started at the same moment: use it.
+            if exc.code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            experiment = Experiment.objects.get(project=project, name=name)
     if experiment.lifecycle_stage != Lifecycle.ACTIVE:
         raise ValidationError({"experiment": f"The experiment “{name}” is deleted."})
     return experiment
@@ -224,8 +321,20 @@ def job_create(
     rerun_of: Job | None = None,
     config: dict[str, Any] | None = None,
     arguments: dict[str, str] | None = None,
+    kind: str = JobKind.TEMPLATE,
+    command: str = "",
+    repository_url: str = "",
+    repository_ref: str = "",
+    archive: IO[bytes] | None = None,
+    requirements: Sequence[str] | str = (),
+    model: str = "sklearn",
+    code_digest: str = "",
+    repository_commit: str = "",
 ) -> Job:
-    """Start a job from a built-in template on a ready split of the project.
+    """Start a job on a ready split of the project: a built-in template, or
+    the user's code from a git repository (fetched by the worker) or an
+    uploaded archive, run by ``command`` with ``requirements`` installed on
+    top of the base environment.
 
     ``config`` is the checked configuration of the ``sweep`` and ``automl``
     templates (``experiments.sweeps``); the job keeps it in its parameters.
@@ -234,21 +343,32 @@ def job_create(
     job's parameters.
 
     Creates the run it logs into (in ``experiment_name``, by default one
-    experiment per template), tags it with the job and the split and records
-    the split's parts as the run's inputs. Within quota the job is queued at
-    once; beyond it a platform admin decides, and the job waits for compute.
+    experiment per template or kind of code), tags it with the job and the
+    split and records the split's parts as the run's inputs. Within quota the
+    job is queued at once; beyond it a platform admin decides, and the job
+    waits for compute.
     """
     _require_writer(actor, project)
-    if template not in TEMPLATES:
+    if kind not in KINDS:
+        raise ValidationError({"kind": "Choose a template, a repository or an archive."})
+    is_template = kind == JobKind.TEMPLATE
+    if is_template and template not in TEMPLATES:
         raise ValidationError({"template": f"No built-in template “{template}”."})
-    if family not in FAMILIES:
+    if is_template and family not in FAMILIES:
         raise ValidationError({"family": "Choose gbm (gradient boosting) or linear."})
+    if is_template and model not in MODELS:
+        raise ValidationError({"model": "Choose scikit-learn or LightGBM."})
+    if is_template and model == "lightgbm" and family != "gbm":
+        raise ValidationError({"model": "LightGBM is gradient boosting: choose the gbm family."})
     seconds = int(wall_clock_minutes) * 60
     low, high = WALL_CLOCK_RANGE
     if not low <= seconds <= high:
         raise ValidationError(
             {"wall_clock_minutes": f"Between {low // 60} and {high // 60} minutes."}
         )
+    wanted = requirements_clean(requirements)
+    if not is_template:
+        command = _command_clean(command)
     split = Split.objects.select_related("parent__source").get(pk=split.pk)
     if split.parent.source.project_id != project.pk:
         raise ValidationError({"split": "That split belongs to another project."})
@@ -256,10 +376,20 @@ def job_create(
         raise ValidationError({"split": "That split is not ready yet."})
     if not sizes_offered().filter(pk=size.pk).exists():
         raise ValidationError({"size": f"{size.name} is not offered."})
-    name = (name or "").strip() or f"{template} ({family})"
+    repository_url = (repository_url or "").strip() if kind == JobKind.REPOSITORY else ""
+    repository_ref = (repository_ref or "").strip() if kind == JobKind.REPOSITORY else ""
+    if is_template:
+        default_name = f"{template} ({'LightGBM' if model == 'lightgbm' else family})"
+    elif repository_url:
+        default_name = repository_url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")[:60]
+    else:
+        default_name = "uploaded code"
+    name = (name or "").strip() or default_name
     if not NAME_RE.match(name):
         raise ValidationError({"name": "1 to 100 letters, digits, spaces and . : - _ ( )"})
-    experiment_name = (experiment_name or "").strip() or f"job-{template}"
+    experiment_name = (experiment_name or "").strip() or (
+        f"job-{template}" if is_template else f"job-{kind}"
+    )
     with transaction.atomic():
         charter = require_signed_charter(project, purpose="starting a training job")
         task, target, metric = (
@@ -267,29 +397,24 @@ def job_create(
             charter.target_variable,
             charter.success_metric,
         )
-        if task not in ("classification", "regression") or not target:
-            raise ValidationError(
-                {
-                    "template": "The baseline template answers classification and regression "
-                    f"questions with a target; the charter asks for {task or 'nothing yet'}."
-                }
-            )
-        if metric not in METRICS:
-            raise ValidationError({"template": "The charter names no success metric."})
-        columns = {c["name"] for c in split.parent.columns}
-        if target not in columns:
-            raise ValidationError({"split": f"The split has no column “{target}” (the target)."})
-        experiment = _experiment_for(actor=actor, project=project, name=experiment_name)
-        job = Job.objects.create(
-            project=project,
-            created_by=actor,
-            rerun_of=rerun_of,
-            name=name,
-            kind=JobKind.TEMPLATE,
-            template=template,
-            code_digest=template_digest(template),
-            command=(
-                _template_command(
+        if is_template:
+            if task not in ("classification", "regression") or not target:
+                raise ValidationError(
+                    {
+                        "template": "The baseline template answers classification and "
+                        "regression questions with a target; the charter asks for "
+                        f"{task or 'nothing yet'}."
+                    }
+                )
+            if metric not in METRICS:
+                raise ValidationError({"template": "The charter names no success metric."})
+            columns = {c["name"] for c in split.parent.columns}
+            if target not in columns:
+                raise ValidationError(
+                    {"split": f"The split has no column “{target}” (the target)."}
+                )
+            if template in ("sweep", "automl"):
+                command = _template_command(
                     template,
                     task=task,
                     target=target,
@@ -297,45 +422,75 @@ def job_create(
                     family=family,
                     config=config or {},
                 )
-                if template in ("sweep", "automl")
-                else " ".join(
+            else:
+                command = " ".join(
                     [
                         _baseline_command(
                             task=task,
                             target=target,
                             metric=metric,
                             family=family,
+                            model=model,
                             template=template,
                         ),
                         *(f"--{k}={shlex.quote(v)}" for k, v in (arguments or {}).items()),
                     ]
                 )
-            ),
-            parameters={
+            parameters: dict[str, Any] = {
                 "task": task,
                 "target": target,
                 "metric": metric,
                 "family": family,
+                "model": model,
                 "charter_version": charter.number,
                 **({"config": config} if config is not None else {}),
                 **(arguments or {}),
-            },
+            }
+        else:
+            parameters = {"charter_version": charter.number}
+        code_sha = _code_for(
+            kind=kind,
+            template=template,
+            archive=archive,
+            repository_url=repository_url,
+            repository_ref=repository_ref,
+            code_digest=code_digest,
+        )
+        experiment = _experiment_for(actor=actor, project=project, name=experiment_name)
+        job = Job.objects.create(
+            project=project,
+            created_by=actor,
+            rerun_of=rerun_of,
+            name=name,
+            kind=kind,
+            template=template if is_template else "",
+            code_digest=code_sha,
+            repository_url=repository_url,
+            repository_ref=repository_ref,
+            repository_commit=repository_commit if code_sha else "",
+            command=command,
+            requirements=wanted,
+            parameters=parameters,
             snapshot=split.parent,
             split=split,
             size=size,
             wall_clock_max_seconds=seconds,
             provider=settings.CLOUD_PROVIDER,
         )
+        tags = {
+            JOB_TAG: str(job.pk),
+            SPLIT_TAG: str(split.pk),
+            "stagegate.snapshot": str(split.parent_id),
+        }
+        if code_sha:
+            tags["stagegate.code_digest"] = code_sha
+        if repository_url:
+            tags["stagegate.repository"] = repository_url
         run = run_create(
             actor=actor,
             experiment=experiment,
             run_name=f"{name} #{job.pk}",
-            tags={
-                JOB_TAG: str(job.pk),
-                SPLIT_TAG: str(split.pk),
-                "stagegate.snapshot": str(split.parent_id),
-                "stagegate.code_digest": job.code_digest,
-            },
+            tags=tags,
         )
         run_log_inputs(
             actor=actor,
@@ -364,7 +519,15 @@ def job_create(
             obj=job,
             payload={
                 "name": name,
-                "template": template,
+                "kind": kind,
+                **({"template": template, "model": model} if is_template else {}),
+                **(
+                    {"repository_url": repository_url, "repository_ref": repository_ref}
+                    if repository_url
+                    else {}
+                ),
+                "command": command,
+                "requirements": wanted,
                 "code_digest": job.code_digest,
                 "split": split.pk,
                 "size": size.name,
@@ -388,6 +551,38 @@ def job_create(
                 payload={"exceeded": decision.exceeded},
             )
     return job
+
+
+def job_code_fetched(*, job_id: int, digest: str, commit: str) -> bool:
+    """The worker fetched the job's repository: its code is ``digest`` now
+    (the commit ``commit``), for this run and every re-run."""
+    from experiments.models import RunTag
+
+    with transaction.atomic():
+        job = _locked(job_id)
+        if job.code_digest:
+            return False
+        job.code_digest = digest
+        job.repository_commit = commit[:40]
+        job.save(update_fields=["code_digest", "repository_commit"])
+        if job.run_id is not None:
+            for key, value in (("stagegate.code_digest", digest), ("stagegate.commit", commit)):
+                RunTag.objects.update_or_create(
+                    run_id=job.run_id, key=key, defaults={"value": value}
+                )
+        audit_record(
+            action="job.code_fetched",
+            actor=None,
+            project=job.project,
+            obj=job,
+            payload={
+                "repository_url": job.repository_url,
+                "repository_ref": job.repository_ref,
+                "commit": commit,
+                "code_digest": digest,
+            },
+        )
+    return True
 
 
 def _ask_admin(*, actor: User, job: Job, decision: QuotaDecision) -> ApprovalRequest:
@@ -446,19 +641,28 @@ def job_cancel(*, actor: User, job: Job) -> Job:
 
 
 def job_rerun(
-    *, actor: User, job: Job, size: ComputeSize | None = None, family: str | None = None
+    *,
+    actor: User,
+    job: Job,
+    size: ComputeSize | None = None,
+    family: str | None = None,
+    model: str | None = None,
+    command: str | None = None,
 ) -> Job:
-    """A new job with the same code, inputs and limits (or a changed size or
-    model family), logging into a new run of the same experiment."""
+    """A new job with the same code (the same digest: a repository is not
+    fetched again), requirements, inputs and limits, or a changed size, model
+    family, library or command, logging into a new run of the same experiment."""
     if job.split is None:
         raise ValidationError({"split": "The job has no split to run on again."})
+    if job.kind == JobKind.REPOSITORY and not job.code_digest:
+        raise ValidationError({"code": "The job's repository was never fetched: start it anew."})
     experiment_name = job.run.experiment.name if job.run else ""
     return job_create(
         actor=actor,
         project=job.project,
         split=job.split,
         size=size or job.size,
-        template=job.template,
+        template=job.template or "baseline",
         family=family or str(job.parameters.get("family", "gbm")),
         wall_clock_minutes=max(1, job.wall_clock_max_seconds // 60),
         experiment_name=experiment_name,
@@ -467,12 +671,20 @@ def job_rerun(
         config=job.parameters.get("config"),
         arguments={k: str(v) for k, v in job.parameters.items() if k not in _OWN_PARAMETERS}
         or None,
+        kind=job.kind,
+        command=command or job.command,
+        repository_url=job.repository_url,
+        repository_ref=job.repository_ref,
+        requirements=list(job.requirements),
+        model=model or str(job.parameters.get("model", "sklearn")),
+        code_digest="" if job.kind == JobKind.TEMPLATE else job.code_digest,
+        repository_commit=job.repository_commit,
     )
 
 
 # The parameters job_create records itself; any other is one of its ``arguments``.
 _OWN_PARAMETERS = frozenset(
-    {"task", "target", "metric", "family", "charter_version", "config", "rerun_of"}
+    {"task", "target", "metric", "family", "model", "charter_version", "config", "rerun_of"}
 )
 
 

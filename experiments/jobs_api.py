@@ -46,7 +46,11 @@ class JobOutput(serializers.ModelSerializer):
             "kind",
             "template",
             "code_digest",
+            "repository_url",
+            "repository_ref",
+            "repository_commit",
             "command",
+            "requirements",
             "parameters",
             "split",
             "snapshot",
@@ -70,10 +74,34 @@ class JobOutput(serializers.ModelSerializer):
 
 
 class JobCreateInput(serializers.Serializer):
+    kind = serializers.ChoiceField(
+        choices=jobs.KINDS,
+        default="template",
+        help_text="template: a built-in template; repository: `repository_url` at "
+        "`repository_ref`; archive: the zip or tar.gz sent as `archive` (multipart).",
+    )
     template = serializers.ChoiceField(choices=sorted(jobs.TEMPLATES), default="baseline")
     split = serializers.IntegerField(min_value=1)
     size = serializers.CharField(max_length=64)
     family = serializers.ChoiceField(choices=jobs.FAMILIES, default="gbm")
+    model = serializers.ChoiceField(
+        choices=jobs.MODELS, default="sklearn", help_text="The template's library."
+    )
+    repository_url = serializers.CharField(max_length=500, allow_blank=True, default="")
+    repository_ref = serializers.CharField(max_length=255, allow_blank=True, default="main")
+    archive = serializers.FileField(required=False, allow_empty_file=False)
+    command = serializers.CharField(
+        max_length=jobs.COMMAND_MAX,
+        allow_blank=True,
+        default="",
+        help_text="What runs the code, in its folder (repository and archive jobs).",
+    )
+    requirements = serializers.ListField(
+        child=serializers.CharField(max_length=200),
+        max_length=200,
+        default=list,
+        help_text="Packages on top of the base environment, e.g. `lightgbm==4.7.0`.",
+    )
     wall_clock_minutes = serializers.IntegerField(min_value=1, max_value=7 * 24 * 60, default=60)
     experiment_name = serializers.CharField(max_length=250, allow_blank=True, default="")
     name = serializers.CharField(max_length=100, allow_blank=True, default="")
@@ -82,6 +110,8 @@ class JobCreateInput(serializers.Serializer):
 class JobRerunInput(serializers.Serializer):
     size = serializers.CharField(max_length=64, required=False)
     family = serializers.ChoiceField(choices=jobs.FAMILIES, required=False)
+    model = serializers.ChoiceField(choices=jobs.MODELS, required=False)
+    command = serializers.CharField(max_length=jobs.COMMAND_MAX, required=False)
 
 
 class JobLogsOutput(serializers.Serializer):
@@ -123,7 +153,8 @@ class JobListApi(APIView):
         request=JobCreateInput,
         responses={201: JobOutput, 409: GateRefusalOutput},
         description=(
-            "Start a training job from a built-in template on a ready split of the project. "
+            "Start a training job on a ready split of the project: a built-in template, "
+            "a git repository (fetched by the worker) or an uploaded archive (multipart). "
             "Within quota it is queued; beyond it it waits for a platform admin's approval. "
             "A project whose charter is not signed off is answered 409 with `charter_url`."
         ),

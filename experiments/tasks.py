@@ -76,10 +76,29 @@ def split_inputs(job: Job) -> dict[str, str]:
     return inputs
 
 
+def code_dir(job: Job) -> str:
+    """The folder with the job's code on this machine: the template's, or its
+    stored code unpacked; a repository is fetched first (once: the digest is
+    kept on the job, so a redelivered task or a re-run uses the same code)."""
+    from experiments import job_code, jobs
+    from experiments.job_models import JobKind
+
+    if job.kind == JobKind.TEMPLATE:
+        return str(jobs.TEMPLATES_DIR)
+    try:
+        if not job.code_digest:
+            stored = job_code.repository_fetch(job.repository_url, job.repository_ref)
+            jobs.job_code_fetched(job_id=job.pk, digest=stored.digest, commit=stored.commit)
+            job.refresh_from_db(fields=["code_digest", "repository_commit"])
+        return str(job_code.code_folder(job.code_digest))
+    except job_code.CodeRefused as exc:
+        raise ProviderError(f"The job's code could not be fetched: {exc}") from exc
+
+
 def _submit(provider: Provider, job: Job) -> JobStatus:
-    from experiments.jobs import TEMPLATES_DIR
     from projects.tokens import project_token_issue
 
+    code = code_dir(job)
     provider.cluster_create(ClusterSpec(name=job.provider_name, size=_size(job), max_nodes=1))
     now = timezone.now()
     token = project_token_issue(
@@ -97,7 +116,8 @@ def _submit(provider: Provider, job: Job) -> JobStatus:
         name=job.provider_name,
         command=job.command,
         compute=job.provider_name,
-        code_dir=str(TEMPLATES_DIR),
+        code_dir=code,
+        requirements=tuple(job.requirements),
         environment=environment,
         inputs=split_inputs(job),
         tracking_url=f"{settings.PORTAL_BASE_URL.rstrip('/')}/mlflow/{job.project.slug}",

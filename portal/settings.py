@@ -519,6 +519,27 @@ WORKSPACES_POLL_SECONDS = env.float("WORKSPACES_POLL_SECONDS", default=3.0)
 WORKSPACES_MAX_POLLS = env.int("WORKSPACES_MAX_POLLS", default=400)
 WORKSPACES_MAX_ERRORS = env.int("WORKSPACES_MAX_ERRORS", default=6)
 WORKSPACES_RETRY_BASE_SECONDS = env.float("WORKSPACES_RETRY_BASE_SECONDS", default=5.0)
+# --- Training jobs (experiments/jobs.py) ---
+# Seconds between two looks at a running job (its state, log and metrics),
+# by the worker and by the job's page.
+JOBS_POLL_SECONDS = env.float("JOBS_POLL_SECONDS", default=1.0)
+# A job's code (an uploaded archive, a repository): at most this many files
+# and bytes unpacked, and an upload of at most this many bytes.
+JOBS_CODE_MAX_FILES = env.int("JOBS_CODE_MAX_FILES", default=2000)
+JOBS_CODE_MAX_BYTES = env.int("JOBS_CODE_MAX_BYTES", default=50 * 1024**2)
+JOBS_CODE_MAX_UPLOAD_BYTES = env.int("JOBS_CODE_MAX_UPLOAD_BYTES", default=20 * 1024**2)
+# Folders whose git repositories jobs may use by path or file:// URL
+# (comma-separated); none by default: only https repositories, through the
+# data sources' egress guard.
+JOBS_GIT_LOCAL_ROOTS = env.list("JOBS_GIT_LOCAL_ROOTS", default=[])
+# A job's requirements: at most this many lines; the local provider builds
+# one virtualenv per set (under the var dir), with pip given these extra
+# arguments (e.g. "--index-url=https://mirror/simple" or
+# "--no-index --find-links=/srv/wheels"), for at most this many seconds.
+JOBS_MAX_REQUIREMENTS = env.int("JOBS_MAX_REQUIREMENTS", default=50)
+LOCAL_ENVS_ROOT = Path(env.str("LOCAL_ENVS_ROOT", default=str(VAR_DIR / "envs")))
+LOCAL_ENVS_PIP_ARGS = env.str("LOCAL_ENVS_PIP_ARGS", default="")
+LOCAL_ENVS_BUILD_TIMEOUT = env.float("LOCAL_ENVS_BUILD_TIMEOUT", default=200.0)
 CELERY_BEAT_SCHEDULE = {
     **globals().get("CELERY_BEAT_SCHEDULE", {}),
     "workspaces-idle-shutdown": {

@@ -2,11 +2,12 @@
 
 Runs as a job's command inside the job's sandbox, with the job's Python:
 
-    python baseline.py --task classification --target churned --metric roc_auc
+    python baseline.py --task classification --target churned --metric roc_auc [--model lightgbm]
 
 Reads the split's train and test parts (Parquet) from the paths in
 ``SG_INPUT_TRAIN`` and ``SG_INPUT_TEST``, trains a scikit-learn pipeline
-(numbers scaled, categories one-hot encoded), and computes the charter's
+(numbers scaled, categories one-hot encoded) ending in a scikit-learn
+estimator or, with ``--model lightgbm``, LightGBM's, and computes the charter's
 metric on the test part. The result is written to ``$SG_OUTPUT_DIR/metrics.json``
 and, when ``MLFLOW_TRACKING_URI`` is set, logged into the run ``MLFLOW_RUN_ID``
 with the model (its signature and an input example).
@@ -60,6 +61,16 @@ HYPERPARAMETERS: dict[str, dict[str, str]] = {
 STEP_ROUNDS = 10
 
 
+def _lightgbm(task: str) -> Any:
+    import lightgbm
+
+    # As many threads as the job's CPUs (its affinity), not the machine's.
+    threads = len(os.sched_getaffinity(0))
+    if task == "classification":
+        return lightgbm.LGBMClassifier(random_state=0, n_jobs=threads, verbose=-1)
+    return lightgbm.LGBMRegressor(random_state=0, n_jobs=threads, verbose=-1)
+
+
 def score(metric: str, model: Pipeline, x: pd.DataFrame, y: pd.Series) -> float:
     """The charter's metric of ``model`` on ``x``, ``y``."""
     predicted = model.predict(x)
@@ -89,7 +100,13 @@ def score(metric: str, model: Pipeline, x: pd.DataFrame, y: pd.Series) -> float:
     raise SystemExit(f"The baseline cannot compute the metric {metric!r}.")
 
 
-def build(task: str, family: str, x: pd.DataFrame, hyper: dict[str, Any] | None = None) -> Pipeline:
+def build(
+    task: str,
+    family: str,
+    x: pd.DataFrame,
+    hyper: dict[str, Any] | None = None,
+    library: str = "sklearn",
+) -> Pipeline:
     numeric = [c for c in x.columns if pd.api.types.is_numeric_dtype(x[c])]
     other = [c for c in x.columns if c not in numeric]
     prepare = ColumnTransformer(
@@ -105,6 +122,10 @@ def build(task: str, family: str, x: pd.DataFrame, hyper: dict[str, Any] | None 
             ),
         ]
     )
+    if library == "lightgbm":
+        if hyper:
+            raise SystemExit("Sweeps tune the scikit-learn models; use --model sklearn.")
+        return Pipeline([("prepare", prepare), ("model", _lightgbm(task))])
     model = MODELS[(task, family)]()
     hyper = dict(hyper or {})
     if family == "linear":
@@ -137,11 +158,12 @@ def fit_in_steps(
     metric: str,
     progress: Path | None,
 ) -> list[tuple[int, float]]:
-    """Train ``model``; gradient boosting in steps of ``STEP_ROUNDS`` rounds
-    (warm start), scoring the test part after each. Returns (step, value)s,
-    each appended to ``progress`` as it comes."""
+    """Train ``model``; scikit-learn's gradient boosting in steps of
+    ``STEP_ROUNDS`` rounds (warm start), scoring the test part after each.
+    Returns (step, value)s, each appended to ``progress`` as it comes."""
     estimator = model.named_steps["model"]
-    if family != "gbm":
+    stepwise = family == "gbm" and "max_iter" in estimator.get_params()
+    if not stepwise:
         model.fit(*train)
         rounds = [1]
     else:
@@ -150,7 +172,7 @@ def fit_in_steps(
         estimator.set_params(warm_start=True)
     history = []
     for step, n in enumerate(rounds, start=1):
-        if family == "gbm":
+        if stepwise:
             estimator.set_params(max_iter=n)
             model.fit(*train)
         value = score(metric, model, *test)
@@ -205,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", required=True)
     parser.add_argument("--metric", required=True)
     parser.add_argument("--family", choices=["linear", "gbm"], default="gbm")
+    parser.add_argument("--model", choices=["sklearn", "lightgbm"], default="sklearn")
     parser.add_argument("--params", default="{}", help="hyperparameters, a JSON object")
     parser.add_argument("--progress", type=Path, help="append the metric per step here")
     parser.add_argument("--no-model", action="store_true", help="log no model")
@@ -218,7 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     x_test, y_test = test.drop(columns=[args.target]), test[args.target]
     print(f"train: {len(train)} rows, test: {len(test)} rows, {x_train.shape[1]} features")
 
-    model = build(args.task, args.family, x_train, hyper)
+    if args.model == "lightgbm" and args.family != "gbm":
+        raise SystemExit("LightGBM is gradient boosting: use --family gbm.")
+    model = build(args.task, args.family, x_train, hyper, args.model)
     history = fit_in_steps(
         model, args.family, (x_train, y_train), (x_test, y_test), args.metric, args.progress
     )
@@ -229,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         "task": args.task,
         "target": args.target,
         "family": args.family,
+        "library": args.model,
         "estimator": type(model.named_steps["model"]).__name__,
         **hyper,
     }

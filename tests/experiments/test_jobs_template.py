@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from experiments import jobs
-from experiments.models import LatestMetric, LoggedModel
+from experiments.models import LatestMetric, LoggedModel, Param
 from experiments.tasks import split_inputs
 from projects.tokens import project_token_issue
 from tests.experiments import jobs_data
@@ -22,11 +22,24 @@ from tests.experiments import jobs_data
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.mark.parametrize(
+    ("library", "estimator"),
+    [("sklearn", "HistGradientBoostingClassifier"), ("lightgbm", "LGBMClassifier")],
+)
 def test_the_baseline_logs_the_charters_metric_and_a_loadable_model_into_the_jobs_run(
-    live_server: Any, project: Any, alice: Any, bob: Any, tmp_path: Any
+    live_server: Any,
+    project: Any,
+    alice: Any,
+    bob: Any,
+    tmp_path: Any,
+    library: str,
+    estimator: str,
 ) -> None:
     split = jobs_data.ready_split(project=project, actor=alice)
-    job = jobs.job_create(actor=bob, project=project, split=split, size=jobs_data.size())
+    job = jobs.job_create(
+        actor=bob, project=project, split=split, size=jobs_data.size(), model=library
+    )
+    assert ("--model=lightgbm" in job.command) == (library == "lightgbm")
     assert job.run is not None
     inputs = split_inputs(job)
     uri = f"{live_server.url}/mlflow/{project.slug}"
@@ -56,6 +69,8 @@ def test_the_baseline_logs_the_charters_metric_and_a_loadable_model_into_the_job
     assert 0.7 < metric.value <= 1.0
     model = LoggedModel.objects.get(source_run=job.run)
     assert model.name == "model"
+    params = dict(Param.objects.filter(run=job.run).values_list("key", "value"))
+    assert params["estimator"] == estimator and params["library"] == library
 
     import mlflow
 
@@ -68,5 +83,6 @@ def test_the_baseline_logs_the_charters_metric_and_a_loadable_model_into_the_job
         assert [c.name for c in signature.inputs.inputs] == ["tenure", "charges", "plan"]
         test = pd.read_parquet(inputs["test"]).drop(columns=["churned"])
         assert set(loaded.predict(test.head(10))) <= {"yes", "no"}
+        assert loaded.metadata.saved_input_example_info is not None  # the input example
     finally:
         del os.environ["MLFLOW_TRACKING_TOKEN"]

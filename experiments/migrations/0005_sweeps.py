@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("experiments", "0003_metric_minmax_index"),
+        ("experiments", "0004_job_code_sources"),
         ("projects", "0002_project_token"),
     ]
 
