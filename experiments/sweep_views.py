@@ -40,7 +40,33 @@ EXAMPLE_SPACE = {
 }
 
 
-class SweepForm(JobForm):
+class _SearchForm(JobForm):
+    """A job form for a sweep or an AutoML run: the built-in model and the
+    split, without the fields of a job that runs the user's own code."""
+
+    CODE_FIELDS = (
+        "kind",
+        "model",
+        "repository_url",
+        "repository_ref",
+        "archive",
+        "command",
+        "requirements",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for field in self.CODE_FIELDS:
+            del self.fields[field]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        for field in self.CODE_FIELDS:
+            data.pop(field, None)
+        return data
+
+
+class SweepForm(_SearchForm):
     space = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 8, "cols": 70, "spellcheck": "false"}),
         initial=json.dumps(EXAMPLE_SPACE, indent=2),
@@ -83,7 +109,7 @@ class SweepForm(JobForm):
             raise forms.ValidationError(f"The search space is not JSON: {exc}.") from exc
 
 
-class AutoMLForm(JobForm):
+class AutoMLForm(_SearchForm):
     families = forms.MultipleChoiceField(
         choices=[(k, label) for k, (label, _) in sweeps.AUTOML_FAMILIES.items()],
         required=False,
