@@ -136,7 +136,8 @@ def run_json(run: Run) -> dict[str, Any]:
 # The ``run_json`` of many runs, built by PostgreSQL in one query: the page's
 # ids in order, each run's latest metrics, params, tags and inputs in a
 # correlated subquery on their (run, ...) index. Floats come out as float8's
-# shortest exact text and NaN / ±Infinity as the strings protobuf's JSON uses.
+# shortest exact text (-0 as -0.0, keeping its sign through a JSON parser) and
+# NaN / ±Infinity as the strings protobuf's JSON uses.
 _RUNS_JSON_SQL = """
 SELECT coalesce(json_agg(j ORDER BY ord), '[]')::text FROM (
 SELECT u.ord, json_build_object(
@@ -148,7 +149,9 @@ SELECT u.ord, json_build_object(
   'data', json_build_object(
     'metrics', coalesce((
       SELECT json_agg(json_build_object(
-        'key', k.name, 'value', m.value, 'timestamp', m.timestamp, 'step', m.step) ORDER BY m.id)
+        'key', k.name,
+        'value', CASE WHEN m.value = 0 AND m.value::text = '-0' THEN '-0.0'::json ELSE to_json(m.value) END,
+        'timestamp', m.timestamp, 'step', m.step) ORDER BY m.id)
       FROM experiments_latestmetric m JOIN experiments_metrickey k ON k.id = m.key_id
       WHERE m.run_id = r.id), '[]'),
     'params', coalesce((
