@@ -67,7 +67,7 @@ def test_search_json_from_postgresql_is_run_json(project: Any, bob: Any) -> None
     made = []
     for i, value in enumerate(FLOATS):
         run = services.run_create(
-            actor=bob, experiment=experiment, run_name=f"r{i} «ü» \"q\" \\", start_time=1000 + i
+            actor=bob, experiment=experiment, run_name=f'r{i} «ü» "q" \\', start_time=1000 + i
         )
         services.run_log_batch(
             actor=bob,
