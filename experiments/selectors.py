@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
+from django.db import connection
 from django.db.models import Prefetch, QuerySet
 
 from experiments.errors import not_found
@@ -129,6 +131,62 @@ def run_json(run: Run) -> dict[str, Any]:
             ]
         },
     }
+
+
+# The ``run_json`` of many runs, built by PostgreSQL in one query: the page's
+# ids in order, each run's latest metrics, params, tags and inputs in a
+# correlated subquery on their (run, ...) index. Floats come out as float8's
+# shortest exact text (-0 as -0.0, keeping its sign through a JSON parser) and
+# NaN / ±Infinity as the strings protobuf's JSON uses.
+_RUNS_JSON_SQL = """
+SELECT coalesce(json_agg(j ORDER BY ord), '[]')::text FROM (
+SELECT u.ord, json_build_object(
+  'info', json_strip_nulls(json_build_object(
+    'run_id', r.uuid, 'run_uuid', r.uuid, 'run_name', r.name,
+    'experiment_id', r.experiment_id::text, 'user_id', r.user_id_text, 'status', r.status,
+    'artifact_uri', r.artifact_uri, 'lifecycle_stage', r.lifecycle_stage,
+    'start_time', r.start_time, 'end_time', r.end_time)),
+  'data', json_build_object(
+    'metrics', coalesce((
+      SELECT json_agg(json_build_object(
+        'key', k.name,
+        'value', CASE WHEN m.value = 0 AND m.value::text = '-0' THEN '-0.0'::json ELSE to_json(m.value) END,
+        'timestamp', m.timestamp, 'step', m.step) ORDER BY m.id)
+      FROM experiments_latestmetric m JOIN experiments_metrickey k ON k.id = m.key_id
+      WHERE m.run_id = r.id), '[]'),
+    'params', coalesce((
+      SELECT json_agg(json_build_object('key', p.key, 'value', p.value) ORDER BY p.id)
+      FROM experiments_param p WHERE p.run_id = r.id), '[]'),
+    'tags', coalesce((
+      SELECT json_agg(json_build_object('key', t.key, 'value', t.value) ORDER BY t.id)
+      FROM experiments_runtag t WHERE t.run_id = r.id), '[]')),
+  'inputs', json_build_object('dataset_inputs', coalesce((
+    SELECT json_agg(json_build_object(
+      'tags', CASE WHEN i.context <> ''
+        THEN json_build_array(json_build_object('key', 'mlflow.data.context', 'value', i.context))
+        ELSE '[]' END,
+      'dataset', json_build_object(
+        'name', i.name, 'digest', i.digest, 'source_type', i.source_type, 'source', i.source,
+        'schema', i.schema, 'profile', i.profile)) ORDER BY i.id)
+    FROM experiments_runinput i WHERE i.run_id = r.id), '[]'))
+) AS j
+FROM unnest(%s::bigint[]) WITH ORDINALITY AS u(id, ord) JOIN experiments_run r ON r.id = u.id
+) page
+"""
+
+
+def runs_json_text(run_ids: list[int]) -> str:
+    """The JSON array of ``run_json`` of the runs, in the order of ``run_ids``:
+    on PostgreSQL one query, and no model instance built."""
+    if not run_ids:
+        return "[]"
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_RUNS_JSON_SQL, [run_ids])
+            row = cursor.fetchone()
+        return str(row[0])
+    by_id = {r.pk: r for r in runs_with_data(Run.objects.filter(pk__in=run_ids))}
+    return json.dumps([run_json(by_id[pk]) for pk in run_ids if pk in by_id])
 
 
 def run_view_filter(runs: QuerySet[Run], view_type: str) -> QuerySet[Run]:
