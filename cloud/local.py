@@ -65,6 +65,7 @@ from cloud.base import (
     TransientProviderError,
     WorkspaceSpec,
 )
+from cloud.local_serving import LocalServingMixin
 
 logger = logging.getLogger(__name__)
 
@@ -152,8 +153,9 @@ class _PortTaken(Exception):
     pass
 
 
-class LocalProvider:
-    """Workspaces, clusters and jobs as real processes on this machine."""
+class LocalProvider(LocalServingMixin):
+    """Workspaces, clusters and jobs as real processes on this machine (and
+    serving endpoints: ``cloud/local_serving.py``)."""
 
     name = "local"
 
