@@ -104,6 +104,15 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _write_atomically(path: Path, text: str, mode: int) -> None:
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text())
@@ -213,6 +222,11 @@ class LocalServingMixin(_Base):
             }
             record.update(key_sha256=spec.key_sha256, deleted=False)
             _write_json(directory / "endpoint.json", record)
+            # A folder of its own, bound read-only into each scoring process:
+            # a new key (a replaced file) reaches the running processes.
+            auth = directory / "auth"
+            auth.mkdir(mode=0o755, exist_ok=True)
+            _write_atomically(auth / "key.sha256", spec.key_sha256, 0o644)
             if self._router_proc(directory, record) is None:
                 self._router_start(directory, record)
             return self._endpoint_status(spec.name, record)
@@ -294,7 +308,7 @@ class LocalServingMixin(_Base):
         if not 0.0 <= spec.sample_rate <= 1.0:
             raise ProviderError("The sample rate is between 0 and 1")
         sandboxed = self._use_sandbox(spec.allow_unsandboxed)
-        endpoint = self._endpoint(spec.endpoint)
+        self._endpoint(spec.endpoint)
         directory = self._dep_dir(spec.endpoint, spec.name)
         with self._locked("dep", f"{spec.endpoint}-{spec.name}"):
             state = _read_json(directory / "state.json") or {}
@@ -322,7 +336,7 @@ class LocalServingMixin(_Base):
             config = {
                 "model_dir": str(model),
                 "socket": f"{run_inside}/score.sock",
-                "key_sha256": endpoint.get("key_sha256", ""),
+                "key_file": str(self._ep_dir(spec.endpoint) / "auth" / "key.sha256"),
                 "sample_rate": spec.sample_rate,
                 "sensitive_columns": list(spec.sensitive_columns),
                 "sample_log": str(logs / "samples.jsonl"),
@@ -350,6 +364,7 @@ class LocalServingMixin(_Base):
                     etc_dir=str(directory / "etc"),
                     writable=(str(logs), str(home), (str(run), SCORING_RUN_DIR)),
                     readonly=(
+                        str(self._ep_dir(spec.endpoint) / "auth"),
                         str(model),
                         str(config_path),
                         str(directory / SCORING_SERVER.name),

@@ -7,15 +7,16 @@ listens on a unix socket in its run folder; the endpoint's router
 
 ``python scoring_server.py CONFIG`` where CONFIG is a JSON file::
 
-    {"model_dir": ..., "socket": ..., "key_sha256": ..., "sample_rate": 0.1,
+    {"model_dir": ..., "socket": ..., "key_file": ..., "sample_rate": 0.1,
      "sensitive_columns": [...], "sample_log": ..., "deployment": "blue"}
 
 - ``POST /score``: a pandas DataFrame as MLflow's ``/invocations`` takes it
   (``{"dataframe_split": {"columns": [...], "data": [[...]]}}`` or
   ``{"dataframe_records": [{...}]}``), answered ``{"predictions": [...]}``.
   The caller's key comes as ``Authorization: Bearer KEY`` (or ``api-key:
-  KEY``); its sha256 is compared with the endpoint's in constant time. The
-  process never holds the key itself.
+  KEY``); its sha256 is compared in constant time with the endpoint's, read
+  from ``key_file`` (again whenever the file is replaced: a new key applies at
+  once). The process never holds the key itself.
 - ``GET /health``: 200 once the model is loaded (no key: it says nothing).
 - Sampled requests (``sample_rate``) are appended to ``sample_log`` as JSON
   lines, one per input row with its prediction, without the sensitive columns.
@@ -96,7 +97,9 @@ def to_jsonable(predictions: Any) -> Any:
 class Scorer:
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
-        self.key_sha256 = str(config.get("key_sha256", ""))
+        self.key_file = str(config.get("key_file", ""))
+        self.key_version: tuple[int, int] = (-1, -1)
+        self.key_sha256 = ""
         self.sample_rate = float(config.get("sample_rate", 0.0))
         self.sensitive = set(config.get("sensitive_columns", []))
         self.sample_log = str(config.get("sample_log", ""))
@@ -108,6 +111,18 @@ class Scorer:
         import mlflow.pyfunc
 
         self.model = mlflow.pyfunc.load_model(self.config["model_dir"])
+
+    def current_key(self) -> str:
+        try:
+            st = os.stat(self.key_file)
+        except OSError:
+            return ""
+        version = (st.st_mtime_ns, st.st_ino)
+        if version != self.key_version:
+            with open(self.key_file) as f:
+                self.key_sha256 = f.read().strip()
+            self.key_version = version
+        return self.key_sha256
 
     def predict(self, frame: Any) -> Any:
         return to_jsonable(self.model.predict(frame))
@@ -159,7 +174,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.path != "/score":
             self.answer(404, {"error": "Not found"})
             return
-        if not key_matches(caller_key(self.headers), scorer.key_sha256):
+        if not key_matches(caller_key(self.headers), scorer.current_key()):
             self.answer(401, {"error": "A valid endpoint key is needed (Authorization: Bearer)"})
             return
         try:

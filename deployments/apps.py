@@ -6,3 +6,11 @@ from django.apps import AppConfig
 class DeploymentsConfig(AppConfig):
     name = "deployments"
     verbose_name = "Deployments"
+
+    def ready(self) -> None:
+        from background import leases
+        from compute import consumers
+        from deployments import serving, serving_tasks  # noqa: F401  (the tasks register)
+
+        consumers.register("deployments.deployment", serving.deployment_holdings)
+        leases.register(serving.START_WORK)

@@ -109,6 +109,11 @@ def test_scores_a_real_model_with_its_key_only(provider: LocalProvider, tmp_path
     code, answer, _ = provider.score("sg-ep-1", KEY, b"not json")
     assert code == 400 and b"not JSON" in answer
 
+    # A new key applies at once; the old one no longer works.
+    provider.endpoint_create(EndpointSpec("sg-ep-1", key_sha256=key_hash("new-key")))
+    assert provider.score("sg-ep-1", KEY, body)[0] == 401
+    assert provider.score("sg-ep-1", "new-key", body)[0] == 200
+
     samples = provider.deployment_samples("sg-ep-1", "blue")
     assert samples and all("x2" not in s["input"] and "x1" in s["input"] for s in samples)
     assert samples[0]["deployment"] == "blue"
@@ -172,8 +177,10 @@ def test_the_scoring_process_cannot_read_the_portals_secrets(
     assert found[1] == "env=absent"
     assert "DJANGO" not in found[2] and DECOY not in answer.decode()
     # Nor does the key reach it: only its hash.
-    config = (tmp_path / "res/_endpoints/sg-ep-1/deployments/blue/config.json").read_text()
-    assert KEY not in config and key_hash() in config
+    folder = tmp_path / "res/_endpoints/sg-ep-1"
+    config = (folder / "deployments/blue/config.json").read_text()
+    assert KEY not in config
+    assert (folder / "auth/key.sha256").read_text() == key_hash()
 
 
 def test_processes_are_rediscovered_and_a_dead_router_comes_back(
