@@ -46,6 +46,37 @@ ROWS = b"customer_id,age,plan,churned\n" + b"".join(
 )
 
 
+def serving_world(project: Any, size: Any) -> Any:
+    """An endpoint with a running deployment (rows only: no process behind it)."""
+    from deployments.serving_models import Deployment, Endpoint
+    from experiments.models import ModelVersion, RegisteredModel
+
+    model = RegisteredModel.objects.create(
+        project=project, name="Churn model", creation_time=0, last_update_time=0
+    )
+    version = ModelVersion.objects.create(
+        registered_model=model,
+        version=1,
+        source="",
+        storage_location="",
+        creation_time=0,
+        last_update_time=0,
+    )
+    endpoint = Endpoint.objects.create(
+        project=project,
+        registered_model=model,
+        name="churn-model",
+        provider="local",
+        provider_name="sg-ep-fuzz",
+        key_sha256="0" * 64,
+        traffic={"blue": 100},
+    )
+    Deployment.objects.create(
+        endpoint=endpoint, name="blue", model_version=version, size=size, state="running"
+    )
+    return endpoint
+
+
 @pytest.fixture
 def world(
     project: Any, alice: Any, bob: Any, charlie: Any, admin_user: Any, settings: Any, tmp_path: Path
@@ -89,6 +120,7 @@ def world(
     )
     rule = data_services.rule_create(actor=alice, source=upload, kind="not_null", column="age")
     job = experiment_jobs.job_create(actor=bob, project=project, split=split, size=size)
+    endpoint = serving_world(project, size)
     return {
         "slug": project.slug,
         "source_id": upload.pk,
@@ -102,6 +134,7 @@ def world(
         "approval_id": approval.pk,
         "size_id": size.pk,
         "job_id": job.pk,
+        "name": endpoint.name,
     }
 
 
