@@ -114,14 +114,18 @@ def drive(url: str, headers: dict[str, str], requests: int, concurrency: int) ->
 
 
 def wait_ready(url: str, headers: dict[str, str], timeout: float = 120.0) -> None:
+    parts = urllib.parse.urlsplit(url)
     deadline = time.monotonic() + timeout
     while True:
+        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
         try:
-            result = drive(url, headers, 1, 1)
-            if not result["errors"]:
+            conn.request("POST", parts.path, body=body(), headers=headers)
+            if conn.getresponse().status == 200:
                 return
-        except OSError:
+        except (OSError, http.client.HTTPException):
             pass
+        finally:
+            conn.close()
         if time.monotonic() > deadline:
             raise SystemExit(f"{url} did not answer in {timeout} s")
         time.sleep(0.5)
