@@ -40,6 +40,7 @@ from cloud.base import (
 )
 from compute.consumers import Holding
 from compute.models import ComputeSize
+from compute.selectors import sizes_offered
 from compute.services import usage_close, usage_open
 from deployments.serving_models import (
     HOLDING_STATES,
@@ -104,11 +105,7 @@ def _push_traffic(endpoint: Endpoint) -> None:
 
 
 def _default_size() -> ComputeSize:
-    size = (
-        ComputeSize.objects.filter(enabled=True, provider=settings.CLOUD_PROVIDER)
-        .order_by("vcpus", "memory_gb", "pk")
-        .first()
-    )
+    size = sizes_offered().order_by("vcpus", "memory_gb", "pk").first()
     if size is None:
         raise ServingRefused("The compute catalog offers no size to serve on.")
     return size

@@ -37,7 +37,7 @@ class EndpointState(models.TextChoices):
 class RolloutState(models.TextChoices):
     NONE = "none", "No rollout"
     STARTING = "starting", "Starting the new deployment"
-    BAKING = "baking", "Canary: baking"
+    BAKING = "baking", "Canary baking"
     PROMOTED = "promoted", "Promoted"
     ROLLED_BACK = "rolled_back", "Rolled back"
     FAILED = "failed", "Failed to start"

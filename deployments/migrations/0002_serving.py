@@ -54,7 +54,7 @@ class Migration(migrations.Migration):
                         choices=[
                             ("none", "No rollout"),
                             ("starting", "Starting the new deployment"),
-                            ("baking", "Canary: baking"),
+                            ("baking", "Canary baking"),
                             ("promoted", "Promoted"),
                             ("rolled_back", "Rolled back"),
                             ("failed", "Failed to start"),
