@@ -85,6 +85,7 @@ if TYPE_CHECKING:
         def _terminate(self, proc: psutil.Process) -> None: ...
         @staticmethod
         def _hand_over(uid: int, *folders: Path, keep_root: Path | None = None) -> None: ...
+        def _kill_strays(self, *markers: str) -> None: ...
 
 else:
     _Base = object
@@ -172,6 +173,8 @@ class LocalServingMixin(_Base):
 
     def _router_start(self, directory: Path, record: dict[str, Any]) -> None:
         """Start the router, on its old port if free, else on another."""
+        # A router whose supervisor died (it stops itself within a second).
+        self._kill_strays(f"--endpoint-dir={directory}")
         for attempt in range(PORT_ATTEMPTS):
             port = int(record.get("port") or 0) if attempt == 0 else 0
             port = port or _free_port()
@@ -290,6 +293,7 @@ class LocalServingMixin(_Base):
             proc = self._router_proc(directory, record)
             if proc is not None:
                 self._terminate(proc)
+            self._kill_strays(f"--endpoint-dir={directory}")
             record.update(deleted=True, traffic={}, mirror={}, router_pid=None)
             _write_json(directory / "endpoint.json", record)
         return ResourceStatus(name, ResourceState.DELETED)

@@ -313,7 +313,16 @@ def main(argv: list[str]) -> int:
             with contextlib.suppress(OSError):
                 router.stats.write()
 
+    def orphaned() -> None:
+        # The supervisor (cloud/_launch.py) is the parent: without it nobody
+        # can stop this router, so it stops itself.
+        parent = os.getppid()
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        router.shutdown()
+
     threading.Thread(target=stats_loop, daemon=True).start()
+    threading.Thread(target=orphaned, daemon=True).start()
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=router.shutdown).start())
     print(f"routing on 127.0.0.1:{args.port}", flush=True)
     router.serve_forever()

@@ -197,8 +197,11 @@ def test_processes_are_rediscovered_and_a_dead_router_comes_back(
     record = json.loads((tmp_path / "res/_endpoints/sg-ep-1/endpoint.json").read_text())
     import psutil
 
-    psutil.Process(record["router_pid"]).kill()
-    psutil.Process(record["router_pid"]).wait(5)
+    supervisor = psutil.Process(record["router_pid"])
+    (router,) = supervisor.children()
+    supervisor.kill()
+    supervisor.wait(5)
+    router.wait(5)  # an orphaned router stops itself
     status = again.endpoint_status("sg-ep-1")
     assert status.state == ResourceState.RUNNING and status.url == url
     assert again.score("sg-ep-1", KEY, json.dumps(ROWS).encode())[0] == 200
