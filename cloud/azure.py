@@ -58,6 +58,7 @@ from azure.core.exceptions import (
 )
 from azure.core.rest import HttpRequest
 
+from cloud.azure_serving import AzureServingMixin
 from cloud.base import (
     ClusterSpec,
     JobSpec,
@@ -198,7 +199,7 @@ class AzureConflict(AzureRequestError):
     """409: another operation on the resource is under way."""
 
 
-class AzureProvider:
+class AzureProvider(AzureServingMixin):
     """Workspaces, clusters and jobs in one Azure ML workspace."""
 
     name = "azure"

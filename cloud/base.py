@@ -218,3 +218,79 @@ def endpoint_name(pk: int, salt: str = "") -> str:
     if not salt:
         return f"sg-ep-{pk}"
     return _salted(salt, "ep", pk, 32)
+
+
+# --- real-time serving ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    """A scoring endpoint: one address, a key, and the deployments behind it.
+
+    ``key_sha256`` is the sha256 (hex) of the endpoint's key: the provider
+    compares a caller's key against it and never holds the key itself (the
+    local provider; Azure ML issues its own keys and ignores it).
+    """
+
+    name: str
+    key_sha256: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """One model version behind an endpoint (``blue`` or ``green``).
+
+    ``model_dir``: the MLflow model folder on this machine (local provider),
+    read-only to the scoring process. ``model_id``: the registered model's id
+    where the provider has a registry of its own (Azure ML,
+    ``azureml:<name>:<version>``). Sampled inputs and predictions are logged at
+    ``sample_rate`` (0 to 1) without the ``sensitive_columns``.
+    """
+
+    endpoint: str
+    name: str
+    size: SizeSpec
+    model_dir: str = ""
+    model_id: str = ""
+    instance_count: int = 1
+    sample_rate: float = 0.0
+    sensitive_columns: tuple[str, ...] = ()
+    # Local provider: run even where no sandbox is available (platform admins only).
+    allow_unsandboxed: bool = False
+
+
+@runtime_checkable
+class ServingProvider(Protocol):
+    """Real-time serving: endpoints, their deployments and the traffic split.
+
+    ``endpoint_set_traffic`` takes percentages per deployment name (summing to
+    100, or empty for none) and the share of requests also copied to a shadow
+    deployment (``mirror``: at most one name, whose answers callers never see);
+    it takes effect at once for new requests.
+    """
+
+    def endpoint_create(self, spec: EndpointSpec) -> ResourceStatus: ...
+    def endpoint_delete(self, name: str) -> ResourceStatus: ...
+    def endpoint_status(self, name: str) -> ResourceStatus: ...
+    def endpoint_set_traffic(
+        self, name: str, traffic: dict[str, int], mirror: dict[str, int] | None = None
+    ) -> None: ...
+    def deployment_start(self, spec: DeploymentSpec) -> ResourceStatus: ...
+    def deployment_stop(self, endpoint: str, name: str) -> ResourceStatus: ...
+    def deployment_status(self, endpoint: str, name: str) -> ResourceStatus: ...
+
+
+DEPLOYMENT_NAMES = ("blue", "green")
+
+
+def check_traffic(traffic: dict[str, int], mirror: dict[str, int] | None = None) -> None:
+    """Raise ValueError unless the split is whole percentages summing to 100
+    (or empty), and the mirror is one deployment with 0-100%."""
+    for name, share in {**traffic, **(mirror or {})}.items():
+        if not isinstance(share, int) or isinstance(share, bool) or not 0 <= share <= 100:
+            raise ValueError(f"{name}: a share is a whole percentage from 0 to 100")
+    if traffic and sum(traffic.values()) != 100:
+        raise ValueError("The traffic shares must add up to 100%")
+    if mirror and len(mirror) > 1:
+        raise ValueError("At most one deployment receives mirrored traffic")

@@ -66,6 +66,7 @@ from cloud.base import (
     WorkspaceSpec,
 )
 from cloud.local_envs import EnvironmentBuilder
+from cloud.local_serving import LocalServingMixin
 
 logger = logging.getLogger(__name__)
 
@@ -153,8 +154,9 @@ class _PortTaken(Exception):
     pass
 
 
-class LocalProvider:
-    """Workspaces, clusters and jobs as real processes on this machine."""
+class LocalProvider(LocalServingMixin):
+    """Workspaces, clusters and jobs as real processes on this machine (and
+    serving endpoints: ``cloud/local_serving.py``)."""
 
     name = "local"
 

@@ -8,4 +8,13 @@ class DeploymentsConfig(AppConfig):
     verbose_name = "Deployments"
 
     def ready(self) -> None:
-        from deployments import gate  # noqa: F401  (registers the "deployment" approval kind)
+        from background import leases
+        from compute import consumers
+        from deployments import (  # noqa: F401  (the tasks register)
+            gate,  # noqa: F401  (registers the "deployment" approval kind)
+            serving,
+            serving_tasks,
+        )
+
+        consumers.register("deployments.deployment", serving.deployment_holdings)
+        leases.register(serving.START_WORK)

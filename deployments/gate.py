@@ -36,7 +36,7 @@ from datasets.models import Split
 from deployments import gate_tasks
 from deployments.gate_models import (
     DeploymentRequest,
-    DeploymentState,
+    RequestState,
     Rollout,
     Target,
     ValidationReport,
@@ -381,7 +381,7 @@ def _open_chain(*, actor: User, request: DeploymentRequest) -> None:
         url=_page(request),
     )
     request.approval = approval
-    request.state = DeploymentState.PENDING
+    request.state = RequestState.PENDING
     request.save(update_fields=["approval", "state"])
 
 
@@ -441,7 +441,7 @@ def deployment_request_create(
             size=size,
             reason=reason[:5000],
             user_impact=(user_impact or "").strip()[:5000],
-            state=DeploymentState.BLOCKED,
+            state=RequestState.BLOCKED,
             previous_champion=champion_of(version),
         )
         passed = report is not None and report.state == ValidationState.PASSED
@@ -506,9 +506,9 @@ def deployment_request_override(
             raise PermissionDenied(
                 "You are a member of this project; another platform admin overrides."
             )
-        if request.state != DeploymentState.BLOCKED:
+        if request.state != RequestState.BLOCKED:
             raise ValidationError(
-                {"state": f"The request is {DeploymentState(request.state).label.lower()}."}
+                {"state": f"The request is {RequestState(request.state).label.lower()}."}
             )
         request.override_by = actor
         request.override_justification = justification[:5000]
@@ -534,14 +534,14 @@ def deployment_request_withdraw(*, actor: User, request: DeploymentRequest) -> D
         request = DeploymentRequest.objects.select_for_update().get(pk=request.pk)
         if request.requested_by_id != actor.pk:
             raise PermissionDenied("Only the requester withdraws a request.")
-        if request.state == DeploymentState.PENDING:
+        if request.state == RequestState.PENDING:
             current = current_step(request)
             if current is not None:
                 approval_withdraw(actor=actor, approval_id=current.pk)
                 return DeploymentRequest.objects.get(pk=request.pk)
-        if request.state not in (DeploymentState.BLOCKED, DeploymentState.PENDING):
+        if request.state not in (RequestState.BLOCKED, RequestState.PENDING):
             raise ValidationError({"state": "The request is decided already."})
-        _end(request, DeploymentState.WITHDRAWN, actor=actor, action="deployment.withdrawn")
+        _end(request, RequestState.WITHDRAWN, actor=actor, action="deployment.withdrawn")
     return request
 
 
@@ -612,7 +612,7 @@ def _subject(approval: Any) -> DeploymentRequest | None:
 
 def _on_approved(*, request: Any, actor: User) -> None:
     deployment = _subject(request)
-    if deployment is None or deployment.state != DeploymentState.PENDING:
+    if deployment is None or deployment.state != RequestState.PENDING:
         return
     version = deployment.version
     current = champion_of(version)
@@ -625,7 +625,7 @@ def _on_approved(*, request: Any, actor: User) -> None:
     deployment.save(update_fields=["previous_champion"])
     _end(
         deployment,
-        DeploymentState.APPROVED,
+        RequestState.APPROVED,
         actor=actor,
         action="deployment.approved",
         version=version.version,
@@ -637,7 +637,7 @@ def _on_approved(*, request: Any, actor: User) -> None:
 
 def _on_ended(request: Any, actor: User, state: str) -> None:
     deployment = _subject(request)
-    if deployment is None or deployment.state != DeploymentState.PENDING:
+    if deployment is None or deployment.state != RequestState.PENDING:
         return
     _end(
         deployment,
@@ -698,8 +698,8 @@ register(
     ApprovalKind(
         name=APPROVAL_KIND,
         on_approved=_on_approved,
-        on_rejected=lambda *, request, actor: _on_ended(request, actor, DeploymentState.REJECTED),
-        on_withdrawn=lambda *, request, actor: _on_ended(request, actor, DeploymentState.WITHDRAWN),
+        on_rejected=lambda *, request, actor: _on_ended(request, actor, RequestState.REJECTED),
+        on_withdrawn=lambda *, request, actor: _on_ended(request, actor, RequestState.WITHDRAWN),
         describe=_describe,
         rows=_rows,
         label="Deployment of a model version",

@@ -18,7 +18,7 @@ from projects.models import Project
 
 __all__ = [
     "DeploymentRequest",
-    "DeploymentState",
+    "RequestState",
     "Rollout",
     "Target",
     "ValidationReport",
@@ -122,7 +122,7 @@ class Rollout(models.TextChoices):
     CANARY = "canary", "Canary"
 
 
-class DeploymentState(models.TextChoices):
+class RequestState(models.TextChoices):
     BLOCKED = "blocked", "Blocked: validation not passed"
     PENDING = "pending", "Awaiting approval"
     APPROVED = "approved", "Approved"
@@ -151,7 +151,7 @@ class DeploymentRequest(models.Model):
     )
     reason = models.TextField()
     user_impact = models.TextField(blank=True)
-    state = models.CharField(max_length=20, choices=DeploymentState.choices)
+    state = models.CharField(max_length=20, choices=RequestState.choices)
     approval = models.ForeignKey(
         "governance.ApprovalRequest",
         null=True,

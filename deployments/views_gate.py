@@ -17,7 +17,7 @@ from charter.gates import CharterNotSignedOff
 from deployments import gate
 from deployments import gate_selectors as sel
 from deployments.gate_forms import DeploymentRequestForm, OverrideForm, ValidationForm
-from deployments.gate_models import DeploymentRequest, DeploymentState, Rollout
+from deployments.gate_models import DeploymentRequest, RequestState, Rollout
 from governance.services import approval_may_decide
 from projects.permissions import get_project_for_user
 
@@ -171,7 +171,7 @@ def _request_page(
             "may_decide": may_decide,
             "why_not": why_not,
             "is_requester": deployment.requested_by_id == request.user.pk,
-            "may_override": request.user.is_staff and deployment.state == DeploymentState.BLOCKED,
+            "may_override": request.user.is_staff and deployment.state == RequestState.BLOCKED,
             "override_form": override_form or OverrideForm(),
             "canary": deployment.rollout == Rollout.CANARY,
             **sel.request_evidence(deployment),

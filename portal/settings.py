@@ -270,7 +270,7 @@ SPECTACULAR_SETTINGS = {
         "ConnectionStatusEnum": "datasets.models.ConnectionStatus",
         "DeploymentTargetEnum": "deployments.gate_models.Target",
         "DeploymentRolloutEnum": "deployments.gate_models.Rollout",
-        "DeploymentStateEnum": "deployments.gate_models.DeploymentState",
+        "DeploymentRequestStateEnum": "deployments.gate_models.RequestState",
         "ValidationStateEnum": "deployments.gate_models.ValidationState",
     },
 }
@@ -308,6 +308,7 @@ CELERY_TASK_ROUTES = {
     "experiments.tasks.*": {"queue": "training"},
     "deployments.gate_tasks.*": {"queue": "training"},
     "datasets.tasks.*": {"queue": "data"},
+    "deployments.serving_tasks.*": {"queue": "provisioning"},
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
@@ -563,3 +564,16 @@ if "visibility_timeout" in CELERY_BROKER_TRANSPORT_OPTIONS:
     CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = _visibility
     CELERY_BROKER_TRANSPORT_OPTIONS["unacked_restore_interval"] = max(1, min(10, _visibility // 10))
     CELERY_BROKER_TRANSPORT_OPTIONS["unacked_restore_throttle"] = 1 if _visibility < 600 else 10
+
+# Real-time serving (docs/serving.md): how long a new scoring process may take
+# to become healthy, and how often the health check (and canary promotion) runs.
+SERVING_READY_TIMEOUT = env.float("SERVING_READY_TIMEOUT", default=180.0)
+SERVING_HEALTH_SECONDS = env.float("SERVING_HEALTH_SECONDS", default=30.0)
+CELERY_BEAT_SCHEDULE = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "serving-health-check": {
+        "task": "deployments.serving_tasks.serving_health_check",
+        "schedule": SERVING_HEALTH_SECONDS,
+        "options": {"expires": SERVING_HEALTH_SECONDS},
+    },
+}

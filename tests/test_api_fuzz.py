@@ -49,6 +49,28 @@ ROWS = b"customer_id,age,plan,churned\n" + b"".join(
 )
 
 
+def serving_world(project: Any, size: Any, version: Any) -> Any:
+    """An endpoint of ``version``'s model with a running deployment (rows only:
+    no process behind it). It takes the model's name, so the one ``name`` path
+    parameter finds both the model and the endpoint."""
+    from deployments.serving_models import Deployment, Endpoint
+
+    model = version.registered_model
+    endpoint = Endpoint.objects.create(
+        project=project,
+        registered_model=model,
+        name=model.name,
+        provider="local",
+        provider_name="sg-ep-fuzz",
+        key_sha256="0" * 64,
+        traffic={"blue": 100},
+    )
+    Deployment.objects.create(
+        endpoint=endpoint, name="blue", model_version=version, size=size, state="running"
+    )
+    return endpoint
+
+
 @pytest.fixture
 def world(
     project: Any, alice: Any, bob: Any, charlie: Any, admin_user: Any, settings: Any, tmp_path: Path
@@ -110,6 +132,8 @@ def world(
         reason="The fuzzed requests find a real deployment request.",
     )
     assert model_version.version == snapshot.version  # both paths name {version}
+    endpoint = serving_world(project, size, model_version)
+    assert endpoint.name == model.name  # both paths name {name}
     return {
         "slug": project.slug,
         "source_id": upload.pk,
@@ -126,6 +150,7 @@ def world(
         "sweep_id": sweep.pk,
         "name": model.name,
         "deployment_id": deployment.pk,
+        # "name": the endpoint's too (serving_world).
     }
 
 

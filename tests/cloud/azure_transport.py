@@ -93,6 +93,8 @@ class FakeAzureML(HttpTransport):  # type: ignore[misc]
         self.faults: list[Fault] = []
         self.computes: dict[str, dict[str, Any]] = {}
         self.jobs: dict[str, dict[str, Any]] = {}
+        # online endpoints ("ep") and deployments ("ep/blue"), as ARM answers them
+        self.online: dict[str, dict[str, Any]] = {}
         self.workspace: dict[str, Any] = fixture("workspace.json")
         self.workspace_etag = '"0a00b1c2-0000-0d00-0000-000000000001"'
         # operation id -> {"status": ..., "error": {...}}
@@ -252,6 +254,8 @@ class FakeAzureML(HttpTransport):  # type: ignore[misc]
             return self._compute(r, m.group(1), m.group(2))
         if m := re.fullmatch(r"jobs/([^/]+)(?:/(cancel))?", rest):
             return self._job(r, m.group(1), m.group(2))
+        if m := re.fullmatch(r"onlineEndpoints/([^/]+)(?:/deployments/([^/]+))?", rest):
+            return self._online(r, m.group(1), m.group(2))
         return 404, {}, _error("NotFound", f"no route for {r.method} {path}")
 
     def _workspace(self, r: Recorded) -> tuple[int, dict[str, str], Any]:
@@ -343,6 +347,38 @@ class FakeAzureML(HttpTransport):  # type: ignore[misc]
             body["properties"]["status"] = "NotStarted"
             self.jobs[name] = body
             return 201, {}, body
+        return 405, {}, _error("MethodNotAllowed", r.method)
+
+    def _online(
+        self, r: Recorded, endpoint: str, deployment: str | None
+    ) -> tuple[int, dict[str, str], Any]:
+        """Online endpoints and their deployments: PUT makes (Creating) or
+        replaces, GET reads, DELETE removes (Deleting until the test says)."""
+        key = f"{endpoint}/{deployment}" if deployment else endpoint
+        existing = self.online.get(key)
+        if r.method == "GET":
+            if existing is None:
+                return 404, {}, _error("NotFound", f"{key} not found")
+            return 200, {}, existing
+        if r.method == "PUT":
+            if deployment and endpoint not in self.online:
+                return 404, {}, _error("NotFound", f"endpoint {endpoint} not found")
+            body = copy.deepcopy(r.body)
+            body["name"] = deployment or endpoint
+            body["id"] = f"{WS_PATH}/onlineEndpoints/{key}"
+            state = "Updating" if existing else "Creating"
+            body["properties"]["provisioningState"] = state
+            if not deployment:
+                body["properties"]["scoringUri"] = (
+                    f"https://{endpoint}.{LOCATION}.inference.ml.azure.com/score"
+                )
+            self.online[key] = body
+            return (200 if existing else 201), self._operation("online"), body
+        if r.method == "DELETE":
+            if existing is None:
+                return 404, {}, _error("NotFound", f"{key} not found")
+            existing["properties"]["provisioningState"] = "Deleting"
+            return 202, self._operation("online"), None
         return 405, {}, _error("MethodNotAllowed", r.method)
 
     def _run_history(self, r: Recorded) -> tuple[int, dict[str, str], Any]:

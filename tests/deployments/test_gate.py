@@ -11,7 +11,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 
 from audit.models import AuditEvent
 from deployments import gate
-from deployments.gate_models import DeploymentRequest, DeploymentState, ValidationState
+from deployments.gate_models import DeploymentRequest, RequestState, ValidationState
 from experiments.models import ModelAlias
 from experiments.services import alias_set
 from governance.models import ApprovalRequest, ApprovalState
@@ -53,14 +53,14 @@ def test_a_version_below_the_threshold_is_blocked_and_no_one_is_asked(
     report = gate_data.report(project, version, bob, 0.71)
     assert report.state == ValidationState.FAILED and report.meets_threshold is False
     request = request_for(bob, version)
-    assert request.state == DeploymentState.BLOCKED and request.report_id == report.pk
+    assert request.state == RequestState.BLOCKED and request.report_id == report.pk
     assert not ApprovalRequest.objects.filter(kind=gate.APPROVAL_KIND).exists()
     assert "does not reach the charter's threshold of 0.8" in gate.blocked_because(request)
 
 
 def test_a_version_without_validation_is_blocked(project: Any, bob: Any) -> None:
     request = request_for(bob, gate_data.version(project, bob))
-    assert request.state == DeploymentState.BLOCKED
+    assert request.state == RequestState.BLOCKED
     assert gate.blocked_because(request) == "The version has no finished validation."
 
 
@@ -68,7 +68,7 @@ def test_a_failed_integration_check_blocks_even_above_the_threshold(project: Any
     version = gate_data.version(project, bob)
     report = gate_data.report(project, version, bob, 0.9, ok=False)
     assert report.state == ValidationState.FAILED and report.meets_threshold is True
-    assert request_for(bob, version).state == DeploymentState.BLOCKED
+    assert request_for(bob, version).state == RequestState.BLOCKED
 
 
 def test_an_admin_override_needs_a_written_justification_and_is_audited(
@@ -81,11 +81,11 @@ def test_an_admin_override_needs_a_written_justification_and_is_audited(
         gate.deployment_request_override(actor=bob, request=request, justification="x" * 40)
     with pytest.raises(ValidationError):
         gate.deployment_request_override(actor=admin_user, request=request, justification="ok")
-    assert DeploymentRequest.objects.get(pk=request.pk).state == DeploymentState.BLOCKED
+    assert DeploymentRequest.objects.get(pk=request.pk).state == RequestState.BLOCKED
     justification = "The old model is worse still; this one stops the bleeding."
     gate.deployment_request_override(actor=admin_user, request=request, justification=justification)
     request.refresh_from_db()
-    assert request.state == DeploymentState.PENDING
+    assert request.state == RequestState.PENDING
     assert request.override_by == admin_user and request.override_justification == justification
     event = AuditEvent.objects.get(action="deployment.override")
     assert event.actor == admin_user
@@ -116,7 +116,7 @@ def test_the_chain_validator_then_approver_moves_champion_and_keeps_previous(
     version = gate_data.version(project, bob)
     gate_data.report(project, version, bob, 0.9, champion=0.85)
     request = request_for(bob, version, rollout="canary", canary_percent=10, baking_minutes=60)
-    assert request.state == DeploymentState.PENDING
+    assert request.state == RequestState.PENDING
 
     first = pending_step(request)
     # The business approver is not the first step; the requester never decides.
@@ -124,14 +124,14 @@ def test_the_chain_validator_then_approver_moves_champion_and_keeps_previous(
         with pytest.raises(PermissionDenied):
             approval_decide(actor=who, approval_id=first.pk, approve=True)
     approval_decide(actor=vera, approval_id=first.pk, approve=True, comment="Checked.")
-    assert DeploymentRequest.objects.get(pk=request.pk).state == DeploymentState.PENDING
+    assert DeploymentRequest.objects.get(pk=request.pk).state == RequestState.PENDING
     second = pending_step(request)
     assert second.step == 1 and second.required_role == "business_approver"
     assert not ModelAlias.objects.filter(alias="champion", version=version).exists()
 
     approval_decide(actor=dave, approval_id=second.pk, approve=True)
     request.refresh_from_db()
-    assert request.state == DeploymentState.APPROVED and request.previous_champion == old
+    assert request.state == RequestState.APPROVED and request.previous_champion == old
     aliases = dict(ModelAlias.objects.values_list("alias", "version_id"))
     assert aliases == {"champion": version.pk, "previous": old.pk}
     assert actions(request) == ["deployment.requested", "deployment.approved"]
@@ -152,7 +152,7 @@ def test_the_same_person_never_decides_both_steps(project: Any, bob: Any) -> Non
     Membership.objects.filter(project=project, user=both).update(role="business_approver")
     with pytest.raises(PermissionDenied, match="earlier step"):
         approval_decide(actor=both, approval_id=pending_step(request).pk, approve=True)
-    assert DeploymentRequest.objects.get(pk=request.pk).state == DeploymentState.PENDING
+    assert DeploymentRequest.objects.get(pk=request.pk).state == RequestState.PENDING
 
 
 def test_a_rejection_ends_the_request_and_moves_no_alias(project: Any, bob: Any) -> None:
@@ -164,7 +164,7 @@ def test_a_rejection_ends_the_request_and_moves_no_alias(project: Any, bob: Any)
         actor=vera, approval_id=pending_step(request).pk, approve=False, comment="Leaky feature."
     )
     request.refresh_from_db()
-    assert request.state == DeploymentState.REJECTED
+    assert request.state == RequestState.REJECTED
     assert not ModelAlias.objects.exists()
 
 
@@ -219,7 +219,7 @@ def test_the_requester_withdraws_a_pending_request_and_no_one_else_does(
         gate.deployment_request_withdraw(actor=alice, request=request)
     gate.deployment_request_withdraw(actor=bob, request=request)
     request.refresh_from_db()
-    assert request.state == DeploymentState.WITHDRAWN
+    assert request.state == RequestState.WITHDRAWN
     assert not ApprovalRequest.objects.filter(state=ApprovalState.PENDING).exists()
     with pytest.raises(ValidationError):
         gate.deployment_request_withdraw(actor=bob, request=request)

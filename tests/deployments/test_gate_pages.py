@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from deployments.gate_models import DeploymentRequest, DeploymentState
+from deployments.gate_models import DeploymentRequest, RequestState
 from tests.deployments import gate_data
 
 pytestmark = pytest.mark.django_db
@@ -132,7 +132,7 @@ def test_an_admin_overrides_a_blocked_request_from_its_page(
     assert answer.status_code == 400 and "at least 20 characters" in answer.content.decode()
     answer = client.post(f"{url}override/", {"justification": "Losses stop sooner with it."})
     assert answer.status_code == 302
-    assert DeploymentRequest.objects.get(pk=request.pk).state == DeploymentState.PENDING
+    assert DeploymentRequest.objects.get(pk=request.pk).state == RequestState.PENDING
 
 
 def test_query_counts_do_not_grow_with_rows(

@@ -14,7 +14,7 @@ from audit.models import AuditEvent
 from charter.models import CharterVersion
 from cloud import get_provider
 from deployments import gate
-from deployments.gate_models import DeploymentState, ValidationReport, ValidationState
+from deployments.gate_models import RequestState, ValidationReport, ValidationState
 from experiments import jobs
 from experiments.job_models import Job, JobState
 from experiments.services import alias_set
@@ -115,10 +115,10 @@ def test_a_version_is_validated_against_the_charter_and_the_champion_on_the_held
     blocked = gate.deployment_request_create(
         actor=bob, version=candidate, target="realtime", reason="It still ranks customers well."
     )
-    assert blocked.state == DeploymentState.BLOCKED and blocked.report == again
+    assert blocked.state == RequestState.BLOCKED and blocked.report == again
     gate.deployment_request_override(
         actor=admin_user, request=blocked, justification="The new bar takes effect next quarter."
     )
     blocked.refresh_from_db()
-    assert blocked.state == DeploymentState.PENDING
+    assert blocked.state == RequestState.PENDING
     assert AuditEvent.objects.filter(action="deployment.override", actor=admin_user).exists()

@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from deployments import gate
-from deployments.gate_models import DeploymentRequest, DeploymentState
+from deployments.gate_models import DeploymentRequest, RequestState
 from experiments.models import ModelAlias
 from governance.models import ApprovalState
 from governance.services import approval_decide
@@ -73,7 +73,7 @@ def test_the_business_approver_reads_the_evidence_and_signs_off(
     page.get_by_role("button", name="Approve").click()
     expect(page.locator("#request-state")).to_have_text("Approved")
     expect(page.locator("#decision")).to_contain_text("version 2 is now the champion")
-    assert DeploymentRequest.objects.get(pk=request.pk).state == DeploymentState.APPROVED
+    assert DeploymentRequest.objects.get(pk=request.pk).state == RequestState.APPROVED
     assert ModelAlias.objects.get(alias="champion").version_id == version.pk
     assert ModelAlias.objects.get(alias="previous").version_id == old.pk
     assert first.next_step.state == ApprovalState.APPROVED  # type: ignore[union-attr]

@@ -1,0 +1,216 @@
+"""Real-time serving with a real worker and real scoring processes.
+
+Deploy a version, put a second one on canary at 10% (the split measured over
+1,000 calls), then pull the andon cord: all traffic back at once, audited.
+A new deployment that fails its health check is rolled back by itself.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from django.core.exceptions import PermissionDenied
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from compute.models import ComputeSize
+from deployments import serving, serving_tasks
+from deployments.serving_models import (
+    Deployment,
+    DeploymentState,
+    Endpoint,
+    RolloutState,
+)
+from experiments.artifacts import ArtifactStore
+from experiments.models import ModelVersion, RegisteredModel
+from tests.cloud.test_local_serving import ROWS, train_model
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def register_version(project: Any, tmp_path: Path, version: int, offset: float) -> ModelVersion:
+    """A registered version whose MLflow model files are in the project's artifact store."""
+    folder = train_model(tmp_path, offset=offset)
+    store = ArtifactStore(project.pk)
+    rel = f"models/m-{version}"
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with path.open("rb") as f:
+                store.write(f"{rel}/{path.relative_to(folder)}", f, 10**8)
+    now = int(time.time() * 1000)
+    model, _ = RegisteredModel.objects.get_or_create(
+        project=project,
+        name="Churn model",
+        defaults={"creation_time": now, "last_update_time": now},
+    )
+    return ModelVersion.objects.create(
+        registered_model=model,
+        version=version,
+        source=f"mlflow-artifacts:/{rel}",
+        storage_location=f"mlflow-artifacts:/{rel}",
+        creation_time=now,
+        last_update_time=now,
+    )
+
+
+def wait_for(predicate: Any, timeout: float = 180.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)
+
+
+def running(deployment_id: int) -> bool:
+    dep = Deployment.objects.get(pk=deployment_id)
+    assert dep.state != DeploymentState.FAILED, dep.detail
+    return dep.state == DeploymentState.RUNNING
+
+
+def score(url: str, key: str) -> tuple[int, str, Any]:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(ROWS).encode(),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return (
+                response.status,
+                response.headers["X-Stagegate-Deployment"],
+                json.loads(response.read())["predictions"],
+            )
+    except urllib.error.HTTPError as exc:
+        return exc.code, "", None
+
+
+@pytest.fixture
+def cleanup(db: Any) -> Any:
+    # The catalog's seeded rows do not survive a transactional test's flush.
+    ComputeSize.objects.get_or_create(
+        provider="local",
+        name="Standard_DS1_v2",
+        defaults={
+            "vcpus": 1,
+            "memory_gb": 2,
+            "hourly_price": "0.10",
+            "price_date": timezone.now().date(),
+        },
+    )
+    yield
+    for endpoint in Endpoint.objects.all():
+        serving.serving_provider(endpoint.provider).endpoint_delete(endpoint.provider_name)
+
+
+def test_deploy_canary_and_rollback(
+    celery_worker: Any, project: Any, alice: Any, carol: Any, tmp_path: Path, cleanup: Any
+) -> None:
+    v1 = register_version(project, tmp_path, 1, 0.0)
+    v2 = register_version(project, tmp_path, 2, 100.0)
+
+    blue = serving.endpoint_deploy(actor=alice, model_version=v1)
+    assert blue.name == "blue"
+    wait_for(lambda: running(blue.pk), what="blue")
+    endpoint = Endpoint.objects.get()
+    assert endpoint.traffic == {"blue": 100} and endpoint.rollout == RolloutState.PROMOTED
+    key = serving.endpoint_key_issue(actor=alice, endpoint=endpoint)
+    endpoint.refresh_from_db()
+    assert key not in json.dumps(
+        AuditEvent.objects.filter(action="endpoint.key_issued").get().payload
+    )
+    assert endpoint.key_sha256 == serving.key_hash(key)
+    status, name, predictions = score(endpoint.scoring_url, key)
+    assert (status, name) == (200, "blue") and round(predictions[0], 6) == 4.0
+    assert score(endpoint.scoring_url, "sgk_wrong")[0] == 401
+
+    green = serving.endpoint_deploy(actor=alice, model_version=v2, canary_percent=10)
+    assert green.name == "green"
+    with pytest.raises(serving.ServingRefused, match="rollout is under way"):
+        serving.endpoint_deploy(actor=alice, model_version=v2)
+    wait_for(lambda: running(green.pk), what="green")
+    endpoint.refresh_from_db()
+    assert endpoint.rollout == RolloutState.BAKING
+    assert endpoint.traffic == {"blue": 90, "green": 10} and endpoint.previous == "blue"
+
+    calls = 1000
+    seen = {"blue": 0, "green": 0}
+    for _ in range(calls):
+        status, name, predictions = score(endpoint.scoring_url, key)
+        assert status == 200
+        assert round(predictions[0], 6) == (4.0 if name == "blue" else 104.0)
+        seen[name] += 1
+    sd = math.sqrt(calls * 0.1 * 0.9)
+    assert abs(seen["green"] - 100) < 4 * sd, seen
+
+    with pytest.raises(PermissionDenied):
+        serving.endpoint_rollback(actor=carol, endpoint=endpoint)  # an analyst
+    pulled = time.monotonic()
+    serving.endpoint_rollback(actor=alice, endpoint=endpoint, reason="complaints")
+    after = [score(endpoint.scoring_url, key)[1] for _ in range(50)]
+    assert time.monotonic() - pulled < 1.0
+    assert set(after) == {"blue"}
+    endpoint.refresh_from_db()
+    assert endpoint.traffic == {"blue": 100, "green": 0}
+    assert endpoint.rollout == RolloutState.ROLLED_BACK
+    event = AuditEvent.objects.get(action="endpoint.rolled_back")
+    assert event.actor_id == alice.pk and event.payload["to"] == "blue"
+    assert event.payload["reason"] == "complaints"
+
+    # Compute: both deployments hold their size while they run.
+    holdings = serving.deployment_holdings(project_id=project.pk)
+    assert {h.resource_id for h in holdings} == {blue.pk, green.pk}
+
+
+def test_a_failing_canary_is_rolled_back_by_the_health_check(
+    celery_worker: Any, project: Any, alice: Any, tmp_path: Path, cleanup: Any
+) -> None:
+    v1 = register_version(project, tmp_path, 1, 0.0)
+    v2 = register_version(project, tmp_path, 2, 100.0)
+    blue = serving.endpoint_deploy(actor=alice, model_version=v1)
+    wait_for(lambda: running(blue.pk), what="blue")
+    green = serving.endpoint_deploy(actor=alice, model_version=v2, canary_percent=20)
+    wait_for(lambda: running(green.pk), what="green")
+    endpoint = Endpoint.objects.get()
+    folder = Path(serving.serving_provider("local").root)  # type: ignore[attr-defined]
+    state = json.loads(
+        (
+            folder / "_endpoints" / endpoint.provider_name / "deployments/green/state.json"
+        ).read_text()
+    )
+    psutil.Process(state["pid"]).kill()  # the green scoring process's supervisor dies
+
+    serving_tasks.serving_health_check.apply()
+    endpoint.refresh_from_db()
+    assert endpoint.traffic["green"] == 20  # one failure is not yet a verdict
+    serving_tasks.serving_health_check.apply()
+    endpoint.refresh_from_db()
+    assert endpoint.traffic == {"blue": 100, "green": 0}
+    event = AuditEvent.objects.get(action="endpoint.rolled_back")
+    assert event.actor_id is None and event.payload["by"] == "health check"
+
+
+def test_a_canary_that_baked_is_promoted(
+    celery_worker: Any, project: Any, alice: Any, tmp_path: Path, cleanup: Any
+) -> None:
+    v1 = register_version(project, tmp_path, 1, 0.0)
+    v2 = register_version(project, tmp_path, 2, 100.0)
+    blue = serving.endpoint_deploy(actor=alice, model_version=v1)
+    wait_for(lambda: running(blue.pk), what="blue")
+    green = serving.endpoint_deploy(actor=alice, model_version=v2, canary_percent=10)
+    wait_for(lambda: running(green.pk), what="green")
+    Endpoint.objects.update(bake_until=timezone.now())
+    serving_tasks.serving_health_check.apply()
+    endpoint = Endpoint.objects.get()
+    assert endpoint.rollout == RolloutState.PROMOTED
+    assert endpoint.traffic == {"green": 100, "blue": 0} and endpoint.previous == "blue"
+    # The andon cord still works after a promotion.
+    serving.endpoint_rollback(actor=alice, endpoint=endpoint)
+    endpoint.refresh_from_db()
+    assert endpoint.traffic == {"blue": 100, "green": 0}

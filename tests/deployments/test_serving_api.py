@@ -1,0 +1,170 @@
+"""The endpoints API and pages: who sees and does what, bad input, the key once."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from cloud.base import EndpointSpec
+from compute.models import ComputeSize
+from deployments import serving
+from deployments.serving_models import Deployment, Endpoint
+from experiments.models import ModelVersion, RegisteredModel
+from projects.models import Membership
+
+
+@pytest.fixture
+def endpoint(project: Any, alice: Any) -> Any:
+    """An endpoint on the local provider whose two deployments' rows say
+    running (the router is real; the split it is given is real)."""
+    size, _ = ComputeSize.objects.get_or_create(
+        provider="local",
+        name="Standard_DS1_v2",
+        defaults={"vcpus": 1, "memory_gb": 2, "hourly_price": "0.1", "price_date": timezone.now()},
+    )
+    model = RegisteredModel.objects.create(
+        project=project, name="Churn model", creation_time=0, last_update_time=0
+    )
+    endpoint = Endpoint.objects.create(
+        project=project,
+        registered_model=model,
+        name="churn-model",
+        provider="local",
+        key_sha256="0" * 64,
+        traffic={"blue": 90, "green": 10},
+        previous="blue",
+        rollout="baking",
+        state="running",
+    )
+    endpoint.provider_name = f"sg-ep-{endpoint.pk}"
+    endpoint.save()
+    for number, name in ((1, "blue"), (2, "green")):
+        version = ModelVersion.objects.create(
+            registered_model=model,
+            version=number,
+            source="",
+            storage_location="",
+            creation_time=0,
+            last_update_time=0,
+        )
+        Deployment.objects.create(
+            endpoint=endpoint, name=name, model_version=version, size=size, state="running"
+        )
+    provider = serving.serving_provider("local")
+    provider.endpoint_create(EndpointSpec(endpoint.provider_name, key_sha256="0" * 64))
+    yield endpoint
+    provider.endpoint_delete(endpoint.provider_name)
+
+
+def url(endpoint: Endpoint, tail: str = "") -> str:
+    return f"/api/projects/{endpoint.project.slug}/endpoints/{endpoint.name}/{tail}"
+
+
+def test_outsiders_get_404_and_read_only_members_403(
+    endpoint: Endpoint, api_for: Any, charlie: Any, carol: Any, bob: Any
+) -> None:
+    outsider = api_for(charlie)
+    assert outsider.get("/api/projects/churn/endpoints/").status_code == 404
+    assert outsider.get(url(endpoint)).status_code == 404
+    assert outsider.post(url(endpoint, "rollback/")).status_code == 404
+    analyst = api_for(carol)
+    listed = analyst.get("/api/projects/churn/endpoints/")
+    assert listed.status_code == 200 and listed.json()["results"][0]["name"] == "churn-model"
+    assert "key_sha256" not in json.dumps(listed.json())
+    assert analyst.post(url(endpoint, "rollback/")).status_code == 403
+    # A data scientist writes project content, but does not operate endpoints.
+    assert api_for(bob).post(url(endpoint, "rollback/")).status_code == 403
+    assert api_for(bob).post(url(endpoint, "key/")).status_code == 403
+    endpoint.refresh_from_db()
+    assert endpoint.traffic == {"blue": 90, "green": 10}
+
+
+def test_rollback_through_the_api_is_audited_and_reaches_the_router(
+    endpoint: Endpoint, api_for: Any, alice: Any, bob: Any
+) -> None:
+    Membership.objects.filter(user=bob).update(role="ml_engineer")
+    answer = api_for(bob).post(url(endpoint, "rollback/"), {"reason": "bad answers"}, format="json")
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["traffic"] == {"blue": 100, "green": 0}
+    provider: Any = serving.serving_provider("local")
+    assert provider.endpoint_traffic(endpoint.provider_name)[0] == {"blue": 100, "green": 0}
+    event = AuditEvent.objects.get(action="endpoint.rolled_back")
+    assert event.actor_id == bob.pk and event.payload["reason"] == "bad answers"
+    again = api_for(bob).post(url(endpoint, "rollback/"))
+    assert again.status_code == 409 and "no previous" in again.json()["detail"]
+
+
+def test_bad_traffic_is_400_and_changes_nothing(
+    endpoint: Endpoint, api_for: Any, alice: Any
+) -> None:
+    client = api_for(alice)
+    for body in (
+        {"traffic": {"blue": 50, "green": 20}},
+        {"traffic": {"red": 100}},
+        {"traffic": {"blue": 101}},
+        {"traffic": {"blue": 100}, "mirror": {"blue": 10, "green": 10}},
+        {"traffic": "all"},
+    ):
+        answer = client.post(url(endpoint, "traffic/"), body, format="json")
+        assert answer.status_code == 400, (body, answer.content)
+    endpoint.refresh_from_db()
+    assert endpoint.traffic == {"blue": 90, "green": 10}
+    ok = client.post(
+        url(endpoint, "traffic/"),
+        {"traffic": {"blue": 70, "green": 30}, "mirror": {"green": 50}},
+        format="json",
+    )
+    assert ok.status_code == 200 and ok.json()["mirror"] == {"green": 50}
+
+
+def test_the_key_is_answered_once(endpoint: Endpoint, api_for: Any, alice: Any) -> None:
+    client = api_for(alice)
+    answer = client.post(url(endpoint, "key/"))
+    assert answer.status_code == 201
+    key = answer.json()["key"]
+    assert key.startswith("sgk_")
+    endpoint.refresh_from_db()
+    assert endpoint.key_sha256 == serving.key_hash(key)
+    shown = client.get(url(endpoint)).content.decode()
+    assert key not in shown and endpoint.key_prefix in shown
+
+
+def test_pages(
+    endpoint: Endpoint,
+    client_for: Any,
+    alice: Any,
+    carol: Any,
+    charlie: Any,
+    django_assert_max_num_queries: Any,
+) -> None:
+    lead = client_for(alice)
+    with django_assert_max_num_queries(12):
+        listing = lead.get("/projects/churn/endpoints/")
+    assert listing.status_code == 200 and b"churn-model" in listing.content
+    with django_assert_max_num_queries(14):
+        page = lead.get("/projects/churn/endpoints/churn-model/")
+    html = page.content.decode()
+    assert 'id="rollback"' in html and 'id="traffic-bar"' in html and "blue 90%" in html
+    partial = lead.get("/projects/churn/endpoints/churn-model/", HTTP_HX_REQUEST="true")
+    assert b"<html" not in partial.content and b"endpoint-state" in partial.content
+    reader = client_for(carol).get("/projects/churn/endpoints/churn-model/").content.decode()
+    assert 'id="rollback"' not in reader
+    assert (
+        client_for(carol).post("/projects/churn/endpoints/churn-model/rollback/").status_code == 403
+    )
+    assert client_for(charlie).get("/projects/churn/endpoints/churn-model/").status_code == 404
+    lead = client_for(alice)  # one test client: sign the lead in again
+    done = lead.post("/projects/churn/endpoints/churn-model/rollback/", {"reason": "x"})
+    assert done.status_code == 302
+    endpoint.refresh_from_db()
+    assert endpoint.traffic == {"blue": 100, "green": 0}
+    bad = lead.post("/projects/churn/endpoints/churn-model/traffic/", {"traffic_blue": "abc"})
+    assert bad.status_code == 302
+    followed = lead.get("/projects/churn/endpoints/churn-model/").content.decode()
+    assert "whole percentages" in followed
+    key_page = lead.post("/projects/churn/endpoints/churn-model/key/").content.decode()
+    assert 'id="new-key"' in key_page and "sgk_" in key_page
