@@ -89,7 +89,7 @@ class ValidationInput(serializers.Serializer):
     risks = serializers.CharField(max_length=5000, allow_blank=True, default="")
 
 
-class DeploymentOutput(serializers.ModelSerializer):
+class DeploymentRequestOutput(serializers.ModelSerializer):
     model = serializers.CharField(source="version.registered_model.name", read_only=True)
     version = serializers.IntegerField(source="version.version", read_only=True)
     requested_by = serializers.CharField(source="requested_by.username", read_only=True)
@@ -182,15 +182,15 @@ class ValidationApi(APIView):
 
 
 class DeploymentListApi(APIView):
-    @extend_schema(responses=DeploymentOutput(many=True))
+    @extend_schema(responses=DeploymentRequestOutput(many=True))
     def get(self, request: AuthedApiRequest, slug: str) -> Response:
         project, _ = get_project_for_user(request.user, slug)
         rows = sel.requests_of(project).select_related("size", "override_by", "previous_champion")
-        return paginated(request, self, rows, DeploymentOutput)
+        return paginated(request, self, rows, DeploymentRequestOutput)
 
     @extend_schema(
         request=DeploymentInput,
-        responses={201: DeploymentOutput, 409: GateRefusalOutput},
+        responses={201: DeploymentRequestOutput, 409: GateRefusalOutput},
         description=(
             "Request a deployment of a model version. With a passed validation it awaits the "
             "validator, then the business approver; otherwise it is blocked until a platform "
@@ -210,11 +210,11 @@ class DeploymentListApi(APIView):
         except CharterNotSignedOff as exc:
             return gate_refused(exc)
         fresh = sel.request_get(project, created.pk)
-        return Response(DeploymentOutput(fresh).data, status=status.HTTP_201_CREATED)
+        return Response(DeploymentRequestOutput(fresh).data, status=status.HTTP_201_CREATED)
 
 
 class DeploymentDetailApi(APIView):
-    @extend_schema(responses=DeploymentOutput)
+    @extend_schema(responses=DeploymentRequestOutput)
     def get(self, request: AuthedApiRequest, slug: str, deployment_id: int) -> Response:
         project, _ = get_project_for_user(request.user, slug)
-        return Response(DeploymentOutput(sel.request_get(project, deployment_id)).data)
+        return Response(DeploymentRequestOutput(sel.request_get(project, deployment_id)).data)

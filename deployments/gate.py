@@ -591,14 +591,29 @@ def deployment_request_approved(*, request: DeploymentRequest, actor: User) -> N
     gate approved ``request`` and the version took the ``champion`` alias
     (the one before it keeps ``previous``).
 
-    This is where serving hooks in: for ``request.target`` ``realtime``, create
-    or update the project model's endpoint with a deployment of
-    ``request.version`` and route traffic by ``request.rollout`` (all at once,
-    or ``request.canary_percent`` % for ``request.baking_minutes`` before the
-    promotion); for ``batch``, schedule the scoring job. Work that takes time
-    belongs in a task sent with ``transaction.on_commit``; an exception here
-    rolls the approval back. Until serving is built nothing more happens.
+    A ``realtime`` request deploys the version behind its model's endpoint
+    (``deployments.serving.endpoint_deploy``): all at once, or as a canary of
+    ``request.canary_percent`` % that bakes for ``request.baking_minutes``
+    before the health check promotes it. The scoring process starts in a task
+    sent when the approval commits. An endpoint in the middle of another
+    rollout refuses, and the approval is not given (the decider sees why).
+    Batch scoring has no runner yet: the approved request is the record.
     """
+    if request.target != Target.REALTIME:
+        return
+    from deployments import serving
+
+    canary = request.rollout == Rollout.CANARY
+    try:
+        serving.endpoint_deploy(
+            actor=actor,
+            model_version=request.version,
+            canary_percent=int(request.canary_percent or 0) if canary else 0,
+            bake_minutes=int(request.baking_minutes or 0) if canary else 0,
+            size=request.size,
+        )
+    except serving.ServingRefused as exc:
+        raise ValidationError(f"The endpoint cannot take this version now: {exc}") from exc
 
 
 def _subject(approval: Any) -> DeploymentRequest | None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-from deployments import urls_gate, urls_serving
+from deployments import home, urls_gate, urls_serving
 
 app_name = "deployments"
 
 urlpatterns: list[URLPattern | URLResolver] = [
+    path("deployments/", home.deployments_home, name="home"),
     *urls_gate.urlpatterns,
     *urls_serving.urlpatterns,
 ]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
+from django.db.models import ProtectedError
 
 from accounts.models import User
 from audit.services import audit_record
@@ -727,7 +728,7 @@ def registered_model_delete(*, actor: User, model: RegisteredModel) -> None:
             obj=model,
             payload={"name": model.name},
         )
-        model.delete()
+        _delete_unless_in_use(model, f"Registered model '{model.name}'")
 
 
 def _resolve_source(project: Project, source: str) -> tuple[str, Run | None, LoggedModel | None]:
@@ -859,7 +860,21 @@ def model_version_delete(*, actor: User, version: ModelVersion) -> None:
             obj=version,
             payload={"name": version.registered_model.name, "version": version.version},
         )
-        version.delete()
+        _delete_unless_in_use(
+            version, f"Version {version.version} of '{version.registered_model.name}'"
+        )
+
+
+def _delete_unless_in_use(row: RegisteredModel | ModelVersion, what: str) -> None:
+    """Delete ``row``, or refuse with INVALID_STATE while a later stage still
+    uses it (a serving endpoint or deployment protects what it serves)."""
+    try:
+        with transaction.atomic():
+            row.delete()
+    except ProtectedError as exc:
+        raise MlflowError(
+            f"{what} is served by a deployment and cannot be deleted.", "INVALID_STATE"
+        ) from exc
 
 
 def alias_set(*, actor: User, version: ModelVersion, alias: str) -> None:

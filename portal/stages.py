@@ -11,10 +11,11 @@ A stage is reached when:
 2. Data: a snapshot passed its validation rules.
 3. Workspaces: something in the project held compute (a workspace that ran, or a job).
 4. Experiments: a model version is registered.
-5. Deployment: a deployment exists.
+5. Deployment: a deployment of a model version has started (or a batch
+   request was approved: the approval is its record).
 
-A stage app that is not in the portal yet has no function: its card says so.
-When deployments/ arrives, it adds one function to ``PROGRESS`` below and nothing else here changes. The current stage is the one
+A stage app that is not in the portal has no function: its card says so. The
+current stage is the one
 after the furthest stage reached, so it never lags behind what happened, even
 when a stage was skipped (a notebook run before any data was registered).
 """
@@ -30,6 +31,8 @@ from django.db.models import Count, Q
 from charter.models import CharterStatus, CharterVersion
 from compute.models import UsageInterval
 from datasets.models import DataSource, Snapshot, ValidationStatus
+from deployments.gate_models import DeploymentRequest, RequestState
+from deployments.serving_models import Deployment
 from experiments.models import Lifecycle, ModelVersion, Run
 from projects.models import Stage
 from workspaces.models import Workspace, WorkspaceState
@@ -143,12 +146,40 @@ def experiments_progress(project_ids: list[int]) -> dict[int, Progress]:
     }
 
 
-# One function per stage that is in the portal; deployment joins later.
+def deployment_progress(project_ids: list[int]) -> dict[int, Progress]:
+    """Stage 5 is reached when a deployment of the project has run (or an
+    approved batch request exists: the approval is its record)."""
+    deployed = _by_project(
+        Deployment.objects.filter(endpoint__project_id__in=project_ids)
+        .values("endpoint__project_id")
+        .annotate(n=Count("pk"), ran=Count("pk", filter=Q(started_at__isnull=False))),
+        key="endpoint__project_id",
+    )
+    approved = _by_project(
+        DeploymentRequest.objects.filter(project_id__in=project_ids)
+        .values("project_id")
+        .annotate(n=Count("pk"), approved=Count("pk", filter=Q(state=RequestState.APPROVED))),
+        key="project_id",
+    )
+    return {
+        pid: Progress(
+            reached=bool(deployed.get(pid, {}).get("ran") or approved.get(pid, {}).get("approved")),
+            counts={
+                "deployment_requests": approved.get(pid, {}).get("n", 0),
+                "deployments": deployed.get(pid, {}).get("n", 0),
+            },
+        )
+        for pid in project_ids
+    }
+
+
+# One function per stage.
 PROGRESS: dict[str, ProgressFn] = {
     Stage.CHARTER: charter_progress,
     Stage.DATA: data_progress,
     Stage.WORKSPACES: workspaces_progress,
     Stage.EXPERIMENTS: experiments_progress,
+    Stage.DEPLOYMENT: deployment_progress,
 }
 
 

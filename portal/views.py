@@ -105,6 +105,14 @@ def _card(
             next_step = "Log runs with the mlflow client to this project's tracking URI"
         elif not step.progress or not step.progress.reached:
             next_step = "Register a model version"
+    elif step.value == Stage.DEPLOYMENT:
+        url = reverse("deployments:requests", kwargs={"slug": project.slug})
+        summary = (
+            f"{_plural(counts.get('deployment_requests', 0), 'deployment request')}, "
+            f"{_plural(counts.get('deployments', 0), 'deployment')}"
+        )
+        if not counts.get("deployment_requests"):
+            next_step = "Validate a model version, then request its deployment"
     if next_step and not may_write and step.value != Stage.CHARTER:
         next_step = ""  # read-only members see where things stand, not what to do
     return {

@@ -12,6 +12,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from audit.models import AuditEvent
 from deployments import gate
 from deployments.gate_models import DeploymentRequest, RequestState, ValidationState
+from deployments.serving_models import Endpoint, RolloutState
 from experiments.models import ModelAlias
 from experiments.services import alias_set
 from governance.models import ApprovalRequest, ApprovalState
@@ -137,6 +138,34 @@ def test_the_chain_validator_then_approver_moves_champion_and_keeps_previous(
     assert actions(request) == ["deployment.requested", "deployment.approved"]
     moved = AuditEvent.objects.filter(action="model_alias.set").order_by("-pk")
     assert [e.payload["alias"] for e in moved[:2]] == ["champion", "previous"]
+    # A real-time request deploys the version behind its model's endpoint: the
+    # first deployment takes all the traffic, a canary needs one live before it.
+    endpoint = Endpoint.objects.get(project=project, registered_model=version.registered_model)
+    deployment = endpoint.deployments.get()
+    assert deployment.model_version == version and deployment.requested_by == dave
+    assert endpoint.rollout == RolloutState.STARTING and endpoint.canary_percent == 0
+    assert endpoint.bake_minutes == 60
+    assert AuditEvent.objects.filter(action="endpoint.deploy_requested", actor=dave).exists()
+
+
+def test_an_endpoint_in_the_middle_of_a_rollout_holds_the_approval_back(
+    project: Any, bob: Any, dave: Any
+) -> None:
+    vera = gate_data.validator(project)
+    first, second = gate_data.version(project, bob), gate_data.version(project, bob)
+    requests = []
+    for version in (first, second):
+        gate_data.report(project, version, bob, 0.9)
+        requests.append(request_for(bob, version))
+    for request in requests:
+        approval_decide(actor=vera, approval_id=pending_step(request).pk, approve=True)
+    approval_decide(actor=dave, approval_id=pending_step(requests[0]).pk, approve=True)
+    with pytest.raises(ValidationError, match="rollout is under way"):
+        approval_decide(actor=dave, approval_id=pending_step(requests[1]).pk, approve=True)
+    # Nothing of the second approval stays: still pending, no alias moved.
+    assert DeploymentRequest.objects.get(pk=requests[1].pk).state == RequestState.PENDING
+    assert pending_step(requests[1]).step == 1
+    assert ModelAlias.objects.get(alias="champion").version == first
 
 
 def test_the_same_person_never_decides_both_steps(project: Any, bob: Any) -> None:

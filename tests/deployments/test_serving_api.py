@@ -168,3 +168,21 @@ def test_pages(
     assert "whole percentages" in followed
     key_page = lead.post("/projects/churn/endpoints/churn-model/key/").content.decode()
     assert 'id="new-key"' in key_page and "sgk_" in key_page
+
+
+def test_what_a_deployment_serves_cannot_be_deleted_from_the_registry(
+    endpoint: Any, alice: Any
+) -> None:
+    from experiments import services as tracking
+    from experiments.errors import MlflowError
+
+    version = ModelVersion.objects.get(registered_model=endpoint.registered_model, version=1)
+    with pytest.raises(MlflowError, match="served by a deployment") as refused:
+        tracking.model_version_delete(actor=alice, version=version)
+    assert refused.value.code == "INVALID_STATE" and refused.value.status == 400
+    with pytest.raises(MlflowError, match="served by a deployment"):
+        tracking.registered_model_delete(actor=alice, model=endpoint.registered_model)
+    assert ModelVersion.objects.filter(registered_model=endpoint.registered_model).count() == 2
+    assert not AuditEvent.objects.filter(
+        action__in=["model_version.deleted", "registered_model.deleted"]
+    ).exists()
