@@ -31,7 +31,7 @@ from django.db.models import Count, Q
 from charter.models import CharterStatus, CharterVersion
 from compute.models import UsageInterval
 from datasets.models import DataSource, Snapshot, ValidationStatus
-from deployments.gate_models import DeploymentRequest, RequestState
+from deployments.gate_models import DeploymentRequest, RequestState, Target
 from deployments.serving_models import Deployment
 from experiments.models import Lifecycle, ModelVersion, Run
 from projects.models import Stage
@@ -158,7 +158,10 @@ def deployment_progress(project_ids: list[int]) -> dict[int, Progress]:
     approved = _by_project(
         DeploymentRequest.objects.filter(project_id__in=project_ids)
         .values("project_id")
-        .annotate(n=Count("pk"), approved=Count("pk", filter=Q(state=RequestState.APPROVED))),
+        .annotate(
+            n=Count("pk"),
+            approved=Count("pk", filter=Q(state=RequestState.APPROVED, target=Target.BATCH)),
+        ),
         key="project_id",
     )
     return {

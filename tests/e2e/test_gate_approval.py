@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.apps import apps as django_apps
 from playwright.sync_api import Page, expect
 
 from deployments import gate
@@ -16,6 +17,7 @@ from governance.models import ApprovalState
 from governance.services import approval_decide
 from tests.deployments import gate_data
 from tests.experiments import jobs_data
+from tests.workspaces.conftest import seed_migration
 
 pytestmark = [pytest.mark.e2e]
 DRAWN = 30_000
@@ -31,6 +33,8 @@ def sign_in(page: Page, username: str, password: str, next_url: str) -> None:
 def test_the_business_approver_reads_the_evidence_and_signs_off(
     page: Page, project: Any, alice: Any, bob: Any, dave: Any, password: str
 ) -> None:
+    # The catalog the cost is priced from (a transactional test before may have flushed it).
+    seed_migration.seed(django_apps, None)
     split = jobs_data.ready_split(project=project, actor=alice)
     vera = gate_data.validator(project)
     old = gate_data.version(project, bob)

@@ -56,7 +56,7 @@ def test_a_new_project_is_at_the_charter(project_unsigned: Any) -> None:
         "data": "todo",
         "workspaces": "todo",
         "experiments": "todo",
-        "deployment": "absent",
+        "deployment": "todo",
     }
 
 
@@ -88,7 +88,7 @@ def test_notebooks_that_ran_are_never_behind_reality(project: Any, bob: Any) -> 
         "data": "skipped",
         "workspaces": "done",
         "experiments": "current",
-        "deployment": "absent",
+        "deployment": "todo",
     }
     ran = where.stage("workspaces").progress
     assert ran is not None and ran.counts == {"workspaces": 2, "running": 2}
