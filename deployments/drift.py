@@ -33,6 +33,8 @@ out of the log as sensitive), is ``no_data`` with a note saying why.
 
 from __future__ import annotations
 
+import io
+import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +42,8 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.json as pa_json
 
 Kind = Literal["numerical", "categorical"]
 Status = Literal["ok", "warn", "alert", "no_data"]
@@ -455,3 +459,47 @@ def samples_frame(records: Iterable[Mapping[str, Any]]) -> tuple[pd.DataFrame, p
         prediction = record.get("prediction")
         outputs.append(None if isinstance(prediction, dict | list) else prediction)
     return pd.DataFrame.from_records(inputs), pd.Series(outputs, name="prediction", dtype=object)
+
+
+def samples_read(data: bytes) -> tuple[pd.DataFrame, pd.Series]:
+    """The inputs and predictions of a sample log's bytes (JSON lines).
+
+    Read by Arrow's JSON reader, several times faster than a ``json.loads``
+    per line; a log it refuses (a line cut short while being written, a column
+    logged as a number and as text) is read line by line instead, skipping
+    the lines that are not JSON."""
+    if not data.strip():
+        return samples_frame([])
+    try:
+        table = pa_json.read_json(io.BytesIO(data))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return samples_frame(_lines(data))
+    if "input" not in table.column_names or not pa.types.is_struct(
+        table.schema.field("input").type
+    ):
+        return samples_frame(_lines(data))
+    table = table.filter(table.column("input").is_valid())
+    inputs = table.column("input").combine_chunks()
+    assert isinstance(inputs, pa.StructArray)
+    frame = pa.table(
+        {inputs.type.field(i).name: inputs.field(i) for i in range(inputs.type.num_fields)}
+    ).to_pandas()
+    if "prediction" in table.column_names and _is_scalar(table.schema.field("prediction").type):
+        predictions = table.column("prediction").to_pandas().rename("prediction")
+    else:
+        predictions = pd.Series([None] * table.num_rows, name="prediction", dtype=object)
+    return frame, predictions
+
+
+def _is_scalar(kind: pa.DataType) -> bool:
+    return not (pa.types.is_nested(kind) or pa.types.is_null(kind))
+
+
+def _lines(data: bytes) -> Iterable[Mapping[str, Any]]:
+    for line in data.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            yield record

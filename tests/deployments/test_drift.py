@@ -281,3 +281,56 @@ def test_samples_frame_skips_lines_without_input() -> None:
     )
     assert inputs.to_dict("records") == [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]
     assert predictions.tolist() == [0, None]
+
+
+def log_bytes(records: list[dict[str, object]]) -> bytes:
+    return "".join(json.dumps(r) + "\n" for r in records).encode()
+
+
+def test_samples_read_a_log_like_samples_frame() -> None:
+    frame = churn(300, seed=2)
+    records = logged(frame.drop(columns=["churned"]), frame["churned"])
+
+    inputs, predictions = drift.samples_read(log_bytes(records))
+
+    expected_inputs, expected_predictions = drift.samples_frame(records)
+    pd.testing.assert_frame_equal(inputs, expected_inputs)
+    assert predictions.tolist() == expected_predictions.tolist() == frame["churned"].tolist()
+
+
+def test_samples_read_a_log_arrow_refuses() -> None:
+    good = [
+        {"input": {"a": 1, "b": "x"}, "prediction": 0},
+        {"prediction": 1},
+        {"input": {"a": "two", "b": "y"}, "prediction": 1},  # a number, then text
+    ]
+    # The last line is cut short: the scoring process is still writing it.
+    data = log_bytes(good) + b'{"input": {"a": 3, "b'
+
+    inputs, predictions = drift.samples_read(data)
+
+    assert inputs.to_dict("records") == [{"a": 1, "b": "x"}, {"a": "two", "b": "y"}]
+    assert predictions.tolist() == [0, 1]
+
+
+def test_samples_read_leaves_out_lines_without_input_and_list_predictions() -> None:
+    data = log_bytes(
+        [
+            {"input": {"a": 1.5}, "prediction": [0.1, 0.9]},
+            {"ts": 1.0},
+            {"input": {"a": 2.5}, "prediction": [0.3, 0.7]},
+        ]
+    )
+    inputs, predictions = drift.samples_read(data)
+    assert inputs["a"].tolist() == [1.5, 2.5]
+    assert predictions.tolist() == [None, None]
+
+
+@pytest.mark.parametrize("data", [b"", b"\n\n", b"not json\n", b"[1, 2]\n"])
+def test_samples_read_of_an_empty_or_unreadable_log(data: bytes) -> None:
+    inputs, predictions = drift.samples_read(data)
+    assert len(inputs) == 0 and len(predictions) == 0
+    ref = drift.reference_profile(churn(200, seed=0), target="churned")
+    assert drift.drift_report(ref, inputs, predictions=predictions).note == (
+        "No logged rows in the window."
+    )
