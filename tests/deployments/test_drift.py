@@ -299,7 +299,7 @@ def test_samples_read_a_log_like_samples_frame() -> None:
 
 
 def test_samples_read_a_log_arrow_refuses() -> None:
-    good = [
+    good: list[dict[str, object]] = [
         {"input": {"a": 1, "b": "x"}, "prediction": 0},
         {"prediction": 1},
         {"input": {"a": "two", "b": "y"}, "prediction": 1},  # a number, then text
