@@ -447,6 +447,21 @@ class LocalServingMixin(_Base):
             (directory / "run" / "score.sock").unlink(missing_ok=True)
         return ResourceStatus(name, ResourceState.STOPPED)
 
+    def deployment_sample_log(self, endpoint: str, name: str, max_bytes: int) -> bytes:
+        """The last ``max_bytes`` of a deployment's sample log, whole lines only
+        (empty when nothing was logged)."""
+        path = self._dep_dir(endpoint, name) / "logs" / "samples.jsonl"
+        try:
+            with path.open("rb") as f:
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(0, size - max_bytes))
+                data = f.read(max_bytes)
+        except OSError:
+            return b""
+        if size > max_bytes:
+            data = data.partition(b"\n")[2]  # the first line was cut
+        return data
+
     def deployment_samples(
         self, endpoint: str, name: str, limit: int = 1000
     ) -> list[dict[str, Any]]:
