@@ -453,14 +453,16 @@ class LocalServingMixin(_Base):
         path = self._dep_dir(endpoint, name) / "logs" / "samples.jsonl"
         try:
             with path.open("rb") as f:
-                size = f.seek(0, os.SEEK_END)
-                f.seek(max(0, size - max_bytes))
-                data = f.read(max_bytes)
+                start = max(0, f.seek(0, os.SEEK_END) - max_bytes)
+                if start == 0:
+                    f.seek(0)
+                    return f.read()
+                # From the byte before the window: up to its first newline is
+                # a line cut in two (or just that newline).
+                f.seek(start - 1)
+                return f.read(max_bytes + 1).partition(b"\n")[2]
         except OSError:
             return b""
-        if size > max_bytes:
-            data = data.partition(b"\n")[2]  # the first line was cut
-        return data
 
     def deployment_samples(
         self, endpoint: str, name: str, limit: int = 1000

@@ -135,3 +135,22 @@ def test_an_empty_log_and_a_version_without_split(deployed: Any, project: Any, b
     green.save(update_fields=["model_version"])
     assert monitoring.drift_check(deployment_id=green.pk) is None
     assert monitoring.drift_check(deployment_id=deployed[("old", "blue")].pk) is None
+
+
+@pytest.mark.django_db
+def test_the_window_is_the_end_of_the_log_in_whole_lines(deployed: Any) -> None:
+    blue = deployed[("churn", "blue")]
+    provider = serving.serving_provider("local")
+    assert isinstance(provider, LocalProvider)
+    name = blue.endpoint.provider_name
+    assert provider.deployment_sample_log(name, "blue", 1000) == b""  # nothing logged yet
+
+    data = log_lines(50, 4, shift=False)
+    sample_log(blue.endpoint, "blue").write_bytes(data)
+    lines = data.splitlines(keepends=True)
+
+    assert provider.deployment_sample_log(name, "blue", len(data)) == data
+    tail = provider.deployment_sample_log(name, "blue", len(lines[-1]) + len(lines[-2]) + 5)
+    assert tail == lines[-2] + lines[-1]  # the line cut in two is left out
+    exact = provider.deployment_sample_log(name, "blue", len(lines[-1]) + len(lines[-2]))
+    assert exact == lines[-2] + lines[-1]
