@@ -334,3 +334,31 @@ def test_samples_read_of_an_empty_or_unreadable_log(data: bytes) -> None:
     assert drift.drift_report(ref, inputs, predictions=predictions).note == (
         "No logged rows in the window."
     )
+
+
+def test_the_demo_data_shifted_and_not() -> None:
+    """The demo project's data set (scikit-learn's wine measurements), logged
+    back as the scoring process would: unchanged it does not drift; every
+    measurement half a standard deviation higher does."""
+    from sklearn.datasets import load_wine
+
+    wine = load_wine(as_frame=True).frame
+    ref = drift.reference_profile(wine, target="target")
+    assert {r.kind for r in ref.columns.values()} == {"numerical"}
+    assert len(ref.columns) == 13
+
+    copy = wine.sample(frac=1.0, random_state=3)  # the same rows, in another order
+    inputs, predictions = drift.samples_frame(logged(copy.drop(columns=["target"]), copy["target"]))
+    same = drift.drift_report(ref, inputs, predictions=predictions)
+    assert same.dataset_drift is False and same.drifted_features == 0
+    assert same.judged_features == 13
+    assert same.prediction is not None and same.prediction.status == "ok"
+
+    features = wine.drop(columns=["target"])
+    shifted = features + 0.5 * features.std(ddof=0)
+    inputs, predictions = drift.samples_frame(logged(shifted, wine["target"]))
+    report = drift.drift_report(ref, inputs, predictions=predictions)
+    assert report.dataset_drift is True
+    assert report.drifted_share == 1.0
+    for feature in report.features:
+        assert feature.distance == pytest.approx(0.5, rel=1e-6)
