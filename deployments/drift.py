@@ -163,8 +163,13 @@ def column_reference(series: pd.Series, kind: Kind | None = None) -> ColumnRefer
 
 
 def _labels(series: pd.Series) -> pd.Series:
-    """Categories as text, so 1 logged as JSON and "1" read from Parquet meet."""
+    """Categories as text, so 1 logged as JSON and "1" read from Parquet meet
+    (and 1.0, a code in a column that also holds a missing value)."""
     missing = series.isna()
+    if pd.api.types.is_float_dtype(series):
+        values = series[~missing]
+        if bool((values == np.floor(values)).all()):
+            series = series.astype("Int64")
     text = series.astype(str)
     return text.where(~missing, None)
 

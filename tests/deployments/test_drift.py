@@ -223,6 +223,11 @@ def test_numbers_logged_as_text_or_codes() -> None:
     plan = report.feature("plan")
     assert plan.unseen == 0.0 and plan.status == "ok"
 
+    # A code column with a missing value arrives as floats: 1.0 is still "1".
+    codes = pd.DataFrame({"x": np.arange(200.0), "plan": [0, 1, 2, None] * 50})
+    plan = drift.drift_report(ref, codes).feature("plan")
+    assert plan.unseen == 0.0 and plan.current_missing == pytest.approx(0.25)
+
 
 def test_an_empty_window() -> None:
     ref = drift.reference_profile(churn(500, seed=0), target="churned")
