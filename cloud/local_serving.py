@@ -447,6 +447,23 @@ class LocalServingMixin(_Base):
             (directory / "run" / "score.sock").unlink(missing_ok=True)
         return ResourceStatus(name, ResourceState.STOPPED)
 
+    def deployment_sample_log(self, endpoint: str, name: str, max_bytes: int) -> bytes:
+        """The last ``max_bytes`` of a deployment's sample log, whole lines only
+        (empty when nothing was logged)."""
+        path = self._dep_dir(endpoint, name) / "logs" / "samples.jsonl"
+        try:
+            with path.open("rb") as f:
+                start = max(0, f.seek(0, os.SEEK_END) - max_bytes)
+                if start == 0:
+                    f.seek(0)
+                    return f.read()
+                # From the byte before the window: up to its first newline is
+                # a line cut in two (or just that newline).
+                f.seek(start - 1)
+                return f.read(max_bytes + 1).partition(b"\n")[2]
+        except OSError:
+            return b""
+
     def deployment_samples(
         self, endpoint: str, name: str, limit: int = 1000
     ) -> list[dict[str, Any]]:

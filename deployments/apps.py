@@ -11,6 +11,7 @@ class DeploymentsConfig(AppConfig):
         from background import leases
         from compute import consumers
         from deployments import (  # noqa: F401  (the tasks register)
+            drift_tasks,
             gate,  # noqa: F401  (registers the "deployment" approval kind)
             serving,
             serving_tasks,

@@ -309,6 +309,7 @@ CELERY_TASK_ROUTES = {
     "deployments.gate_tasks.*": {"queue": "training"},
     "datasets.tasks.*": {"queue": "data"},
     "deployments.serving_tasks.*": {"queue": "provisioning"},
+    "deployments.drift_tasks.*": {"queue": "data"},
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
@@ -575,5 +576,18 @@ CELERY_BEAT_SCHEDULE = {
         "task": "deployments.serving_tasks.serving_health_check",
         "schedule": SERVING_HEALTH_SECONDS,
         "options": {"expires": SERVING_HEALTH_SECONDS},
+    },
+}
+
+# Drift monitoring (docs/serving.md, Drift): how often running deployments are
+# checked, and how much of the end of each sample log one check reads.
+DRIFT_CHECK_SECONDS = env.float("DRIFT_CHECK_SECONDS", default=3600.0)
+DRIFT_WINDOW_BYTES = env.int("DRIFT_WINDOW_BYTES", default=64 * 1024 * 1024)
+CELERY_BEAT_SCHEDULE = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "drift-check": {
+        "task": "deployments.drift_tasks.drift_check_all",
+        "schedule": DRIFT_CHECK_SECONDS,
+        "options": {"expires": DRIFT_CHECK_SECONDS},
     },
 }
