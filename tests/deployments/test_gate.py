@@ -20,7 +20,7 @@ from governance.services import approval_decide
 from tests.deployments import gate_data
 from tests.factories import MembershipFactory, UserFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("catalog")]
 
 REASON = "Beats the churn threshold on the held-out customers."
 

@@ -10,7 +10,7 @@ import pytest
 from deployments.gate_models import DeploymentRequest
 from tests.deployments import gate_data
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("catalog")]
 
 BASE = "/api/projects/churn/"
 

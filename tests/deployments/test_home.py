@@ -18,7 +18,7 @@ from portal.stages import progress_for
 from tests.deployments import gate_data
 from tests.factories import MembershipFactory, ProjectFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("catalog")]
 
 
 def stage_of(project: Any) -> str:
