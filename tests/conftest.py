@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
+from cloud import get_provider
 from tests.factories import (
     PASSWORD,
     MembershipFactory,
@@ -195,3 +196,14 @@ def celery_worker(transactional_db: Any) -> Iterator[subprocess.Popen[bytes]]:
         yield proc
     finally:
         stop_worker(proc)
+
+
+@pytest.fixture
+def provider_jobs() -> Iterator[Path]:
+    """The local provider's job folders; whatever a test started is cancelled."""
+    provider: Any = get_provider("local")
+    root = provider.root / "_jobs"
+    before = set(root.iterdir()) if root.exists() else set()
+    yield root
+    for folder in (set(root.iterdir()) if root.exists() else set()) - before:
+        provider.job_cancel(folder.name)

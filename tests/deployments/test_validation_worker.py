@@ -4,7 +4,6 @@ provider's sandbox; the report is read back from the job's run."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,6 @@ import pytest
 
 from audit.models import AuditEvent
 from charter.models import CharterVersion
-from cloud import get_provider
 from deployments import gate
 from deployments.gate_models import RequestState, ValidationReport, ValidationState
 from experiments import jobs
@@ -24,16 +22,6 @@ from tests.experiments import jobs_data
 from tests.workspaces.test_worker import wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def provider_jobs() -> Iterator[Path]:
-    provider: Any = get_provider("local")
-    root = provider.root / "_jobs"
-    before = set(root.iterdir()) if root.exists() else set()
-    yield root
-    for folder in (set(root.iterdir()) if root.exists() else set()) - before:
-        provider.job_cancel(folder.name)
 
 
 def test_a_version_is_validated_against_the_charter_and_the_champion_on_the_held_out_rows(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,6 @@ import pandas as pd
 import pytest
 from django.conf import settings
 
-from cloud import get_provider
 from experiments import sweeps
 from experiments.job_models import Job, JobState
 from experiments.models import LatestMetric, LoggedModel, Run, RunStatus
@@ -33,16 +31,6 @@ pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 def storage() -> Path:
     """The object store the worker process uses too (see test_jobs_worker)."""
     return Path(settings.STAGEGATE_STORAGE_URL.removeprefix("file://"))
-
-
-@pytest.fixture
-def provider_jobs() -> Iterator[Path]:
-    provider: Any = get_provider("local")
-    root = provider.root / "_jobs"
-    before = set(root.iterdir()) if root.exists() else set()
-    yield root
-    for folder in (set(root.iterdir()) if root.exists() else set()) - before:
-        provider.job_cancel(folder.name)
 
 
 def test_automl_within_its_budget_logs_a_leaderboard_and_a_model_that_loads_back(

@@ -24,7 +24,6 @@ from tests.conftest import start_worker, stop_worker
 from tests.experiments import jobs_data
 from tests.experiments.test_jobs_code import git, make_repository
 from tests.experiments.test_jobs_envs import tiny_wheel
-from tests.experiments.test_jobs_worker import provider_jobs  # noqa: F401 - a fixture
 from tests.workspaces.test_worker import wait_for
 
 S = JobState
@@ -54,7 +53,7 @@ def test_a_job_from_a_local_repository_with_a_requirement_the_base_lacks(
     project: Any,
     alice: Any,
     bob: Any,
-    provider_jobs: Path,  # noqa: F811
+    provider_jobs: Path,
     live_server: Any,
     tmp_path: Path,
     settings: Any,
@@ -125,7 +124,7 @@ def test_a_failed_environment_build_fails_the_job_with_its_reason(
     project: Any,
     alice: Any,
     bob: Any,
-    provider_jobs: Path,  # noqa: F811
+    provider_jobs: Path,
     tmp_path: Path,
 ) -> None:
     wheels = tmp_path / "wheels"

@@ -10,7 +10,6 @@ import re
 import secrets
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ import pytest
 from django.conf import settings
 
 from audit.models import AuditEvent
-from cloud import get_provider
 from compute.models import UsageInterval
 from experiments import jobs
 from experiments.artifacts import ArtifactStore
@@ -42,17 +40,6 @@ def storage() -> Path:
     instead of the tracking tests' private one: the job reads the split's
     files from it, and the worker keeps the log there."""
     return Path(settings.STAGEGATE_STORAGE_URL.removeprefix("file://"))
-
-
-@pytest.fixture
-def provider_jobs() -> Iterator[Path]:
-    """The local provider's job folders; whatever a test started is cancelled."""
-    provider: Any = get_provider("local")
-    root = provider.root / "_jobs"
-    before = set(root.iterdir()) if root.exists() else set()
-    yield root
-    for folder in (set(root.iterdir()) if root.exists() else set()) - before:
-        provider.job_cancel(folder.name)
 
 
 def state_of(job: Job) -> str:

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.conf import settings
 
-from cloud import get_provider
 from experiments import sweeps
 from experiments.job_models import Job, JobState
 from experiments.models import LatestMetric, Run, RunStatus, RunTag
@@ -32,16 +30,6 @@ pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 def storage() -> Path:
     """The object store the worker process uses too (see test_jobs_worker)."""
     return Path(settings.STAGEGATE_STORAGE_URL.removeprefix("file://"))
-
-
-@pytest.fixture
-def provider_jobs() -> Iterator[Path]:
-    provider: Any = get_provider("local")
-    root = provider.root / "_jobs"
-    before = set(root.iterdir()) if root.exists() else set()
-    yield root
-    for folder in (set(root.iterdir()) if root.exists() else set()) - before:
-        provider.job_cancel(folder.name)
 
 
 def test_a_sweep_of_eight_trials_two_at_a_time_prunes_the_laggards(
