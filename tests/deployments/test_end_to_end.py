@@ -67,9 +67,7 @@ def validated(bob: Any, version: ModelVersion) -> ValidationReport:
     )
     report = ValidationReport.objects.select_related("job").get(pk=report.pk)
     assert report.state == ValidationState.PASSED, (
-        report.value,
-        report.integration,
-        report.error,
+        f"{report.value} {report.integration} {report.error}",
         report.job and report.job.log_tail,
     )
     return report
