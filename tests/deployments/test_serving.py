@@ -74,10 +74,12 @@ def running(deployment_id: int) -> bool:
     return dep.state == DeploymentState.RUNNING
 
 
-def score(url: str, key: str) -> tuple[int, str, Any]:
+def score(url: str, key: str, rows: Any = ROWS) -> tuple[int, str, Any]:
+    """POST ``rows`` (MLflow's invocation format) to a scoring URL: the status,
+    the deployment that answered and the predictions."""
     request = urllib.request.Request(
         url,
-        data=json.dumps(ROWS).encode(),
+        data=json.dumps(rows).encode(),
         headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
     )
     try:
