@@ -37,7 +37,6 @@ from tests.conftest import start_worker, stop_worker
 from tests.deployments import gate_data
 from tests.deployments.test_gate import actions, pending_step
 from tests.deployments.test_serving import cleanup, running, score, wait_for  # noqa: F401
-from tests.deployments.test_validation_worker import provider_jobs  # noqa: F401
 from tests.experiments import jobs_data
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -93,7 +92,7 @@ def test_validate_request_approve_serve_canary_and_pull_the_andon_cord(
     alice: Any,
     bob: Any,
     dave: Any,
-    provider_jobs: Path,  # noqa: F811
+    provider_jobs: Path,
     cleanup: Any,  # noqa: F811
     live_server: Any,
 ) -> None:

@@ -186,3 +186,24 @@ def test_what_a_deployment_serves_cannot_be_deleted_from_the_registry(
     assert not AuditEvent.objects.filter(
         action__in=["model_version.deleted", "registered_model.deleted"]
     ).exists()
+
+
+def test_only_this_projects_lead_and_ml_engineers_operate_its_endpoints(
+    project: Any, alice: Any, bob: Any, carol: Any, charlie: Any
+) -> None:
+    from django.core.exceptions import PermissionDenied
+
+    from tests.factories import MembershipFactory, ProjectFactory, UserFactory
+
+    refused = "Only the project's lead and ML engineers operate endpoints."
+    mle: Any = UserFactory(username="mle")
+    MembershipFactory(project=project, user=mle, role="ml_engineer")
+    # Leading another project is no right here.
+    MembershipFactory(project=ProjectFactory(), user=charlie, role="lead")
+    MembershipFactory(project=ProjectFactory(), user=bob, role="lead")
+    for who in (bob, carol, charlie):
+        with pytest.raises(PermissionDenied) as no:
+            serving._operator(who, project)
+        assert str(no.value) == refused
+    for who in (alice, mle, None):  # None: the portal itself (the health check)
+        serving._operator(who, project)
