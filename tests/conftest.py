@@ -35,6 +35,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # Playwright runs an event loop in the test thread; Django's ORM calls from
 # that thread are still synchronous and safe.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+# The mlflow client's telemetry sets and removes an environment variable from
+# a thread of its own, which races with requests reading os.environ (a
+# KeyError in the middle of a client call); nothing could receive it anyway.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 def pytest_configure(config: Any) -> None:
