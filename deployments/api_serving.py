@@ -203,6 +203,30 @@ class EndpointPromoteApi(APIView):
         return _answer(endpoint)
 
 
+class DeploymentStopApi(APIView):
+    """Stop a deployment that answers no calls, to free its compute (202: the
+    provider stops it in the background; the deployment's state says when)."""
+
+    @extend_schema(
+        request=None, responses={202: EndpointOutput, 409: RefusedOutput, 404: RefusedOutput}
+    )
+    def post(self, request: AuthedApiRequest, slug: str, name: str, deployment: str) -> Response:
+        endpoint, _ = get_endpoint_for_user(request.user, slug, name, write=True)
+        dep = endpoint.deployments.filter(name=deployment).first()
+        if dep is None:
+            return Response(
+                {"detail": f"This endpoint has no deployment named {deployment}."},
+                status=status.HTTP_404_NOT_FOUND,
+            )
+        try:
+            serving.deployment_stop(actor=request.user, deployment=dep)
+        except serving.ServingRefused as exc:
+            return _refused(exc)
+        response = _answer(endpoint)
+        response.status_code = status.HTTP_202_ACCEPTED
+        return response
+
+
 class EndpointKeyApi(APIView):
     """Issue a new key for callers (the old one stops working); answered once."""
 

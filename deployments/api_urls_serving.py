@@ -31,6 +31,11 @@ urlpatterns: list[URLPattern | URLResolver] = [
         name="endpoint_promote_api",
     ),
     path(
+        "projects/<slug:slug>/endpoints/<slug:name>/deployments/<slug:deployment>/stop/",
+        api_serving.DeploymentStopApi.as_view(),
+        name="deployment_stop_api",
+    ),
+    path(
         "projects/<slug:slug>/endpoints/<slug:name>/key/",
         api_serving.EndpointKeyApi.as_view(),
         name="endpoint_key_api",

@@ -19,3 +19,4 @@ class DeploymentsConfig(AppConfig):
 
         consumers.register("deployments.deployment", serving.deployment_holdings)
         leases.register(serving.START_WORK)
+        leases.register(serving.STOP_WORK)

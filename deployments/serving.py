@@ -404,6 +404,65 @@ def endpoint_promote(*, actor: User | None, endpoint: Endpoint) -> Endpoint:
     return endpoint
 
 
+def deployment_stop(*, actor: User | None, deployment: Deployment) -> Deployment:
+    """Stop a deployment that answers no calls (no traffic, no mirrored share),
+    to free its compute; the task ``deployment_stop`` stops it on the provider.
+
+    Stopping the deployment a rollback would go back to ends that rollback:
+    the endpoint forgets ``previous``. A deployment starting in a rollout is
+    not stopped (roll the rollout back or let it fail first).
+    """
+    _operator(actor, deployment.endpoint.project)
+    from deployments import serving_tasks
+
+    with transaction.atomic():
+        endpoint = _locked(deployment.endpoint_id)
+        dep = Deployment.objects.select_for_update().get(pk=deployment.pk)
+        if dep.state not in (DeploymentState.RUNNING, DeploymentState.FAILED):
+            raise ServingRefused(f"The {dep.name} deployment is {dep.get_state_display().lower()}.")
+        if endpoint.traffic.get(dep.name, 0) > 0 or endpoint.mirror.get(dep.name, 0) > 0:
+            raise ServingRefused(
+                f"The {dep.name} deployment still answers calls: send its traffic elsewhere first."
+            )
+        ended_rollback = endpoint.previous == dep.name
+        if ended_rollback:
+            endpoint.previous = ""
+            endpoint.save(update_fields=["previous", "updated_at"])
+        dep.state = DeploymentState.STOPPING
+        dep.task_id = ""
+        for field, value in lease_waiting().items():
+            setattr(dep, field, value)
+        dep.save()
+        audit_record(
+            action="endpoint.deployment_stopped",
+            actor=actor,
+            project=endpoint.project,
+            obj=endpoint,
+            payload={
+                "deployment": dep.name,
+                "version": dep.model_version.version,
+                "ended_rollback": ended_rollback,
+            },
+        )
+        pk = dep.pk
+        transaction.on_commit(lambda: serving_tasks.deployment_stop.delay(deployment_id=pk))
+    return dep
+
+
+def deployment_mark_stopped(*, deployment_id: int) -> None:
+    """The provider stopped the deployment: no more metering."""
+    with transaction.atomic():
+        dep = Deployment.objects.select_for_update().get(pk=deployment_id)
+        if dep.state != DeploymentState.STOPPING:
+            return
+        dep.state = DeploymentState.STOPPED
+        dep.health = DeploymentHealth.UNKNOWN
+        dep.lease_owner = ""
+        dep.lease_expires_at = None
+        dep.save()
+        usage_close(resource=dep, now=timezone.now())
+
+
 def endpoint_key_issue(*, actor: User, endpoint: Endpoint) -> str:
     """A new key for callers, returned once (the old one stops working)."""
     _operator(actor, endpoint.project)
@@ -519,4 +578,34 @@ START_WORK = LeasedWork(
     requeue={"state": DeploymentState.PENDING, "task_id": ""},
     redispatch=_redispatch,
     fail=_give_up,
+)
+
+
+def _stop_redispatch(row: Any) -> None:
+    from deployments import serving_tasks
+
+    serving_tasks.deployment_stop.delay(deployment_id=row.pk)
+
+
+def _stop_given_up(row: Any, reason: str) -> None:
+    with transaction.atomic():
+        dep = Deployment.objects.select_for_update().get(pk=row.pk)
+        if dep.state != DeploymentState.STOPPING:
+            return
+        # It may still run on the provider: it stays running (metered,
+        # health-checked, without traffic) and the page shows why.
+        dep.state = DeploymentState.RUNNING
+        dep.detail = f"Could not stop: {reason}"[:4000]
+        dep.lease_owner = ""
+        dep.lease_expires_at = None
+        dep.save()
+
+
+STOP_WORK = LeasedWork(
+    name="serving_deployment_stop",
+    model=Deployment,
+    active=lambda: Deployment.objects.filter(state=DeploymentState.STOPPING),
+    requeue={"state": DeploymentState.STOPPING, "task_id": ""},
+    redispatch=_stop_redispatch,
+    fail=_stop_given_up,
 )

@@ -112,7 +112,12 @@ class DeploymentHealth(models.TextChoices):
 
 # States in which a deployment holds compute (counted against the quotas).
 HOLDING_STATES = frozenset(
-    {DeploymentState.PENDING, DeploymentState.STARTING, DeploymentState.RUNNING}
+    {
+        DeploymentState.PENDING,
+        DeploymentState.STARTING,
+        DeploymentState.RUNNING,
+        DeploymentState.STOPPING,
+    }
 )
 
 

@@ -128,6 +128,30 @@ def deployment_start(self: Task, *, deployment_id: int) -> str:
     return "running"
 
 
+@shared_task(**TASK_OPTIONS)
+def deployment_stop(self: Task, *, deployment_id: int) -> str:
+    """Stop a deployment on its provider (``serving.deployment_stop`` asked)."""
+    owner = lease_owner_for(self)
+    if not lease_claim(
+        Deployment.objects.filter(pk=deployment_id, state=DeploymentState.STOPPING),
+        owner=owner,
+        task_id=str(self.request.id or "")[:255],
+    ):
+        return "not claimed"
+    with lease_kept(Deployment, deployment_id, owner=owner):
+        dep = Deployment.objects.select_related("endpoint").get(pk=deployment_id)
+        try:
+            provider = serving.serving_provider(dep.endpoint.provider)
+            provider.deployment_stop(dep.endpoint.provider_name, dep.name)
+        except ProviderError as exc:
+            # The lease runs out and recovery tries again, up to its limit.
+            logger.warning("deployment %s did not stop: %s", deployment_id, exc)
+            Deployment.objects.filter(pk=deployment_id).update(detail=str(exc)[:4000])
+            return "retry"
+        serving.deployment_mark_stopped(deployment_id=deployment_id)
+    return "stopped"
+
+
 @shared_task(**BEAT_OPTIONS)
 def serving_health_check(self: Task) -> int:
     """Check every running deployment once; roll back or promote as due."""

@@ -46,6 +46,9 @@ def _detail_context(
             "share": int(endpoint.traffic.get(d.name, 0)),
             "mirror": int(endpoint.mirror.get(d.name, 0)),
             "stats": stats.get(d.name),
+            "stoppable": d.state in ("running", "failed")
+            and not endpoint.traffic.get(d.name, 0)
+            and not endpoint.mirror.get(d.name, 0),
         }
         for d in deployments
     ]
@@ -69,7 +72,7 @@ def endpoint_detail(request: AuthedRequest, slug: str, name: str) -> HttpRespons
 
 @login_required
 def endpoint_action(request: AuthedRequest, slug: str, name: str, action: str) -> HttpResponse:
-    """rollback, promote, traffic, key: POST only, for the lead and ML engineers."""
+    """rollback, promote, traffic, key, stop: POST only, for the lead and ML engineers."""
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     endpoint, membership = get_endpoint_for_user(request.user, slug, name, write=True)
@@ -97,6 +100,13 @@ def endpoint_action(request: AuthedRequest, slug: str, name: str, action: str) -
                 actor=request.user, endpoint=endpoint, traffic=traffic, mirror=mirror
             )
             messages.success(request, "Traffic split saved.")
+        elif action == "stop":
+            dep = endpoint.deployments.filter(name=request.POST.get("deployment", "")).first()
+            if dep is None:
+                messages.error(request, "Choose a deployment of this endpoint to stop.")
+                return redirect(detail)
+            serving.deployment_stop(actor=request.user, deployment=dep)
+            messages.success(request, f"Stopping {dep.name}: its compute is freed once it stops.")
         elif action == "key":
             key = serving.endpoint_key_issue(actor=request.user, endpoint=endpoint)
             endpoint.refresh_from_db()

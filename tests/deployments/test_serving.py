@@ -21,7 +21,7 @@ from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from compute.models import ComputeSize
+from compute.models import ComputeSize, UsageInterval
 from deployments import serving, serving_tasks
 from deployments.serving_models import (
     Deployment,
@@ -216,3 +216,49 @@ def test_a_canary_that_baked_is_promoted(
     serving.endpoint_rollback(actor=alice, endpoint=endpoint)
     endpoint.refresh_from_db()
     assert endpoint.traffic == {"blue": 100, "green": 0}
+
+
+def test_a_deployment_without_traffic_is_stopped_and_frees_its_compute(
+    celery_worker: Any, project: Any, alice: Any, carol: Any, tmp_path: Path, cleanup: Any
+) -> None:
+    v1 = register_version(project, tmp_path, 1, 0.0)
+    v2 = register_version(project, tmp_path, 2, 100.0)
+    blue = serving.endpoint_deploy(actor=alice, model_version=v1)
+    wait_for(lambda: running(blue.pk), what="blue")
+    green = serving.endpoint_deploy(actor=alice, model_version=v2)
+    wait_for(lambda: running(green.pk), what="green")
+    endpoint = Endpoint.objects.get()
+    assert endpoint.traffic == {"green": 100, "blue": 0} and endpoint.previous == "blue"
+    folder = Path(serving.serving_provider("local").root)  # type: ignore[attr-defined]
+    state_file = folder / "_endpoints" / endpoint.provider_name / "deployments/blue/state.json"
+    blue_pid = json.loads(state_file.read_text())["pid"]
+    assert psutil.pid_exists(blue_pid)
+
+    with pytest.raises(serving.ServingRefused, match="still answers calls"):
+        serving.deployment_stop(actor=alice, deployment=green)
+    with pytest.raises(PermissionDenied):
+        serving.deployment_stop(actor=carol, deployment=blue)  # an analyst
+    assert Deployment.objects.get(pk=blue.pk).state == DeploymentState.RUNNING
+
+    serving.deployment_stop(actor=alice, deployment=blue)
+    endpoint.refresh_from_db()
+    assert endpoint.previous == ""  # nothing left to roll back to
+    wait_for(
+        lambda: Deployment.objects.get(pk=blue.pk).state == DeploymentState.STOPPED,
+        what="blue stopped",
+    )
+    wait_for(lambda: not psutil.pid_exists(blue_pid), timeout=10, what="blue's process gone")
+    with pytest.raises(serving.ServingRefused, match="no previous deployment"):
+        serving.endpoint_rollback(actor=alice, endpoint=endpoint)
+    with pytest.raises(serving.ServingRefused, match="stopped"):
+        serving.deployment_stop(actor=alice, deployment=blue)
+    assert {h.resource_id for h in serving.deployment_holdings(project_id=project.pk)} == {green.pk}
+    assert not UsageInterval.objects.filter(
+        resource_type="deployments.deployment", resource_id=blue.pk, ended_at__isnull=True
+    ).exists()
+    event = AuditEvent.objects.get(action="endpoint.deployment_stopped")
+    assert event.actor_id == alice.pk
+    assert event.payload == {"deployment": "blue", "version": 1, "ended_rollback": True}
+    # Green still answers.
+    key = serving.endpoint_key_issue(actor=alice, endpoint=endpoint)
+    assert score(endpoint.scoring_url, key)[:2] == (200, "green")

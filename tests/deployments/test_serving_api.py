@@ -207,3 +207,75 @@ def test_only_this_projects_lead_and_ml_engineers_operate_its_endpoints(
         assert str(no.value) == refused
     for who in (alice, mle, None):  # None: the portal itself (the health check)
         serving._operator(who, project)
+
+
+def test_stopping_a_deployment_through_the_api_and_the_page(
+    endpoint: Endpoint,
+    api_for: Any,
+    client_for: Any,
+    alice: Any,
+    bob: Any,
+    carol: Any,
+    charlie: Any,
+) -> None:
+    stop = url(endpoint, "deployments/green/stop/")
+    assert api_for(charlie).post(stop).status_code == 404
+    assert api_for(carol).post(stop).status_code == 403
+    assert api_for(bob).post(stop).status_code == 403
+    lead = api_for(alice)
+    missing = lead.post(url(endpoint, "deployments/purple/stop/"))
+    assert missing.status_code == 404 and "purple" in missing.json()["detail"]
+    busy = lead.post(stop)  # green has 10% of the calls
+    assert busy.status_code == 409 and "still answers calls" in busy.json()["detail"]
+    assert Deployment.objects.get(endpoint=endpoint, name="green").state == "running"
+
+    page = client_for(alice).get("/projects/churn/endpoints/churn-model/").content.decode()
+    assert 'id="stop-green"' not in page and 'id="stop-blue"' not in page
+    serving.endpoint_rollback(actor=alice, endpoint=endpoint)
+    page = client_for(alice).get("/projects/churn/endpoints/churn-model/").content.decode()
+    assert 'id="stop-green"' in page and 'id="stop-blue"' not in page
+    assert (
+        'id="stop-green"'
+        not in client_for(carol).get("/projects/churn/endpoints/churn-model/").content.decode()
+    )
+
+    done = lead.post(stop)
+    assert done.status_code == 202
+    green = next(d for d in done.json()["deployments"] if d["name"] == "green")
+    assert green["state"] == "stopping"
+    assert AuditEvent.objects.get(action="endpoint.deployment_stopped").payload["deployment"] == (
+        "green"
+    )
+    again = client_for(alice).post(
+        "/projects/churn/endpoints/churn-model/stop/", {"deployment": "green"}
+    )
+    assert again.status_code == 302
+    followed = client_for(alice).get("/projects/churn/endpoints/churn-model/").content.decode()
+    assert "The green deployment is stopping." in followed
+
+
+def test_a_stop_whose_worker_was_lost_is_sent_again_then_given_up(
+    endpoint: Endpoint, settings: Any
+) -> None:
+    from datetime import timedelta
+
+    from background.leases import lease_recover
+
+    green = Deployment.objects.get(endpoint=endpoint, name="green")
+    past = timezone.now() - timedelta(minutes=5)
+    Deployment.objects.filter(pk=green.pk).update(
+        state="stopping", lease_owner="gone:1", lease_expires_at=past, attempts=1
+    )
+    report = lease_recover(serving.STOP_WORK)
+    assert report == {"redispatched": [green.pk], "failed": []}
+    green.refresh_from_db()
+    assert green.state == "stopping" and green.lease_owner == ""
+
+    Deployment.objects.filter(pk=green.pk).update(
+        lease_expires_at=past, attempts=settings.BACKGROUND_MAX_ATTEMPTS
+    )
+    report = lease_recover(serving.STOP_WORK)
+    assert report == {"redispatched": [], "failed": [green.pk]}
+    green.refresh_from_db()
+    # It may still run: it stays running (metered, health-checked) and says why.
+    assert green.state == "running" and green.detail.startswith("Could not stop: Gave up")
