@@ -92,9 +92,10 @@ class SourceOutput(serializers.ModelSerializer):
             "tested_at",
             "latest_version",
             "exploratory",
+            "sensitive_columns",
             "created_at",
         ]
-        read_only_fields = ["exploratory"]
+        read_only_fields = ["exploratory", "sensitive_columns"]
 
     def get_secrets(self, source: DataSource) -> dict[str, str]:
         names = services.KIND_FIELDS[source.kind][2]
@@ -135,6 +136,12 @@ class SourceUpdateInput(serializers.Serializer):
         child=serializers.CharField(allow_blank=True), required=False, write_only=True
     )
     refresh_cron = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    sensitive_columns = serializers.ListField(
+        child=serializers.CharField(max_length=200),
+        required=False,
+        max_length=500,
+        help_text="Columns never written to a served model's request log.",
+    )
 
 
 class IngestionOutput(serializers.ModelSerializer):

@@ -71,6 +71,10 @@ class DataSource(Leased):
     # explored, not yet agreed on. Fixed at registration (a later sign-off
     # does not make the earlier registration agreed); its versions inherit it.
     exploratory = models.BooleanField(default=False)
+    # Columns about people that must not leave the data stage in logs: a
+    # model served from this source's data never writes them to its sampled
+    # request log (docs/serving.md, Drift).
+    sensitive_columns = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -370,7 +370,16 @@ def source_create(
 def source_update(*, actor: User, source: DataSource, **changes: Any) -> DataSource:
     """Change a source's settings; secrets given replace those stored, an
     empty value removes one."""
-    allowed = {"name", "description", "location", "mode", "owner", "config", "refresh_cron"}
+    allowed = {
+        "name",
+        "description",
+        "location",
+        "mode",
+        "owner",
+        "config",
+        "refresh_cron",
+        "sensitive_columns",
+    }
     unknown = set(changes) - allowed - {"secrets"}
     if unknown:
         raise ValidationError(dict.fromkeys(sorted(unknown), "This cannot be changed."))
@@ -383,6 +392,8 @@ def source_update(*, actor: User, source: DataSource, **changes: Any) -> DataSou
         changes["refresh_cron"] = _clean_cron(changes["refresh_cron"] or "")
         if changes["refresh_cron"] and source.kind == SourceKind.UPLOAD:
             raise ValidationError({"refresh_cron": "Upload sources have nothing to pull."})
+    if "sensitive_columns" in changes:
+        changes["sensitive_columns"] = _clean_sensitive(source, changes["sensitive_columns"])
     new_secrets = _clean_secrets(source.kind, changes.pop("secrets", None) or {})
     if "owner" in changes:
         _check_owner(source.project, changes["owner"])
@@ -415,11 +426,47 @@ def source_update(*, actor: User, source: DataSource, **changes: Any) -> DataSou
                         {"secrets" if f.startswith("secret") else f for f in changed}
                     ),
                     "updated": sorted(new_secrets),
+                    **(
+                        {"sensitive_columns": source.sensitive_columns}
+                        if "sensitive_columns" in changed
+                        else {}
+                    ),
                 },
             )
     except IntegrityError as exc:
         raise ValidationError({"name": "A source with this name already exists."}) from exc
     return source
+
+
+MAX_SENSITIVE_COLUMNS = 500
+
+
+def _clean_sensitive(source: DataSource, value: Any) -> list[str]:
+    """Column names, each once, sorted; columns of the latest version when
+    the source has one (a column it does not have is a typo, not a mark)."""
+    if not isinstance(value, list | tuple) or not all(isinstance(c, str) for c in value):
+        raise ValidationError({"sensitive_columns": "Give a list of column names."})
+    names = sorted({c.strip() for c in value if c.strip()})
+    if len(names) > MAX_SENSITIVE_COLUMNS:
+        raise ValidationError(
+            {"sensitive_columns": f"At most {MAX_SENSITIVE_COLUMNS} columns can be marked."}
+        )
+    if any(len(c) > 200 for c in names):
+        raise ValidationError({"sensitive_columns": "Column names are at most 200 characters."})
+    latest = source.snapshots.order_by("-version").values_list("version", "columns").first()
+    if latest is not None:
+        version, columns = latest
+        known = {str(c.get("name")) if isinstance(c, dict) else str(c) for c in columns}
+        unknown = [c for c in names if c not in known]
+        if unknown:
+            raise ValidationError(
+                {
+                    "sensitive_columns": f"Version {version} has no column named "
+                    + ", ".join(repr(c) for c in unknown[:5])
+                    + "."
+                }
+            )
+    return names
 
 
 def _objects_unreferenced(keys: set[str]) -> set[str]:

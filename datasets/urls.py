@@ -20,6 +20,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path(f"{S}pull/", views.source_pull, name="pull"),
     path(f"{S}test/", views.source_test, name="test"),
     path(f"{S}schedule/", views.source_schedule, name="schedule"),
+    path(f"{S}sensitive/", views.source_sensitive, name="sensitive"),
     path(f"{S}delete/", views.source_delete, name="source_delete"),
     path(f"{S}rules/", views.rule_add, name="rule_add"),
     path(f"{S}rules/<int:rule_id>/delete/", views.rule_delete, name="rule_delete"),

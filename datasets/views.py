@@ -234,8 +234,18 @@ def source_detail(request: AuthedRequest, slug: str, source_id: int) -> HttpResp
             "upload_form": UploadForm(),
             "schedule_form": ScheduleForm(initial={"refresh_cron": source.refresh_cron}),
             "rule_form": RuleForm(),
+            "latest_columns": _latest_columns(source, versions["items"]),
         },
     )
+
+
+def _latest_columns(source: Any, shown: Any) -> list[tuple[str, bool]]:
+    """The latest version's columns, each with whether it is marked sensitive."""
+    latest = source.snapshots.order_by("-version").values_list("columns", flat=True).first()
+    marked = set(source.sensitive_columns)
+    names = [str(c["name"]) for c in latest or []]
+    names += sorted(marked - set(names))  # marked before a version dropped them
+    return [(n, n in marked) for n in names]
 
 
 @login_required
@@ -306,6 +316,24 @@ def source_test(request: AuthedRequest, slug: str, source_id: int) -> HttpRespon
         return render(
             request, "datasets/source_detail.html#test", {"project": project, "source": source}
         )
+    return _back(source)
+
+
+@login_required
+@require_POST
+def source_sensitive(request: AuthedRequest, slug: str, source_id: int) -> HttpResponse:
+    """Mark the columns that must never reach a served model's request log."""
+    _, source = get_source_for_user(request.user, slug, source_id, write=True)
+    try:
+        services.source_update(
+            actor=request.user,
+            source=source,
+            sensitive_columns=request.POST.getlist("sensitive"),
+        )
+    except ValidationError as exc:
+        messages.error(request, _errors(exc))
+    else:
+        messages.success(request, "Sensitive columns saved.")
     return _back(source)
 
 

@@ -31,6 +31,7 @@ from cloud.base import (
     SizeSpec,
 )
 from deployments import serving
+from deployments.gate import version_split
 from deployments.serving_models import Deployment, DeploymentState, Endpoint, RolloutState
 from experiments.artifacts import ArtifactStore, artifact_path_of
 from experiments.models import ModelVersion
@@ -70,6 +71,17 @@ def model_folder(version: ModelVersion) -> Path:
     return target
 
 
+def sensitive_columns(dep: Deployment) -> tuple[str, ...]:
+    """Columns never written to the sample log: the endpoint's own, and those
+    the data stage marked on the source of the version's split (read when the
+    deployment starts, so a mark made since applies from its next start)."""
+    names = {str(c) for c in dep.endpoint.sensitive_columns}
+    split = version_split(dep.model_version)
+    if split is not None:
+        names |= {str(c) for c in split.parent.source.sensitive_columns}
+    return tuple(sorted(names))
+
+
 def _spec(dep: Deployment, model_dir: Path) -> DeploymentSpec:
     size = dep.size
     return DeploymentSpec(
@@ -79,7 +91,7 @@ def _spec(dep: Deployment, model_dir: Path) -> DeploymentSpec:
         model_dir=str(model_dir),
         model_id=f"azureml:{dep.model_version.registered_model.name}:{dep.model_version.version}",
         sample_rate=dep.endpoint.sample_rate,
-        sensitive_columns=tuple(str(c) for c in dep.endpoint.sensitive_columns),
+        sensitive_columns=sensitive_columns(dep),
     )
 
 

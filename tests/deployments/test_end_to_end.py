@@ -13,6 +13,7 @@ lead pulls the andon cord: all traffic back within one second, audited.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 
 from audit.models import AuditEvent
+from datasets.services import source_update
 from deployments import gate, serving
 from deployments.gate_models import (
     DeploymentRequest,
@@ -35,6 +37,7 @@ from experiments.models import ModelAlias, ModelVersion
 from governance.services import approval_decide
 from tests.conftest import start_worker, stop_worker
 from tests.deployments import gate_data
+from tests.deployments.test_drift_tasks import sample_log
 from tests.deployments.test_gate import actions, pending_step
 from tests.deployments.test_serving import cleanup, running, score, wait_for  # noqa: F401
 from tests.experiments import jobs_data
@@ -98,6 +101,9 @@ def test_validate_request_approve_serve_canary_and_pull_the_andon_cord(
 ) -> None:
     vera = gate_data.validator(project)
     split = jobs_data.ready_split(project=project, actor=alice)
+    # The data stage marks a column as being about people: no scoring
+    # process may write it to its sample log.
+    source_update(actor=alice, source=split.parent.source, sensitive_columns=["charges"])
     size = jobs_data.size()
     worker = start_worker(
         "e2e-stage5",
@@ -158,6 +164,10 @@ def test_validate_request_approve_serve_canary_and_pull_the_andon_cord(
             seen[name] += 1
         expected, sd = calls * 0.1, math.sqrt(calls * 0.1 * 0.9)
         assert abs(seen["green"] - expected) < 4 * sd, seen
+        samples = [
+            json.loads(line) for line in sample_log(endpoint, "blue").read_text().splitlines()
+        ]
+        assert samples and all(set(s["input"]) == {"tenure", "plan"} for s in samples)
 
         # The andon cord, pulled by the lead without approval.
         pulled = time.monotonic()
