@@ -41,7 +41,7 @@ from cloud.base import (
 from compute.consumers import Holding
 from compute.models import ComputeSize
 from compute.selectors import sizes_offered
-from compute.services import usage_close, usage_open
+from compute.services import Demand, quota_decide, usage_close, usage_open
 from deployments.serving_models import (
     HOLDING_STATES,
     Deployment,
@@ -111,6 +111,26 @@ def _default_size() -> ComputeSize:
     return size
 
 
+def _within_quota(*, actor: User, endpoint: Endpoint, slot: str, size: ComputeSize) -> None:
+    """The new deployment's size fits the project's and the actor's quotas and
+    budgets (what the slot holds now is about to be replaced: not counted)."""
+    replaced = Deployment.objects.filter(endpoint=endpoint, name=slot).values_list("pk", flat=True)
+    decision = quota_decide(
+        project=endpoint.project,
+        user=actor,
+        demand=Demand(
+            size=size,
+            resource=("deployments.deployment", replaced[0]) if replaced else None,
+        ),
+    )
+    if not decision.within:
+        raise ServingRefused(
+            "Over the compute quota: "
+            + "; ".join(decision.exceeded)
+            + ". A platform admin can raise the quota, or stop a deployment to free compute."
+        )
+
+
 def endpoint_deploy(
     *,
     actor: User | None,
@@ -171,6 +191,8 @@ def endpoint_deploy(
             )
         live = endpoint.live
         slot = next(n for n in DEPLOYMENT_NAMES if n != live)
+        if actor is not None:
+            _within_quota(actor=actor, endpoint=endpoint, slot=slot, size=size)
         if endpoint.previous == slot:
             endpoint.previous = ""  # about to be replaced: no rollback to it
         deployment, _ = Deployment.objects.update_or_create(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -279,3 +280,45 @@ def test_a_stop_whose_worker_was_lost_is_sent_again_then_given_up(
     green.refresh_from_db()
     # It may still run: it stays running (metered, health-checked) and says why.
     assert green.state == "running" and green.detail.startswith("Could not stop: Gave up")
+
+
+def test_a_deployment_over_the_compute_quota_is_refused_and_writes_nothing(
+    project: Any, alice: Any
+) -> None:
+    from compute.models import Quota
+
+    size, _ = ComputeSize.objects.get_or_create(
+        provider="local",
+        name="Standard_DS1_v2",
+        defaults={
+            "vcpus": 1,
+            "memory_gb": 2,
+            "hourly_price": Decimal("0.1"),
+            "price_date": timezone.now(),
+        },
+    )
+    model = RegisteredModel.objects.create(
+        project=project, name="Churn model", creation_time=0, last_update_time=0
+    )
+    version = ModelVersion.objects.create(
+        registered_model=model,
+        version=1,
+        source="",
+        storage_location="",
+        creation_time=0,
+        last_update_time=0,
+    )
+    Quota.objects.create(project=project, max_vcpus=0, max_gpus=0, max_running=0)
+    with pytest.raises(serving.ServingRefused, match=r"Project vCPUs: 0 in use \+ 1 requested > 0"):
+        serving.endpoint_deploy(actor=alice, model_version=version, size=size)
+    assert not Endpoint.objects.exists() and not Deployment.objects.exists()
+    assert not AuditEvent.objects.filter(action__startswith="endpoint.").exists()
+
+    Quota.objects.filter(project=project).update(max_vcpus=1)
+    blue = serving.endpoint_deploy(actor=alice, model_version=version, size=size)
+    assert blue.state == "pending"
+    # The slot about to be replaced (pending: it holds its vCPU) does not
+    # count against the new deployment.
+    Endpoint.objects.update(rollout="failed")
+    again = serving.endpoint_deploy(actor=alice, model_version=version, size=size)
+    assert again.pk == blue.pk
