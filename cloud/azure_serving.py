@@ -60,6 +60,13 @@ def _as_dict(rest: Any) -> dict[str, Any]:
 class AzureServingMixin(_Base):
     """The serving half of the Azure provider."""
 
+    @property
+    def deployment_ready_timeout(self) -> float:
+        """Managed online deployments take many minutes to become healthy."""
+        from django.conf import settings
+
+        return float(settings.AZURE_SERVING_READY_TIMEOUT)
+
     def _endpoint_path(self, name: str) -> str:
         return f"{self._workspace_path}/onlineEndpoints/{name}"
 

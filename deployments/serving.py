@@ -209,6 +209,7 @@ def endpoint_deploy(
                 "task_id": "",
                 "attempts": 0,
                 "requested_by": actor,
+                "submitted_at": None,
                 "started_at": None,
                 **lease_waiting(),
             },

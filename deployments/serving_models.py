@@ -142,6 +142,9 @@ class Deployment(Leased):
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # When the provider was first asked to start it: the ready timeout counts
+    # from here, across the tasks that watch it become healthy.
+    submitted_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -16,13 +16,15 @@ import logging
 import posixpath
 import shutil
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from celery import Task, shared_task
 from django.conf import settings
+from django.utils import timezone
 
 import background
-from background.leases import lease_claim, lease_kept, lease_owner_for
+from background.leases import dispatch_grace_seconds, lease_claim, lease_kept, lease_owner_for
 from cloud.base import (
     DeploymentSpec,
     EndpointSpec,
@@ -95,6 +97,73 @@ def _spec(dep: Deployment, model_dir: Path) -> DeploymentSpec:
     )
 
 
+def ready_timeout(provider: object) -> float:
+    """How long a new deployment may take to become healthy, from its
+    submission (Azure ML's managed deployments take many minutes)."""
+    return float(getattr(provider, "deployment_ready_timeout", settings.SERVING_READY_TIMEOUT))
+
+
+def _hand_over(deployment_id: int) -> None:
+    """Not healthy yet: give the lease up and ask ``deployment_watch`` to look
+    again later, so no worker waits for minutes. If that message is lost,
+    the lease runs out and recovery starts the deployment again (the
+    provider's start is idempotent) with the same deadline."""
+    wait = float(settings.SERVING_WATCH_SECONDS)
+    now = timezone.now()
+    Deployment.objects.filter(pk=deployment_id, state=DeploymentState.STARTING).update(
+        lease_owner="",
+        dispatched_at=now,
+        heartbeat_at=None,
+        lease_expires_at=now + timedelta(seconds=wait + dispatch_grace_seconds()),
+    )
+    deployment_watch.apply_async(kwargs={"deployment_id": deployment_id}, countdown=wait)
+
+
+def _progress(deployment_id: int, *, submit: bool) -> str:
+    """Submit the deployment (``submit``), then wait for it a while: running,
+    failed, or handed over to a later ``deployment_watch``."""
+    dep = Deployment.objects.select_related(
+        "endpoint", "size", "model_version__registered_model"
+    ).get(pk=deployment_id)
+    endpoint: Endpoint = dep.endpoint
+    try:
+        provider = serving.serving_provider(endpoint.provider)
+        status = provider.endpoint_create(
+            EndpointSpec(endpoint.provider_name, key_sha256=endpoint.key_sha256)
+        )
+        if submit:
+            model_dir = model_folder(dep.model_version)
+            provider.deployment_start(_spec(dep, model_dir))
+            if dep.submitted_at is None:
+                dep.submitted_at = timezone.now()
+                Deployment.objects.filter(pk=dep.pk).update(submitted_at=dep.submitted_at)
+        deadline = (dep.submitted_at or timezone.now()) + timedelta(seconds=ready_timeout(provider))
+        slice_end = time.monotonic() + float(settings.SERVING_START_SLICE_SECONDS)
+        while True:
+            current = provider.deployment_status(endpoint.provider_name, dep.name)
+            if current.state == ResourceState.RUNNING:
+                break
+            if current.state != ResourceState.CREATING:
+                raise ProviderError(current.detail or f"The deployment is {current.state}")
+            if timezone.now() > deadline:
+                raise ProviderError("The deployment did not become healthy in time")
+            if time.monotonic() >= slice_end:
+                _hand_over(deployment_id)
+                return "watching"
+            time.sleep(0.5)
+    except ProviderError as exc:
+        serving.deployment_mark_failed(deployment_id=deployment_id, reason=str(exc))
+        return "failed"
+    except Exception as exc:
+        logger.exception("deployment %s failed to start", deployment_id)
+        serving.deployment_mark_failed(
+            deployment_id=deployment_id, reason=f"Unexpected error: {type(exc).__name__}"
+        )
+        return "failed"
+    serving.deployment_mark_running(deployment_id=deployment_id, scoring_url=status.url)
+    return "running"
+
+
 @shared_task(**TASK_OPTIONS)
 def deployment_start(self: Task, *, deployment_id: int) -> str:
     owner = lease_owner_for(self)
@@ -106,38 +175,21 @@ def deployment_start(self: Task, *, deployment_id: int) -> str:
     ):
         return "not claimed"
     with lease_kept(Deployment, deployment_id, owner=owner):
-        dep = Deployment.objects.select_related(
-            "endpoint", "size", "model_version__registered_model"
-        ).get(pk=deployment_id)
-        endpoint: Endpoint = dep.endpoint
-        try:
-            provider = serving.serving_provider(endpoint.provider)
-            status = provider.endpoint_create(
-                EndpointSpec(endpoint.provider_name, key_sha256=endpoint.key_sha256)
-            )
-            model_dir = model_folder(dep.model_version)
-            provider.deployment_start(_spec(dep, model_dir))
-            deadline = time.monotonic() + float(settings.SERVING_READY_TIMEOUT)
-            while True:
-                current = provider.deployment_status(endpoint.provider_name, dep.name)
-                if current.state == ResourceState.RUNNING:
-                    break
-                if current.state != ResourceState.CREATING:
-                    raise ProviderError(current.detail or f"The deployment is {current.state}")
-                if time.monotonic() > deadline:
-                    raise ProviderError("The scoring process did not become healthy in time")
-                time.sleep(0.5)
-        except ProviderError as exc:
-            serving.deployment_mark_failed(deployment_id=deployment_id, reason=str(exc))
-            return "failed"
-        except Exception as exc:
-            logger.exception("deployment %s failed to start", deployment_id)
-            serving.deployment_mark_failed(
-                deployment_id=deployment_id, reason=f"Unexpected error: {type(exc).__name__}"
-            )
-            return "failed"
-        serving.deployment_mark_running(deployment_id=deployment_id, scoring_url=status.url)
-    return "running"
+        return _progress(deployment_id, submit=True)
+
+
+@shared_task(**TASK_OPTIONS)
+def deployment_watch(self: Task, *, deployment_id: int) -> str:
+    """Look again at a deployment that was not healthy yet (``_hand_over``)."""
+    owner = lease_owner_for(self)
+    if not lease_claim(
+        Deployment.objects.filter(pk=deployment_id, state=DeploymentState.STARTING, lease_owner=""),
+        owner=owner,
+        task_id=str(self.request.id or "")[:255],
+    ):
+        return "not claimed"
+    with lease_kept(Deployment, deployment_id, owner=owner):
+        return _progress(deployment_id, submit=False)
 
 
 @shared_task(**TASK_OPTIONS)

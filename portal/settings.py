@@ -569,6 +569,12 @@ if "visibility_timeout" in CELERY_BROKER_TRANSPORT_OPTIONS:
 # Real-time serving (docs/serving.md): how long a new scoring process may take
 # to become healthy, and how often the health check (and canary promotion) runs.
 SERVING_READY_TIMEOUT = env.float("SERVING_READY_TIMEOUT", default=180.0)
+# Azure ML's managed online deployments take many minutes to start.
+AZURE_SERVING_READY_TIMEOUT = env.float("AZURE_SERVING_READY_TIMEOUT", default=1800.0)
+# A start task waits this long for the deployment to become healthy, then
+# hands over to a watch task that looks again every SERVING_WATCH_SECONDS.
+SERVING_START_SLICE_SECONDS = env.float("SERVING_START_SLICE_SECONDS", default=60.0)
+SERVING_WATCH_SECONDS = env.float("SERVING_WATCH_SECONDS", default=15.0)
 SERVING_HEALTH_SECONDS = env.float("SERVING_HEALTH_SECONDS", default=30.0)
 CELERY_BEAT_SCHEDULE = {
     **globals().get("CELERY_BEAT_SCHEDULE", {}),

@@ -151,6 +151,7 @@ def world(
         "name": model.name,
         "deployment_id": deployment.pk,
         # "name": the endpoint's too (serving_world).
+        "deployment": "blue",  # the endpoint's running deployment
     }
 
 

@@ -7,11 +7,13 @@ A new deployment that fails its health check is rolled back by itself.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -262,3 +264,47 @@ def test_a_deployment_without_traffic_is_stopped_and_frees_its_compute(
     # Green still answers.
     key = serving.endpoint_key_issue(actor=alice, endpoint=endpoint)
     assert score(endpoint.scoring_url, key)[:2] == (200, "green")
+
+
+@contextlib.contextmanager
+def provisioning_worker(name: str, **env: str) -> Iterator[None]:
+    """A worker of its own on the provisioning queue, with these settings."""
+    from tests.conftest import start_worker, stop_worker
+
+    worker = start_worker(name, queues="provisioning", env_extra=env)
+    try:
+        yield
+    finally:
+        stop_worker(worker)
+
+
+def test_a_slow_deployment_is_watched_by_later_tasks_until_its_deadline(
+    transactional_db: Any, project: Any, alice: Any, tmp_path: Path, cleanup: Any
+) -> None:
+    """The start task hands over at once (a zero slice); watch tasks look
+    again until the scoring process is healthy. With no time at all to become
+    healthy, the deployment fails with the reason."""
+    v1 = register_version(project, tmp_path, 1, 0.0)
+    with provisioning_worker(
+        "serving-watch", SERVING_START_SLICE_SECONDS="0", SERVING_WATCH_SECONDS="0.5"
+    ):
+        blue = serving.endpoint_deploy(actor=alice, model_version=v1)
+        wait_for(lambda: running(blue.pk), what="blue, watched")
+    blue.refresh_from_db()
+    assert blue.submitted_at is not None and blue.dispatched_at is not None
+    assert blue.dispatched_at > blue.submitted_at  # handed over after the submission
+    assert blue.lease_owner == "" and Endpoint.objects.get().traffic == {"blue": 100}
+
+    v2 = register_version(project, tmp_path, 2, 100.0)
+    with provisioning_worker(
+        "serving-deadline", SERVING_START_SLICE_SECONDS="0", SERVING_READY_TIMEOUT="0"
+    ):
+        green = serving.endpoint_deploy(actor=alice, model_version=v2)
+        wait_for(
+            lambda: Deployment.objects.get(pk=green.pk).state == DeploymentState.FAILED,
+            what="green failed",
+        )
+    green.refresh_from_db()
+    assert green.detail == "The deployment did not become healthy in time"
+    endpoint = Endpoint.objects.get()
+    assert endpoint.rollout == RolloutState.FAILED and endpoint.traffic == {"blue": 100}
