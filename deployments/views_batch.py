@@ -50,7 +50,9 @@ def batch_new(request: AuthedRequest, slug: str) -> HttpResponse:
                 reporting_source=data["reporting_source"],
             )
         except ValidationError as exc:
-            for field, errors in exc.message_dict.items():
+            if not hasattr(exc, "error_dict"):
+                form.add_error(None, exc.messages)
+            for field, errors in getattr(exc, "error_dict", {}).items():
                 form.add_error(field if field in form.fields else None, errors)
         except CharterNotSignedOff as exc:
             form.add_error(None, f"The charter must be signed off before {exc.purpose}.")

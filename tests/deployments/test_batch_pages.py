@@ -46,6 +46,10 @@ def test_pages_for_owner_member_read_only_member_and_outsider(
     assert 'id="new-batch"' in client_for(bob).get(BASE).content.decode()
     endpoints = client_for(carol).get("/projects/churn/endpoints/").content.decode()
     assert f'href="{BASE}"' in endpoints
+    request = scoring.deployment_request
+    assert request is not None
+    approved = client_for(carol).get(f"/projects/churn/deployments/{request.pk}/")
+    assert 'id="batch-start"' in approved.content.decode()
 
 
 def test_the_detail_page_polls_while_it_runs_and_stops_when_it_ended(
