@@ -1,10 +1,13 @@
 """Batch scoring with a real worker: a model trained by the baseline template
 scores the demo snapshot in the batch template's sandboxed job, and the
 worker writes the predictions into a real PostgreSQL reporting database
-(and into the embedded SQLite default); a re-run replaces the rows."""
+(and into the embedded SQLite default); a re-run replaces the rows, even
+when the worker watching it is killed (kill -9) and another takes over."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -18,12 +21,18 @@ from deployments import batch, batch_reporting
 from deployments.batch_models import BatchScoring, BatchState
 from experiments import jobs
 from experiments.job_models import Job, JobState
+from portal.celery import leases_recover
 from tests.conftest import start_worker, stop_worker
 from tests.deployments import batch_data, gate_data
 from tests.experiments import jobs_data
+from tests.experiments.test_jobs_worker import short_leases  # noqa: F401  (a fixture)
 from tests.workspaces.test_worker import wait_for
 
-pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.worker,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("short_leases"),
+]
 
 
 def _done(pk: int) -> bool:
@@ -37,15 +46,13 @@ def test_a_version_scores_the_demo_snapshot_into_postgres_and_sqlite_and_a_rerun
     snapshot = split.parent
     with batch_data.reporting_database() as database:
         source = batch_data.reporting_source(project, alice, database, settings)
-        worker = start_worker(
-            "batch-score",
-            queues="training",
-            env_extra={
-                "PORTAL_BASE_URL": live_server.url,
-                "DATA_EGRESS_LOOPBACK_PORTS": str(settings.DATA_EGRESS_LOOPBACK_PORTS[0]),
-                "STAGEGATE_VAR_DIR": str(django_settings.VAR_DIR),
-            },
-        )
+        env = {
+            "PORTAL_BASE_URL": live_server.url,
+            "DATA_EGRESS_LOOPBACK_PORTS": str(settings.DATA_EGRESS_LOOPBACK_PORTS[0]),
+            "STAGEGATE_VAR_DIR": str(django_settings.VAR_DIR),
+        }
+        worker = start_worker("batch-score", queues="training", env_extra=env)
+        survivor = None
         try:
             trained = jobs.job_create(
                 actor=bob, project=project, split=split, size=jobs_data.size()
@@ -69,11 +76,29 @@ def test_a_version_scores_the_demo_snapshot_into_postgres_and_sqlite_and_a_rerun
             into_pg = BatchScoring.objects.get(pk=into_pg.pk)
             assert into_pg.state == BatchState.SUCCEEDED, into_pg.error
             batch.batch_scoring_rerun(actor=bob, scoring=into_pg)
-            wait_for(lambda: _done(into_pg.pk), 240, "the re-run")
+            wait_for(
+                lambda: BatchScoring.objects.get(pk=into_pg.pk).state != BatchState.QUEUED,
+                120,
+                "the re-run's job to run",
+            )
+            killed_in = BatchScoring.objects.get(pk=into_pg.pk).state
+            os.kill(worker.pid, signal.SIGKILL)
+            worker.wait(timeout=10)
+            survivor = start_worker("batch-survivor", queues="training", env_extra=env)
+
+            def ended() -> bool:
+                leases_recover.apply()
+                return _done(into_pg.pk)
+
+            wait_for(ended, 240, "the re-run after its worker was lost")
         finally:
             stop_worker(worker)
+            if survivor is not None:
+                stop_worker(survivor)
         rows = batch_data.reporting_rows(database, "churn_scores")
 
+    # Killed while it watched the job (or wrote): another worker finished it.
+    assert killed_in in (BatchState.RUNNING, BatchState.WRITING)
     into_pg = BatchScoring.objects.select_related("job").get(pk=into_pg.pk)
     assert into_pg.state == BatchState.SUCCEEDED, into_pg.error
     assert into_pg.job is not None
