@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, path
 
-from deployments import home, urls_gate, urls_serving
+from deployments import home, urls_batch, urls_gate, urls_serving
 
 app_name = "deployments"
 
@@ -12,4 +12,5 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("deployments/", home.deployments_home, name="home"),
     *urls_gate.urlpatterns,
     *urls_serving.urlpatterns,
+    *urls_batch.urlpatterns,
 ]

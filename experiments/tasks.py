@@ -61,7 +61,8 @@ def _size(job: Job) -> SizeSpec:
 
 
 def split_inputs(job: Job) -> dict[str, str]:
-    """The split's train and test parts as files the job may read."""
+    """The split's train and test parts (and a batch scoring's snapshot) as
+    files the job may read."""
     from datasets.storage import default_store, object_key
 
     if job.split is None:
@@ -73,6 +74,12 @@ def split_inputs(job: Job) -> dict[str, str]:
         if path is None:
             raise ProviderError("The split is not stored on this machine's disk.")
         inputs[part] = path
+    if job.template == "batch_score" and job.snapshot is not None:
+        # Batch scoring reads a whole snapshot of the project, besides the split.
+        path = store.local_path(job.snapshot.storage_key)
+        if path is None:
+            raise ProviderError("The snapshot is not stored on this machine's disk.")
+        inputs["snapshot"] = path
     return inputs
 
 
