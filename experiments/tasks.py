@@ -28,6 +28,7 @@ import background
 from background.leases import lease_kept, lease_owner_for
 from cloud import get_provider
 from cloud.base import (
+    AutoMLSpec,
     ClusterSpec,
     JobSpec,
     JobState,
@@ -35,6 +36,7 @@ from cloud.base import (
     Provider,
     ProviderError,
     SizeSpec,
+    SweepSpec,
     TransientProviderError,
 )
 
@@ -95,6 +97,42 @@ def code_dir(job: Job) -> str:
         raise ProviderError(f"The job's code could not be fetched: {exc}") from exc
 
 
+def search_specs(job: Job) -> tuple[SweepSpec | None, AutoMLSpec | None]:
+    """A sweep's or AutoML job's search for a provider that runs it natively
+    (Azure ML); the local provider runs the job's command, which searches itself."""
+    from experiments.jobs import _baseline_command
+
+    config = job.parameters.get("config") or {}
+    task, target, metric = (job.parameters.get(k, "") for k in ("task", "target", "metric"))
+    if job.template == "sweep" and config:
+        objective = config.get("objective") or {}
+        metric = objective.get("metric", metric)
+        trial = _baseline_command(task=task, target=target, metric=metric, family=config["family"])
+        sweep = SweepSpec(
+            trial_command=trial,
+            space=config["space"],
+            metric=metric,
+            direction=objective.get("direction", "maximize"),
+            sampler=config["sampler"],
+            max_trials=config["max_trials"],
+            parallel=config["parallel"],
+            early_termination=(config.get("early_termination") or {}).get("policy", "none"),
+            time_budget_seconds=config.get("time_budget_seconds", 0),
+            seed=config.get("seed", 0),
+        )
+        return sweep, None
+    if job.template == "automl" and config:
+        automl = AutoMLSpec(
+            task=task,
+            target=target,
+            metric=config.get("metric", metric),
+            families=tuple(config.get("families") or ()),
+            time_budget_seconds=config["time_budget_seconds"],
+        )
+        return None, automl
+    return None, None
+
+
 def _submit(provider: Provider, job: Job) -> JobStatus:
     from projects.tokens import project_token_issue
 
@@ -112,6 +150,7 @@ def _submit(provider: Provider, job: Job) -> JobStatus:
         "MLFLOW_RUN_ID": run.uuid if run else "",
         "MLFLOW_EXPERIMENT_ID": str(run.experiment_id) if run else "",
     }
+    sweep, automl = search_specs(job)
     spec = JobSpec(
         name=job.provider_name,
         command=job.command,
@@ -124,6 +163,8 @@ def _submit(provider: Provider, job: Job) -> JobStatus:
         tracking_token=token,
         # Where no sandbox is available, only a platform admin's job runs without one.
         allow_unsandboxed=job.created_by.is_staff,
+        sweep=sweep,
+        automl=automl,
     )
     return provider.job_submit(spec)
 
