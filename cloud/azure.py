@@ -1,7 +1,8 @@
 """The Azure ML provider, through the ``azure-ai-ml`` SDK v2.
 
 A workspace is a ``ComputeInstance``, a cluster an ``AmlCompute``, a job a
-``command`` job, all in one Azure ML workspace.
+``command`` job (or a sweep or AutoML job, with environments built from a
+job's requirements: ``cloud.azure_jobs``), all in one Azure ML workspace.
 
 How it talks to Azure:
 
@@ -1009,6 +1010,9 @@ class AzureProvider(AzureServingMixin, AzureJobsMixin):
     def job_logs(self, name: str, tail: int = 200) -> str:
         """The last ``tail`` lines of the job's standard output, also while it runs.
 
+        A sweep's or AutoML job's own run has no output: its log is the list of
+        its trials and their states (``trials_summary``).
+
         The run history lists the job's log files with readable (SAS) URLs;
         ``user_logs/std_log*.txt`` (the first process's, for distributed
         jobs) is read from its end with HTTP range requests, growing the
@@ -1029,7 +1033,8 @@ class AzureProvider(AzureServingMixin, AzureJobsMixin):
             if re.fullmatch(r"user_logs/std_log[\w.-]*\.txt", k)
         }
         if not logs:
-            return ""
+            # A sweep or AutoML job writes no output of its own: its trials do.
+            return self.trials_summary(name, tail)
         url = logs[sorted(logs)[0]]
         return self._tail(jobs._requests_pipeline, url, tail)
 

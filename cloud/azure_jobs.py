@@ -484,3 +484,12 @@ class AzureJobsMixin(_Base):
                 )
             )
         return out
+
+    def trials_summary(self, name: str, tail: int = 200) -> str:
+        """One line per trial (the last ``tail``): its name and Azure's state,
+        the best one marked; "" for a job without trials."""
+        lines = [
+            f"trial {t.name}: {t.detail or 'state unknown'}{' (best so far)' if t.best else ''}"
+            for t in self.job_trials(name)
+        ]
+        return "\n".join(lines[-tail:]) if tail > 0 else ""

@@ -568,6 +568,17 @@ def test_a_sweeps_state_cancel_and_trials(provider: AzureProvider, azure: FakeAz
     azure.jobs[JOB]["properties"]["properties"]["best_child_run_id"] = f"{JOB}_0"
     assert [t.name for t in provider.job_trials(JOB) if t.best] == [f"{JOB}_0"]
 
+    # Its own run has no output: the log is its trials.
+    assert provider.job_logs(JOB) == "\n".join(
+        [
+            f"trial {JOB}_0: Completed (best so far)",
+            f"trial {JOB}_1: Running",
+            f"trial {JOB}_2: Canceled",
+            f"trial {JOB}_3: Failed",
+        ]
+    )
+    assert provider.job_logs(JOB, tail=1) == f"trial {JOB}_3: Failed"
+
     assert provider.job_cancel(JOB).state == JobState.CANCELED
     assert len(azure.calls("POST", f"/jobs/{JOB}/cancel")) == 1
     assert provider.job_status(JOB).detail == "CancelRequested"
@@ -576,6 +587,9 @@ def test_a_sweeps_state_cancel_and_trials(provider: AzureProvider, azure: FakeAz
 
     with pytest.raises(ProviderError, match="No job"):
         provider.job_trials(job_name(404, SALT))
+    # A command job with no output yet and no trials: nothing.
+    azure.add_job(job_name(5, SALT), "Starting")
+    assert provider.job_logs(job_name(5, SALT)) == ""
 
 
 def test_an_automl_jobs_state_and_logs(provider: AzureProvider, azure: FakeAzureML) -> None:
@@ -662,3 +676,37 @@ def test_a_portal_sweep_and_automl_reach_azure_as_native_searches(
 
     # A plain template job carries no search.
     assert search_specs(swept.job.__class__(template="baseline", parameters={})) == (None, None)
+
+
+def test_the_baseline_reads_the_values_azure_fills_into_a_trials_command(
+    provider: AzureProvider, azure: FakeAzureML
+) -> None:
+    import re
+    import shlex
+
+    from experiments.job_templates.baseline import hyperparameters
+
+    provider.job_submit(job(sweep=sweep()))
+    command = put_body(azure)["trial"]["command"]
+    # What Azure does to a trial's command: each placeholder becomes a sample
+    # (a quniform int comes as a float), each input a mounted path.
+    sampled = {
+        "learning_rate": "0.0421",
+        "l2_regularization": "1.5",
+        "min_samples_leaf": "17.0",
+        "max_depth": "3",
+    }
+    command = re.sub(r"\$\{\{search_space\.(\w+)\}\}", lambda m: sampled[m.group(1)], command)
+    command = re.sub(r"\$\{\{inputs\.(\w+)\}\}", r"/mnt/azureml/inputs/\1", command)
+    words = shlex.split(command)
+    assert words[:2] == [
+        "SG_INPUT_TRAIN=/mnt/azureml/inputs/train",
+        "SG_INPUT_TEST=/mnt/azureml/inputs/test",
+    ]
+    (params,) = [w.removeprefix("--params=") for w in words if w.startswith("--params=")]
+    assert hyperparameters(params, "gbm") == {
+        "learning_rate": 0.0421,
+        "l2_regularization": 1.5,
+        "min_samples_leaf": 17,
+        "max_depth": 3,
+    }
