@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from azure.ai.ml import Input, MLClient, command
+from azure.ai.ml import MLClient, command
 from azure.ai.ml.entities import (
     AmlCompute,
     AssignedUserConfiguration,
@@ -59,7 +59,7 @@ from azure.core.exceptions import (
 )
 from azure.core.rest import HttpRequest
 
-from cloud.azure_jobs import ENVIRONMENT_IMAGE, AzureJobsMixin
+from cloud.azure_jobs import ENVIRONMENT_IMAGE, AzureJobsMixin, data_input
 from cloud.azure_serving import AzureServingMixin
 from cloud.base import (
     ClusterSpec,
@@ -592,7 +592,7 @@ class AzureProvider(AzureServingMixin, AzureJobsMixin):
             environment=self.environment_id(spec),
             environment_variables=job_environment_variables(spec),
             compute=spec.compute,
-            inputs={k: Input(type="uri_folder", path=v) for k, v in spec.inputs.items()},
+            inputs={k: data_input(v) for k, v in spec.inputs.items()},
             tags=tags,
         )
 

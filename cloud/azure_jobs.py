@@ -187,6 +187,12 @@ def environment_version(image: str, requirements: tuple[str, ...] | list[str]) -
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def data_input(path: str) -> Input:
+    """A job's data input: a folder when its URI ends with '/', else a file
+    (a split's parts are Parquet files, read by the templates as files)."""
+    return Input(type="uri_folder" if path.endswith("/") else "uri_file", path=path)
+
+
 # --- sweeps --------------------------------------------------------------------------
 
 
@@ -405,7 +411,7 @@ class AzureJobsMixin(_Base):
             environment_variables=environment_variables,
             compute=spec.compute,
             inputs={
-                **{k: Input(type="uri_folder", path=v) for k, v in spec.inputs.items()},
+                **{k: data_input(v) for k, v in spec.inputs.items()},
                 **dict.fromkeys(sweep.space, 0),
             },
         )

@@ -180,6 +180,10 @@ def test_a_job_with_requirements_runs_in_an_environment_made_once(
     assert len(azure.calls("PUT", "/environments/")) == 1
     assert put_body(azure, job_name(2, SALT))["environmentId"] == f"{WS_PATH}{env_path}"
 
+    # A job of that name with other requirements is another job.
+    with pytest.raises(ProviderError, match="already taken"):
+        provider.job_submit(job(command="python train.py", requirements=("polars>=1",)))
+
     # Other requirements: another version of the environment.
     third = job(name=job_name(3, SALT), command="python train.py", requirements=("xgboost==2.1.0",))
     provider.job_submit(third)
@@ -210,8 +214,14 @@ def test_an_existing_environment_is_reused_and_a_requirement_replaces_its_base_p
 def test_a_job_without_requirements_runs_in_the_configured_environment(
     provider: AzureProvider, azure: FakeAzureML
 ) -> None:
-    provider.job_submit(job(command="python train.py"))
+    folder = "azureml://datastores/snapshots/paths/ab12/"
+    provider.job_submit(job(command="python train.py", inputs={"train": TRAIN, "data": folder}))
     assert put_body(azure)["environmentId"] == CURATED
+    # A URI ending with '/' is a folder, anything else a file.
+    assert {k: v["jobInputType"] for k, v in put_body(azure)["inputs"].items()} == {
+        "train": "uri_file",
+        "data": "uri_folder",
+    }
     assert azure.calls(contains="/environments/") == []
 
 
@@ -266,7 +276,10 @@ def test_a_sweep_becomes_an_azure_sweep_job(provider: AzureProvider, azure: Fake
     # neither the portal's run nor its tracking server and token.
     assert trial["environmentVariables"] == {"SEED": "3"}
     assert "sgt_secret" not in str(body)
-    assert {k: v["uri"] for k, v in body["inputs"].items()} == {"train": TRAIN, "test": TEST}
+    assert body["inputs"] == {
+        "train": {"uri": TRAIN, "jobInputType": "uri_file"},
+        "test": {"uri": TEST, "jobInputType": "uri_file"},
+    }
     assert body["computeId"].endswith(f"/computes/{CL}")
     assert body["tags"]["stagegate"] == "job"
 
