@@ -263,6 +263,19 @@ def job_name(pk: int, salt: str = "") -> str:
     return _salted(salt, "job", pk, 255)
 
 
+def job_cluster_name(pk: int, salt: str = "") -> str:
+    """The compute made for job ``pk`` and removed after it. Without a salt the
+    job's own name (the local provider's historical form); with one a cluster
+    name Azure ML accepts (at most 16 characters), apart from the clusters of
+    workspaces (``cluster_name``) so that a job never takes or removes one."""
+    if not salt:
+        return job_name(pk)
+    name = f"{check_salt(salt)}-jc{pk}"
+    if pk < 0 or len(name) > 16:
+        raise ValueError(f"{name!r}: no valid cluster name of at most 16 characters")
+    return name
+
+
 def endpoint_name(pk: int, salt: str = "") -> str:
     """A serving endpoint's name (Azure: 3-32 characters, unique per region)."""
     if not salt:

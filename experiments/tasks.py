@@ -38,6 +38,7 @@ from cloud.base import (
     SizeSpec,
     SweepSpec,
     TransientProviderError,
+    job_cluster_name,
 )
 
 if TYPE_CHECKING:
@@ -133,11 +134,17 @@ def search_specs(job: Job) -> tuple[SweepSpec | None, AutoMLSpec | None]:
     return None, None
 
 
+def job_compute(provider: Provider, job: Job) -> str:
+    """The cluster the job runs on, named by the provider's salt (Azure)."""
+    return job_cluster_name(job.pk, str(getattr(provider, "name_salt", "") or ""))
+
+
 def _submit(provider: Provider, job: Job) -> JobStatus:
     from projects.tokens import project_token_issue
 
     code = code_dir(job)
-    provider.cluster_create(ClusterSpec(name=job.provider_name, size=_size(job), max_nodes=1))
+    compute = job_compute(provider, job)
+    provider.cluster_create(ClusterSpec(name=compute, size=_size(job), max_nodes=1))
     now = timezone.now()
     token = project_token_issue(
         project=job.project,
@@ -154,7 +161,7 @@ def _submit(provider: Provider, job: Job) -> JobStatus:
     spec = JobSpec(
         name=job.provider_name,
         command=job.command,
-        compute=job.provider_name,
+        compute=compute,
         code_dir=code,
         requirements=tuple(job.requirements),
         environment=environment,
@@ -212,7 +219,7 @@ def _finish(provider: Provider, job: Job, state: str, reason: str, exit_code: in
         job_id=job.pk, state=state, reason=reason, exit_code=exit_code, log_tail=tail
     )
     try:
-        provider.cluster_delete(job.provider_name)
+        provider.cluster_delete(job_compute(provider, job))
     except ProviderError as exc:
         logger.warning("job %s: its compute was not removed: %s", job.pk, exc)
     return state

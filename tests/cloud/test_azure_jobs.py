@@ -630,7 +630,12 @@ def split(
 
 
 def test_a_portal_sweep_and_automl_reach_azure_as_native_searches(
-    provider: AzureProvider, azure: FakeAzureML, project: Any, bob: Any, split: Any
+    provider: AzureProvider,
+    azure: FakeAzureML,
+    project: Any,
+    bob: Any,
+    split: Any,
+    settings: Any,
 ) -> None:
     from experiments import sweeps
     from experiments.tasks import search_specs
@@ -640,6 +645,8 @@ def test_a_portal_sweep_and_automl_reach_azure_as_native_searches(
         "learning_rate": {"type": "loguniform", "low": 0.01, "high": 0.3},
         "min_samples_leaf": {"type": "int", "low": 5, "high": 200},
     }
+    settings.CLOUD_PROVIDER = "azure"
+    settings.AZURE_NAME_SALT = SALT
     swept = sweeps.sweep_create(
         actor=bob,
         project=project,
@@ -652,6 +659,9 @@ def test_a_portal_sweep_and_automl_reach_azure_as_native_searches(
         early_termination="halving",
         time_budget_minutes=10,
     )
+    # An Azure job's name carries the install's salt.
+    assert swept.job.provider == "azure"
+    assert swept.job.provider_name == job_name(swept.job.pk, SALT)
     found_sweep, found_automl = search_specs(swept.job)
     assert found_automl is None and found_sweep is not None
     assert found_sweep.space == portal_space
@@ -686,6 +696,16 @@ def test_a_portal_sweep_and_automl_reach_azure_as_native_searches(
     task = put_body(azure, job_name(3, SALT))["taskDetails"]
     assert task["primaryMetric"] == "AUCWeighted"
     assert task["limitSettings"]["timeout"] == "PT15M"
+
+    # Through the job's task: on the job's own cluster, refused with the reason
+    # before any job is sent (the task fails the job with it).
+    from experiments.tasks import _submit
+
+    settings.AZURE_NAME_SALT = SALT
+    with pytest.raises(ProviderError, match="Bayesian sampling"):
+        _submit(provider, default.job)
+    assert azure.summary()[-1] == f"PUT /computes/k7q-jc{default.job.pk}"
+    assert azure.calls(contains=f"/jobs/{default.job.provider_name}") == []
 
     # A plain template job carries no search.
     assert search_specs(swept.job.__class__(template="baseline", parameters={})) == (None, None)
@@ -723,3 +743,18 @@ def test_the_baseline_reads_the_values_azure_fills_into_a_trials_command(
         "min_samples_leaf": 17,
         "max_depth": 3,
     }
+
+
+def test_a_jobs_own_cluster_is_named_apart_from_workspace_clusters() -> None:
+    from cloud.azure import check_compute_name
+    from cloud.base import job_cluster_name
+
+    assert job_cluster_name(7) == job_name(7) == "sg-job-7"  # local: as before
+    assert job_cluster_name(7, SALT) == "k7q-jc7" != cluster_name(7, SALT)
+    assert check_compute_name(job_cluster_name(9_999_999, "abcdef"), instance=False)
+    with pytest.raises(ValueError):
+        job_cluster_name(10**7, "abcdef")  # would pass 16 characters
+    with pytest.raises(ValueError):
+        job_cluster_name(-1, SALT)
+    with pytest.raises(ValueError):
+        job_cluster_name(7, "a-b")
