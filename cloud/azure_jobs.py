@@ -470,8 +470,10 @@ class AzureJobsMixin(_Base):
         jobs = self.ml_client.jobs
         try:
             parent = self._call(f"get job {name}", jobs.get, name)
+            # What ``jobs.list(parent_job_name=...)`` calls, without its second GET.
             children = self._call(
-                f"list trials of {name}", lambda: list(jobs.list(parent_job_name=name))
+                f"list trials of {name}",
+                lambda: list(jobs._runs_operations.get_run_children(name)),
             )
         except ResourceNotFoundError as exc:
             raise ProviderError(f"No job {name!r}") from exc

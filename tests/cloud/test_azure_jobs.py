@@ -579,7 +579,13 @@ def test_a_sweeps_state_cancel_and_trials(provider: AzureProvider, azure: FakeAz
     ]
     # The service names the best trial on the parent once it knows.
     azure.jobs[JOB]["properties"]["properties"]["best_child_run_id"] = f"{JOB}_0"
+    before = len(azure.requests)
     assert [t.name for t in provider.job_trials(JOB) if t.best] == [f"{JOB}_0"]
+    # One read of the job (for the best trial) and one of its children.
+    assert [r.path.rsplit("/", 2)[-2:] for r in azure.requests[before:]] == [
+        ["jobs", JOB],
+        [JOB, "children"],
+    ]
 
     # Its own run has no output: the log is its trials.
     assert provider.job_logs(JOB) == "\n".join(
