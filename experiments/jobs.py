@@ -515,7 +515,10 @@ def job_create(
         from cloud.base import job_name
 
         job.run = run
-        job.provider_name = job_name(job.pk)
+        # Azure ML job names are permanent per workspace: the install's salt
+        # keeps them apart from another install's (as for workspaces).
+        salt = str(settings.AZURE_NAME_SALT) if job.provider == "azure" else ""
+        job.provider_name = job_name(job.pk, salt)
         job.save(update_fields=["run", "provider_name"])
         audit_record(
             action="job.created",
