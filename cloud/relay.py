@@ -279,7 +279,8 @@ class Connection:
 
 def listen(path: str) -> socket.socket:
     """Listen on the unix socket ``path`` (a stale socket there is replaced;
-    anything else there is an error), connectable by the sandbox's user.
+    anything else there is an error), connectable by the sandbox's user; the
+    path appears only once the socket listens.
 
     Bound from inside its folder: a socket's path has at most 107 bytes."""
     folder, path = os.path.split(path)
@@ -289,12 +290,18 @@ def listen(path: str) -> socket.socket:
             raise SystemExit(f"{path} exists and is not a socket")
         os.unlink(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # Bound under another name and renamed once listening: whoever sees the
+    # socket can connect to it (no "connection refused" in between).
+    pending = f".{path}.{os.getpid()}"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(pending)
     old = os.umask(0o111)  # rw for everyone: the folder decides who gets in
     try:
-        sock.bind(path)
+        sock.bind(pending)
     finally:
         os.umask(old)
     sock.listen(MAX_CONNECTIONS)
+    os.rename(pending, path)
     return sock
 
 
