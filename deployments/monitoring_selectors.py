@@ -1,0 +1,313 @@
+"""Reads of drift monitoring: the reports of an endpoint's deployments over
+time, the latest per deployment, and the plotly figures of the drift page
+(docs/serving.md, Drift)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import OuterRef, Subquery
+
+from deployments import drift
+from deployments.drift_models import DriftReport
+from deployments.serving_models import Deployment, Endpoint
+
+# How many reports the page and the API show at most: two weeks of hourly checks.
+HISTORY = 24 * 14
+STATUS_ORDER = {"alert": 3, "warn": 2, "ok": 1, "no_data": 0, "": -1}
+WARN_COLOR, ALERT_COLOR = "#d97706", "#dc2626"
+REFERENCE_COLOR, CURRENT_COLOR = "#64748b", "#2563eb"
+
+
+def report_status(report: DriftReport | None) -> str:
+    """alert: the dataset drifts; warn: some features drift, or warn; ok;
+    no_data: nothing could be judged; "" before the first check."""
+    if report is None:
+        return ""
+    if report.judged_features == 0:
+        return "no_data"
+    if report.dataset_drift:
+        return "alert"
+    if report.drifted_features or any(f.get("status") == "warn" for f in report.features):
+        return "warn"
+    return "ok"
+
+
+def latest_reports(deployments: list[Deployment]) -> dict[int, DriftReport]:
+    """The latest report of each deployment, by deployment id (two queries,
+    however many deployments and reports)."""
+    if not deployments:
+        return {}
+    latest = (
+        DriftReport.objects.filter(deployment=OuterRef("pk"))
+        .order_by("-computed_at", "-pk")
+        .values("pk")[:1]
+    )
+    ids = [
+        pk
+        for pk in Deployment.objects.filter(pk__in=[d.pk for d in deployments])
+        .annotate(latest=Subquery(latest))
+        .values_list("latest", flat=True)
+        if pk is not None
+    ]
+    reports = DriftReport.objects.filter(pk__in=ids).select_related(
+        "model_version__registered_model"
+    )
+    return {r.deployment_id: r for r in reports}
+
+
+@dataclass
+class Monitor:
+    """One endpoint's drift at a glance: the latest report of each deployment."""
+
+    endpoint: Endpoint
+    deployments: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.endpoint.name
+
+    @property
+    def model_name(self) -> str:
+        return self.endpoint.registered_model.name
+
+    @property
+    def status(self) -> str:
+        """The worst latest status among the deployments that are running."""
+        statuses = [d["status"] for d in self.deployments if d["state"] == "running"]
+        return max(statuses, key=lambda s: STATUS_ORDER.get(s, -1)) if statuses else ""
+
+    @property
+    def checked_at(self) -> Any:
+        times = [d["report"].computed_at for d in self.deployments if d["report"] is not None]
+        return max(times) if times else None
+
+
+def monitors_of(endpoints: list[Endpoint]) -> list[Monitor]:
+    """A monitor per endpoint (deployments prefetched, as ``endpoints_of`` does)."""
+    latest = latest_reports([d for e in endpoints for d in e.deployments.all()])
+    monitors = []
+    for endpoint in endpoints:
+        monitor = Monitor(endpoint=endpoint)
+        for d in endpoint.deployments.all():
+            report = latest.get(d.pk)
+            monitor.deployments.append(
+                {
+                    "name": d.name,
+                    "state": d.state,
+                    "model_version": d.model_version.version,
+                    "report": report,
+                    "status": report_status(report),
+                }
+            )
+        monitors.append(monitor)
+    return monitors
+
+
+def reports_of(deployment: Deployment, *, limit: int = HISTORY) -> list[DriftReport]:
+    """A deployment's latest ``limit`` reports, oldest first (one query)."""
+    rows = list(
+        DriftReport.objects.filter(deployment=deployment)
+        .select_related("model_version")
+        .order_by("-computed_at", "-pk")[:limit]
+    )
+    rows.reverse()
+    return rows
+
+
+def default_deployment(endpoint: Endpoint, chosen: str = "") -> Deployment | None:
+    """The deployment asked for, else the one taking most traffic, else the
+    first with any report (deployments prefetched)."""
+    deployments = list(endpoint.deployments.all())
+    by_name = {d.name: d for d in deployments}
+    if chosen in by_name:
+        return by_name[chosen]
+    if endpoint.live in by_name:
+        return by_name[endpoint.live]
+    return deployments[0] if deployments else None
+
+
+def feature_names(reports: list[DriftReport]) -> list[str]:
+    """The features of the reports, in the latest report's order first."""
+    names: list[str] = []
+    for report in reversed(reports):
+        for f in report.features:
+            if f["name"] not in names:
+                names.append(f["name"])
+    return names
+
+
+def _threshold_lines(*levels: tuple[float, str, str]) -> tuple[list[Any], list[Any]]:
+    shapes, notes = [], []
+    for y, color, text in levels:
+        shapes.append(
+            {
+                "type": "line",
+                "xref": "paper",
+                "x0": 0,
+                "x1": 1,
+                "y0": y,
+                "y1": y,
+                "line": {"color": color, "dash": "dash", "width": 1.5},
+            }
+        )
+        notes.append(
+            {
+                "xref": "paper",
+                "x": 1,
+                "y": y,
+                "xanchor": "right",
+                "yanchor": "bottom",
+                "text": text,
+                "showarrow": False,
+                "font": {"color": color, "size": 11},
+            }
+        )
+    return shapes, notes
+
+
+def _layout(title: str, y_title: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "title": {"text": title, "font": {"size": 14}},
+        "height": 300,
+        "margin": {"l": 55, "r": 20, "t": 40, "b": 45},
+        "yaxis": {"title": {"text": y_title}, "rangemode": "tozero"},
+        "legend": {"orientation": "h", "y": -0.25},
+        **extra,
+    }
+
+
+def _times(reports: list[DriftReport]) -> list[str]:
+    return [r.computed_at.isoformat() for r in reports]
+
+
+def _psi_levels() -> tuple[list[Any], list[Any]]:
+    return _threshold_lines(
+        (drift.PSI_WARN, WARN_COLOR, f"warn {drift.PSI_WARN}"),
+        (drift.PSI_ALERT, ALERT_COLOR, f"alert {drift.PSI_ALERT}"),
+    )
+
+
+def share_figure(reports: list[DriftReport]) -> dict[str, Any]:
+    """The share of drifted features over time against the dataset threshold."""
+    threshold = reports[-1].drift_share if reports else drift.DRIFT_SHARE
+    shapes, notes = _threshold_lines((threshold, ALERT_COLOR, f"dataset drifts at {threshold:.0%}"))
+    return {
+        "data": [
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": "drifted features",
+                "x": _times(reports),
+                "y": [r.drifted_share for r in reports],
+                "marker": {
+                    "color": [ALERT_COLOR if r.dataset_drift else CURRENT_COLOR for r in reports]
+                },
+                "text": [f"{r.drifted_features} of {r.judged_features}" for r in reports],
+                "hovertemplate": "%{x}<br>%{text} features drift<extra></extra>",
+            }
+        ],
+        "layout": _layout(
+            "Share of the features that drift",
+            "share",
+            yaxis={"title": {"text": "share"}, "range": [0, 1.05], "tickformat": ".0%"},
+            shapes=shapes,
+            annotations=notes,
+            showlegend=False,
+        ),
+    }
+
+
+def psi_figure(reports: list[DriftReport], chosen: str) -> dict[str, Any]:
+    """PSI of every feature over time, the chosen one drawn bold, with the
+    warn and alert thresholds."""
+    shapes, notes = _psi_levels()
+    data = []
+    for name in feature_names(reports):
+        values = []
+        for r in reports:
+            found = next((f for f in r.features if f["name"] == name), None)
+            values.append(found["psi"] if found else None)
+        bold = name == chosen
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "lines+markers" if bold else "lines",
+                "name": name,
+                "x": _times(reports),
+                "y": values,
+                "line": {"width": 3 if bold else 1},
+                "opacity": 1 if bold else 0.45,
+            }
+        )
+    return {
+        "data": data,
+        "layout": _layout("Drift of each feature (PSI)", "PSI", shapes=shapes, annotations=notes),
+    }
+
+
+def prediction_figure(reports: list[DriftReport]) -> dict[str, Any]:
+    """PSI of the predictions over time, with the thresholds."""
+    shapes, notes = _psi_levels()
+    return {
+        "data": [
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": "predictions",
+                "x": _times(reports),
+                "y": [(r.prediction or {}).get("psi") for r in reports],
+                "line": {"color": "#7c3aed"},
+            }
+        ],
+        "layout": _layout(
+            "Drift of the predictions (PSI)",
+            "PSI",
+            shapes=shapes,
+            annotations=notes,
+            showlegend=False,
+        ),
+    }
+
+
+def distribution_figure(feature: dict[str, Any] | None, title: str) -> dict[str, Any] | None:
+    """The training and the logged shares per bin, side by side; None for a
+    report kept before the bins were."""
+    if not feature or not feature.get("bins"):
+        return None
+    data = [
+        {
+            "type": "bar",
+            "name": "training data",
+            "x": feature["bins"],
+            "y": feature["reference_shares"],
+            "marker": {"color": REFERENCE_COLOR},
+        }
+    ]
+    if feature.get("current_shares"):
+        data.append(
+            {
+                "type": "bar",
+                "name": "logged requests",
+                "x": feature["bins"],
+                "y": feature["current_shares"],
+                "marker": {"color": CURRENT_COLOR},
+            }
+        )
+    return {
+        "data": data,
+        "layout": _layout(
+            title,
+            "share of rows",
+            barmode="group",
+            yaxis={"title": {"text": "share of rows"}, "tickformat": ".0%"},
+            xaxis={"type": "category", "automargin": True},
+        ),
+    }
+
+
+def feature_of(report: DriftReport | None, name: str) -> dict[str, Any] | None:
+    if report is None:
+        return None
+    return next((f for f in report.features if f["name"] == name), None)
