@@ -4,6 +4,7 @@ time, the latest per deployment, and the plotly figures of the drift page
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,8 @@ from deployments.serving_models import Deployment, Endpoint
 
 # How many reports the page and the API show at most: two weeks of hourly checks.
 HISTORY = 24 * 14
+# The bottom of a logarithmic PSI axis.
+PSI_FLOOR = 0.001
 STATUS_ORDER = {"alert": 3, "warn": 2, "ok": 1, "no_data": 0, "": -1}
 WARN_COLOR, ALERT_COLOR = "#d97706", "#dc2626"
 REFERENCE_COLOR, CURRENT_COLOR = "#64748b", "#2563eb"
@@ -138,26 +141,32 @@ def feature_names(reports: list[DriftReport]) -> list[str]:
     return names
 
 
-def _threshold_lines(*levels: tuple[float, str, str]) -> tuple[list[Any], list[Any]]:
+def _threshold_lines(
+    *levels: tuple[float, str, str], log: bool = False
+) -> tuple[list[Any], list[Any]]:
+    """Dashed lines across the chart at each level, labelled (the first at
+    the left, the others at the right, so that close levels stay readable).
+    On a log axis plotly.js places shapes by the value and notes by its log10."""
     shapes, notes = [], []
-    for y, color, text in levels:
+    for i, (level, color, text) in enumerate(levels):
+        y = math.log10(level) if log else level
         shapes.append(
             {
                 "type": "line",
                 "xref": "paper",
                 "x0": 0,
                 "x1": 1,
-                "y0": y,
-                "y1": y,
+                "y0": level,
+                "y1": level,
                 "line": {"color": color, "dash": "dash", "width": 1.5},
             }
         )
         notes.append(
             {
                 "xref": "paper",
-                "x": 1,
+                "x": 0 if i == 0 and len(levels) > 1 else 1,
                 "y": y,
-                "xanchor": "right",
+                "xanchor": "left" if i == 0 and len(levels) > 1 else "right",
                 "yanchor": "bottom",
                 "text": text,
                 "showarrow": False,
@@ -182,11 +191,26 @@ def _times(reports: list[DriftReport]) -> list[str]:
     return [r.computed_at.isoformat() for r in reports]
 
 
-def _psi_levels() -> tuple[list[Any], list[Any]]:
-    return _threshold_lines(
+def _psi_axis(values: list[float | None]) -> tuple[dict[str, Any], list[Any], list[Any]]:
+    """The PSI axis with the warn and alert lines: linear, or logarithmic
+    (from 0.001) once a value passes 1, so that the thresholds stay readable
+    beside a feature that drifted far."""
+    top = max((v for v in values if v is not None), default=0.0)
+    log = top > 1
+    shapes, notes = _threshold_lines(
         (drift.PSI_WARN, WARN_COLOR, f"warn {drift.PSI_WARN}"),
         (drift.PSI_ALERT, ALERT_COLOR, f"alert {drift.PSI_ALERT}"),
+        log=log,
     )
+    if log:
+        axis = {
+            "title": {"text": "PSI (log scale)"},
+            "type": "log",
+            "range": [math.log10(PSI_FLOOR), math.log10(top) + 0.1],
+        }
+    else:
+        axis = {"title": {"text": "PSI"}, "range": [0, max(0.3, top * 1.1)]}
+    return axis, shapes, notes
 
 
 def share_figure(reports: list[DriftReport]) -> dict[str, Any]:
@@ -222,13 +246,14 @@ def share_figure(reports: list[DriftReport]) -> dict[str, Any]:
 def psi_figure(reports: list[DriftReport], chosen: str) -> dict[str, Any]:
     """PSI of every feature over time, the chosen one drawn bold, with the
     warn and alert thresholds."""
-    shapes, notes = _psi_levels()
-    data = []
+    data: list[dict[str, Any]] = []
+    every: list[float | None] = []
     for name in feature_names(reports):
-        values = []
+        values: list[float | None] = []
         for r in reports:
             found = next((f for f in r.features if f["name"] == name), None)
             values.append(found["psi"] if found else None)
+        every.extend(values)
         bold = name == chosen
         data.append(
             {
@@ -241,15 +266,19 @@ def psi_figure(reports: list[DriftReport], chosen: str) -> dict[str, Any]:
                 "opacity": 1 if bold else 0.45,
             }
         )
+    axis, shapes, notes = _psi_axis(every)
     return {
         "data": data,
-        "layout": _layout("Drift of each feature (PSI)", "PSI", shapes=shapes, annotations=notes),
+        "layout": _layout(
+            "Drift of each feature (PSI)", "PSI", yaxis=axis, shapes=shapes, annotations=notes
+        ),
     }
 
 
 def prediction_figure(reports: list[DriftReport]) -> dict[str, Any]:
     """PSI of the predictions over time, with the thresholds."""
-    shapes, notes = _psi_levels()
+    values = [(r.prediction or {}).get("psi") for r in reports]
+    axis, shapes, notes = _psi_axis(values)
     return {
         "data": [
             {
@@ -257,13 +286,14 @@ def prediction_figure(reports: list[DriftReport]) -> dict[str, Any]:
                 "mode": "lines+markers",
                 "name": "predictions",
                 "x": _times(reports),
-                "y": [(r.prediction or {}).get("psi") for r in reports],
+                "y": values,
                 "line": {"color": "#7c3aed"},
             }
         ],
         "layout": _layout(
             "Drift of the predictions (PSI)",
             "PSI",
+            yaxis=axis,
             shapes=shapes,
             annotations=notes,
             showlegend=False,

@@ -201,3 +201,17 @@ def test_retrain_refusals(
     assert 'id="retrain-refusal"' in page and 'id="retrain-button"' not in page
     assert not Job.objects.exclude(rerun_of=None).exists()
     assert not AuditEvent.objects.filter(action="endpoint.retrain_started").exists()
+
+
+def test_the_psi_axis_turns_logarithmic_past_1_and_keeps_the_thresholds() -> None:
+    from deployments.monitoring_selectors import _psi_axis
+
+    axis, shapes, notes = _psi_axis([0.05, None, 0.15])
+    assert "type" not in axis and axis["range"] == [0, 0.3]
+    assert [s["y0"] for s in shapes] == [n["y"] for n in notes] == [0.1, 0.2]
+
+    axis, shapes, notes = _psi_axis([0.05, 6.0])
+    assert axis["type"] == "log" and axis["range"][0] == -3
+    # plotly.js places shapes by value and notes by log10 on a log axis.
+    assert [s["y0"] for s in shapes] == [0.1, 0.2]
+    assert [n["y"] for n in notes] == pytest.approx([-1, -0.69897])
