@@ -23,7 +23,8 @@ from datasets.models import Snapshot, Split, SplitStatus
 from datasets.storage import default_store, object_key
 from deployments import drift, serving
 from deployments.drift_models import DriftReport
-from deployments.gate import version_split
+from deployments.gate import validation_run, version_split
+from deployments.gate_models import ValidationReport
 from deployments.serving_models import Deployment, DeploymentState, Endpoint
 from experiments import jobs
 from experiments.comparison import CHAMPION
@@ -266,3 +267,45 @@ def endpoint_retrain(*, actor: User, endpoint: Endpoint, report: DriftReport | N
             },
         )
     return job
+
+
+# --- the charter's metric on labelled data ----------------------------------------------
+
+
+def labelled_split(deployment: Deployment) -> Split | None:
+    """The newest ready split of the source the deployment's version was
+    trained on whose data has the charter's target: where ground truth
+    arrived, to score the version on."""
+    trained_on = version_split(deployment.model_version)
+    charter = charter_signed_off(project=deployment.endpoint.project)
+    if trained_on is None or charter is None or not charter.target_variable:
+        return None
+    splits = (
+        Split.objects.filter(
+            parent__source_id=trained_on.parent.source_id, status=SplitStatus.READY
+        )
+        .select_related("parent__source")
+        .order_by("-parent__version", "-number")
+    )
+    target = charter.target_variable
+    # Few versions of a source: read their columns rather than query JSON.
+    return next(
+        (s for s in splits[:50] if any(c.get("name") == target for c in s.parent.columns)), None
+    )
+
+
+def deployment_score_labelled(*, actor: User, deployment: Deployment) -> ValidationReport:
+    """Score the deployment's version on the newest labelled data of its
+    source with the charter's metric (a validation job, audited as one)."""
+    membership = Membership.objects.filter(project=deployment.endpoint.project, user=actor).first()
+    if membership is None or membership.role not in RETRAIN_ROLES:
+        raise PermissionDenied(
+            "Only the project's lead, ML engineers and data scientists score a model."
+        )
+    split = labelled_split(deployment)
+    if split is None:
+        raise RetrainRefused(
+            "No labelled data to score on: the source it was trained on has no ready split "
+            "with the charter's target."
+        )
+    return validation_run(actor=actor, version=deployment.model_version, split=split)

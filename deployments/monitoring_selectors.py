@@ -12,6 +12,7 @@ from django.db.models import OuterRef, Subquery
 
 from deployments import drift
 from deployments.drift_models import DriftReport
+from deployments.gate_models import ValidationReport
 from deployments.serving_models import Deployment, Endpoint
 
 # How many reports the page and the API show at most: two weeks of hourly checks.
@@ -341,3 +342,53 @@ def feature_of(report: DriftReport | None, name: str) -> dict[str, Any] | None:
     if report is None:
         return None
     return next((f for f in report.features if f["name"] == name), None)
+
+
+def labelled_scores(endpoint: Endpoint) -> list[ValidationReport]:
+    """The finished validations of the endpoint's deployed versions, oldest
+    first: the charter's metric each time labelled data was scored (one query)."""
+    versions = [d.model_version_id for d in endpoint.deployments.all()]
+    return list(
+        ValidationReport.objects.filter(version_id__in=versions, value__isnull=False)
+        .select_related("version", "split__parent")
+        .order_by("created_at", "pk")[:HISTORY]
+    )
+
+
+def labelled_figure(scores: list[ValidationReport]) -> dict[str, Any] | None:
+    """The charter's metric over time on labelled data, one line per version,
+    with the charter's threshold."""
+    if not scores:
+        return None
+    latest = scores[-1]
+    by_version: dict[int, list[ValidationReport]] = {}
+    for score in scores:
+        by_version.setdefault(score.version.version, []).append(score)
+    data = [
+        {
+            "type": "scatter",
+            "mode": "lines+markers",
+            "name": f"version {number}",
+            "x": [s.created_at.isoformat() for s in rows],
+            "y": [s.value for s in rows],
+            "text": [f"data version {s.split.parent.version}" if s.split else "" for s in rows],
+            "hovertemplate": "%{x}<br>%{y:.4f} on %{text}<extra></extra>",
+        }
+        for number, rows in by_version.items()
+    ]
+    shapes: list[Any] = []
+    notes: list[Any] = []
+    if latest.threshold is not None:
+        shapes, notes = _threshold_lines(
+            (latest.threshold, ALERT_COLOR, f"the charter asks for {latest.threshold}")
+        )
+    return {
+        "data": data,
+        "layout": _layout(
+            f"{latest.metric} on labelled data",
+            latest.metric,
+            yaxis={"title": {"text": latest.metric}},
+            shapes=shapes,
+            annotations=notes,
+        ),
+    }

@@ -17,4 +17,9 @@ urlpatterns: list[URLPattern | URLResolver] = [
         views_monitoring.endpoint_retrain,
         name="endpoint_retrain",
     ),
+    path(
+        "projects/<slug:slug>/endpoints/<slug:name>/drift/score/",
+        views_monitoring.endpoint_score,
+        name="endpoint_score",
+    ),
 ]

@@ -41,6 +41,7 @@ def endpoint_drift(request: AuthedRequest, slug: str, name: str) -> HttpResponse
     chosen = _chosen_feature(request.GET.get("feature", ""), names, latest)
     feature = sel.feature_of(latest, chosen)
     can_retrain = membership is not None and membership.role in monitoring.RETRAIN_ROLES
+    scores = sel.labelled_scores(endpoint)
     context: dict[str, Any] = {
         "project": endpoint.project,
         "endpoint": endpoint,
@@ -66,6 +67,11 @@ def endpoint_drift(request: AuthedRequest, slug: str, name: str) -> HttpResponse
         },
         "can_retrain": can_retrain,
         "plan": monitoring.retrain_plan(endpoint) if can_retrain else None,
+        "scores": scores,
+        "labelled_figure": sel.labelled_figure(scores),
+        "labelled": monitoring.labelled_split(deployment)
+        if can_retrain and deployment is not None
+        else None,
     }
     if request.htmx and request.htmx.target == "drift-feature":
         return render(request, "deployments/monitoring_drift.html#feature", context)
@@ -98,3 +104,24 @@ def endpoint_retrain(request: AuthedRequest, slug: str, name: str) -> HttpRespon
         "its model and request its deployment through the gate.",
     )
     return redirect(reverse("experiments:job", args=[slug, job.pk]))
+
+
+@login_required
+def endpoint_score(request: AuthedRequest, slug: str, name: str) -> HttpResponse:
+    """POST: score a deployment's version on the newest labelled data of its
+    source (a validation job), then show its report."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    endpoint, _ = get_endpoint_for_user(request.user, slug, name, write=True)
+    page = reverse("deployments:endpoint_drift", args=[slug, name])
+    deployment = endpoint.deployments.filter(name=request.POST.get("deployment", "")).first()
+    if deployment is None:
+        messages.error(request, "Choose a deployment of this endpoint.")
+        return redirect(page)
+    try:
+        report = monitoring.deployment_score_labelled(actor=request.user, deployment=deployment)
+    except (monitoring.RetrainRefused, ValidationError) as exc:
+        text = exc.messages if isinstance(exc, ValidationError) else [str(exc)]
+        messages.error(request, " ".join(text))
+        return redirect(page)
+    return redirect(reverse("deployments:report", args=[slug, report.pk]))

@@ -19,6 +19,7 @@ from datasets import services as data_services
 from datasets import tasks as data_tasks
 from deployments import drift, monitoring
 from deployments.drift_models import DriftReport
+from deployments.gate_models import ValidationReport
 from experiments.job_models import Job
 from experiments.services import alias_set
 from tests.deployments import gate_data
@@ -215,3 +216,44 @@ def test_the_psi_axis_turns_logarithmic_past_1_and_keeps_the_thresholds() -> Non
     # plotly.js places shapes by value and notes by log10 on a log axis.
     assert [s["y0"] for s in shapes] == [0.1, 0.2]
     assert [n["y"] for n in notes] == pytest.approx([-1, -0.69897])
+
+
+def test_the_charters_metric_on_labelled_data_over_time(
+    deployed: Any, client_for: Any, project: Any, alice: Any, bob: Any, carol: Any
+) -> None:
+    blue = deployed[("churn", "blue")]
+    version = blue.model_version
+    trained_on = Job.objects.get(run=version.run).split
+    assert trained_on is not None
+    page = client_for(carol).get(PAGE).content.decode()
+    assert "Not scored on labelled data yet." in page and "score-button" not in page
+
+    first = gate_data.report(project, version, bob, 0.86, split=trained_on)
+    later = gate_data.report(project, version, bob, 0.74, split=trained_on)
+    ValidationReport.objects.filter(pk=first.pk).update(
+        created_at=timezone.now() - timedelta(days=7)
+    )
+    page = client_for(carol).get(PAGE).content.decode()
+    labelled = figure(page, "fig-labelled")
+    assert labelled["data"][0]["y"] == [0.86, 0.74] and labelled["data"][0]["name"] == "version 1"
+    assert labelled["layout"]["shapes"][0]["y0"] == 0.8  # the charter's threshold
+
+    # Outcomes arrive: newer labelled data of the same source, scored by a validation job.
+    newer = data_services.split_create(
+        actor=alice, snapshot=trained_on.parent, test_fraction=0.3, seed=11
+    )
+    data_tasks.split_run.apply(kwargs={"split_id": newer.pk})
+    page = client_for(bob).get(PAGE).content.decode()
+    assert 'id="score-button"' in page
+    assert client_for(carol).post(PAGE + "score/", {"deployment": "blue"}).status_code == 403
+
+    response = client_for(bob).post(PAGE + "score/", {"deployment": "blue"})
+
+    report = ValidationReport.objects.exclude(pk__in=[first.pk, later.pk]).get()
+    assert response.status_code == 302
+    assert response["Location"] == f"/projects/churn/validations/{report.pk}/"
+    assert report.split_id == newer.pk and report.version == version
+    assert report.job is not None and report.job.split_id == newer.pk
+    assert f"--test-sha256={newer.test_sha256}" in report.job.command
+    missing = client_for(bob).post(PAGE + "score/", {"deployment": "red"}, follow=True)
+    assert "Choose a deployment of this endpoint." in missing.content.decode()
