@@ -157,6 +157,12 @@ def drift_alert(*, report: DriftReport, deployment: Deployment) -> None:
 RETRAIN_ROLES = frozenset({Role.LEAD, Role.ML_ENGINEER, Role.DATA_SCIENTIST})
 
 
+def _require_trainer(actor: User, endpoint: Endpoint, what: str) -> None:
+    membership = Membership.objects.filter(project=endpoint.project, user=actor).first()
+    if membership is None or membership.role not in RETRAIN_ROLES:
+        raise PermissionDenied(f"Only the project's lead, ML engineers and data scientists {what}.")
+
+
 class RetrainRefused(Exception):
     """A retraining that cannot start (HTTP 409): the reason says why."""
 
@@ -243,11 +249,7 @@ def endpoint_retrain(*, actor: User, endpoint: Endpoint, report: DriftReport | N
     """Start a training job from the champion's recipe (the job that trained
     it: same code, settings, size and limits) on the newest ready split of
     the same source; its model can then go through the deployment gate."""
-    membership = Membership.objects.filter(project=endpoint.project, user=actor).first()
-    if membership is None or membership.role not in RETRAIN_ROLES:
-        raise PermissionDenied(
-            "Only the project's lead, ML engineers and data scientists start a retraining."
-        )
+    _require_trainer(actor, endpoint, "start a retraining")
     plan = retrain_plan(endpoint)
     if plan.refusal or plan.job is None or plan.champion is None:
         raise RetrainRefused(plan.refusal or "Nothing to retrain.")
@@ -297,11 +299,7 @@ def labelled_split(deployment: Deployment) -> Split | None:
 def deployment_score_labelled(*, actor: User, deployment: Deployment) -> ValidationReport:
     """Score the deployment's version on the newest labelled data of its
     source with the charter's metric (a validation job, audited as one)."""
-    membership = Membership.objects.filter(project=deployment.endpoint.project, user=actor).first()
-    if membership is None or membership.role not in RETRAIN_ROLES:
-        raise PermissionDenied(
-            "Only the project's lead, ML engineers and data scientists score a model."
-        )
+    _require_trainer(actor, deployment.endpoint, "score a model")
     split = labelled_split(deployment)
     if split is None:
         raise RetrainRefused(
