@@ -13,6 +13,7 @@ from django.db.models import OuterRef, Subquery
 from deployments import drift
 from deployments.drift_models import DriftReport
 from deployments.gate_models import ValidationReport
+from deployments.gate_selectors import metric_words
 from deployments.serving_models import Deployment, Endpoint
 
 # How many reports the page and the API show at most: two weeks of hourly checks.
@@ -385,9 +386,9 @@ def labelled_figure(scores: list[ValidationReport]) -> dict[str, Any] | None:
     return {
         "data": data,
         "layout": _layout(
-            f"{latest.metric} on labelled data",
+            f"{metric_words(latest.metric)} on labelled data",
             latest.metric,
-            yaxis={"title": {"text": latest.metric}},
+            yaxis={"title": {"text": metric_words(latest.metric)}},
             shapes=shapes,
             annotations=notes,
         ),

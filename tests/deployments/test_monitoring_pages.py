@@ -237,6 +237,7 @@ def test_the_charters_metric_on_labelled_data_over_time(
     labelled = figure(page, "fig-labelled")
     assert labelled["data"][0]["y"] == [0.86, 0.74] and labelled["data"][0]["name"] == "version 1"
     assert labelled["layout"]["shapes"][0]["y0"] == 0.8  # the charter's threshold
+    assert labelled["layout"]["title"]["text"] == "ROC AUC on labelled data"
 
     # Outcomes arrive: newer labelled data of the same source, scored by a validation job.
     newer = data_services.split_create(
