@@ -117,9 +117,23 @@ def test_the_page_charts_the_reports(deployed: Any, client_for: Any, carol: Any)
     assert "<html" in full and '<option value="plan" selected>' in full
 
 
-def test_the_endpoint_page_links_the_drift_page(deployed: Any, client_for: Any, carol: Any) -> None:
+def test_the_endpoint_pages_link_the_drift_page_with_its_status(
+    deployed: Any, client_for: Any, carol: Any, django_assert_num_queries: Any
+) -> None:
     page = client_for(carol).get("/projects/churn/endpoints/churn/").content.decode()
     assert f'href="{PAGE}"' in page
+    client = client_for(carol)
+    listing = client.get("/projects/churn/endpoints/").content.decode()
+    assert f'<a href="{PAGE}" data-drift="">not checked yet</a>' in listing
+
+    report = checked(deployed[("churn", "blue")])
+    with CaptureQueriesContext(connection) as one:
+        client.get("/projects/churn/endpoints/")
+    copies(report, 10)
+    with django_assert_num_queries(len(one)):
+        listing = client.get("/projects/churn/endpoints/").content.decode()
+    assert f'<a href="{PAGE}" data-drift="alert">' in listing
+    assert 'data-drift="">not checked yet' in listing  # the endpoint "old"
 
 
 def test_outsiders_get_404_and_an_empty_endpoint_says_so(
