@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.http import AuthedApiRequest
+from cloud.base import DEPLOYMENT_NAMES
 from deployments import monitoring
 from deployments import monitoring_selectors as sel
 from deployments.api_serving import RefusedOutput
@@ -115,7 +116,7 @@ class MonitorDetailOutput(MonitorOutput):
 
 class MonitorQuery(serializers.Serializer):
     deployment = serializers.ChoiceField(
-        choices=["blue", "green"], required=False, help_text="Default: every deployment."
+        choices=list(DEPLOYMENT_NAMES), required=False, help_text="Default: every deployment."
     )
     limit = serializers.IntegerField(min_value=1, max_value=sel.HISTORY, default=sel.HISTORY)
 
@@ -149,8 +150,8 @@ class MonitorDetailApi(APIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("deployment", str, enum=["blue", "green"], required=False),
-            OpenApiParameter("limit", int, required=False, description="At most 336."),
+            OpenApiParameter("deployment", str, enum=list(DEPLOYMENT_NAMES), required=False),
+            OpenApiParameter("limit", int, required=False, description=f"At most {sel.HISTORY}."),
         ],
         responses=MonitorDetailOutput,
     )
