@@ -113,9 +113,12 @@ def seed(project: Any, actor: Any) -> tuple[int, list[str]]:
             cursor.execute(definition)
         cursor.execute(
             """
-            INSERT INTO experiments_latestmetric (run_id, key_id, step, timestamp, value)
-            SELECT DISTINCT ON (run_id, key_id) run_id, key_id, step, timestamp, value
+            INSERT INTO experiments_latestmetric
+                (run_id, key_id, step, timestamp, value, low, high)
+            SELECT DISTINCT ON (run_id, key_id) run_id, key_id, step, timestamp, value,
+                   min(value) OVER w, max(value) OVER w
             FROM experiments_metric WHERE run_id = ANY(%s)
+            WINDOW w AS (PARTITION BY run_id, key_id)
             ORDER BY run_id, key_id, step DESC, timestamp DESC, value DESC
             """,
             [[run.pk for run in runs]],

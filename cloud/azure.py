@@ -1,7 +1,8 @@
 """The Azure ML provider, through the ``azure-ai-ml`` SDK v2.
 
 A workspace is a ``ComputeInstance``, a cluster an ``AmlCompute``, a job a
-``command`` job, all in one Azure ML workspace.
+``command`` job (or a sweep or AutoML job, with environments built from a
+job's requirements: ``cloud.azure_jobs``), all in one Azure ML workspace.
 
 How it talks to Azure:
 
@@ -39,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from azure.ai.ml import Input, MLClient, command
+from azure.ai.ml import MLClient, command
 from azure.ai.ml.entities import (
     AmlCompute,
     AssignedUserConfiguration,
@@ -58,6 +59,7 @@ from azure.core.exceptions import (
 )
 from azure.core.rest import HttpRequest
 
+from cloud.azure_jobs import ENVIRONMENT_IMAGE, AzureJobsMixin, data_input
 from cloud.azure_serving import AzureServingMixin
 from cloud.base import (
     ClusterSpec,
@@ -199,7 +201,7 @@ class AzureConflict(AzureRequestError):
     """409: another operation on the resource is under way."""
 
 
-class AzureProvider(AzureServingMixin):
+class AzureProvider(AzureServingMixin, AzureJobsMixin):
     """Workspaces, clusters and jobs in one Azure ML workspace."""
 
     name = "azure"
@@ -218,6 +220,7 @@ class AzureProvider(AzureServingMixin):
         client_id: str = "",
         client_secret: str = "",
         job_environment: str = "",
+        environment_image: str = ENVIRONMENT_IMAGE,
         stop_schedule_cron: str = "",
         schedule_time_zone: str = "UTC",
         workspace_allowed_ips: Sequence[str] = (),
@@ -263,6 +266,7 @@ class AzureProvider(AzureServingMixin):
         self._client_id = client_id
         self._client_secret = client_secret
         self.job_environment = job_environment
+        self.environment_image = environment_image
         self.stop_schedule_cron = stop_schedule_cron
         self.schedule_time_zone = schedule_time_zone
         self.workspace_allowed_ips = tuple(validate_ip_rules(workspace_allowed_ips))
@@ -565,20 +569,31 @@ class AzureProvider(AzureServingMixin):
         )
 
     def build_job(self, spec: JobSpec) -> Any:
-        """The ``command`` job for a job spec (not yet sent anywhere)."""
+        """The job for a job spec (not yet sent anywhere): a ``command`` job,
+        or a sweep or AutoML job when the spec carries one (``cloud.azure_jobs``).
+
+        A sweep's trials and an AutoML job log to the Azure ML workspace's own
+        tracking (the sweep reads its objective there), so they get neither
+        the portal's tracking server nor its run id."""
         check_job_name(spec.name)
-        if not self.job_environment:
-            raise ProviderConfigurationError("Set AZURE_JOB_ENVIRONMENT to submit jobs")
+        tags = {"stagegate": "job", "stagegate-spec": job_fingerprint(spec)}
+        if spec.sweep is not None and spec.automl is not None:
+            raise ProviderError("A job is a sweep or an AutoML search, not both")
+        if spec.automl is not None:
+            return self.build_automl(spec, tags=tags)
+        if spec.sweep is not None:
+            own = {k: v for k, v in spec.environment.items() if not k.startswith("MLFLOW_")}
+            return self.build_sweep(spec, environment_variables=own, tags=tags)
         return command(
             name=spec.name,
             display_name=spec.name,
             command=spec.command,
             code=spec.code_dir or None,
-            environment=self.job_environment,
+            environment=self.environment_id(spec),
             environment_variables=job_environment_variables(spec),
             compute=spec.compute,
-            inputs={k: Input(type="uri_folder", path=v) for k, v in spec.inputs.items()},
-            tags={"stagegate": "job", "stagegate-spec": job_fingerprint(spec)},
+            inputs={k: data_input(v) for k, v in spec.inputs.items()},
+            tags=tags,
         )
 
     def _put_compute(self, entity: AmlCompute | ComputeInstance) -> str:
@@ -966,6 +981,8 @@ class AzureProvider(AzureServingMixin):
                     "another job (job names are permanent)"
                 )
             return self._job_status(spec.name, existing)
+        if spec.requirements and spec.automl is None:
+            self.environment_ensure(spec.requirements)
         submitted = self._call(f"submit job {spec.name}", self.ml_client.jobs.create_or_update, job)
         return self._job_status(spec.name, submitted)
 
@@ -993,6 +1010,9 @@ class AzureProvider(AzureServingMixin):
     def job_logs(self, name: str, tail: int = 200) -> str:
         """The last ``tail`` lines of the job's standard output, also while it runs.
 
+        A sweep's or AutoML job's own run has no output: its log is the list of
+        its trials and their states (``trials_summary``).
+
         The run history lists the job's log files with readable (SAS) URLs;
         ``user_logs/std_log*.txt`` (the first process's, for distributed
         jobs) is read from its end with HTTP range requests, growing the
@@ -1013,7 +1033,8 @@ class AzureProvider(AzureServingMixin):
             if re.fullmatch(r"user_logs/std_log[\w.-]*\.txt", k)
         }
         if not logs:
-            return ""
+            # A sweep or AutoML job writes no output of its own: its trials do.
+            return self.trials_summary(name, tail)
         url = logs[sorted(logs)[0]]
         return self._tail(jobs._requests_pipeline, url, tail)
 
@@ -1061,8 +1082,12 @@ def job_environment_variables(spec: JobSpec) -> dict[str, str]:
 
 
 def job_fingerprint(spec: JobSpec) -> str:
-    """A short hash of what makes a job this job (command, compute, inputs, code)."""
-    parts = [spec.command, spec.compute, spec.code_dir, *sorted(spec.inputs.items())]
+    """A short hash of what makes a job this job (command, compute, inputs,
+    code; requirements, sweep and AutoML settings when it has them)."""
+    parts: list[Any] = [spec.command, spec.compute, spec.code_dir, *sorted(spec.inputs.items())]
+    for extra in (spec.requirements, spec.sweep, spec.automl):
+        if extra:
+            parts.append(repr(extra))
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 

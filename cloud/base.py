@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 class ResourceState(enum.StrEnum):
@@ -96,6 +96,52 @@ class ClusterSpec:
 
 
 @dataclass(frozen=True)
+class SweepSpec:
+    """A hyperparameter search the provider runs itself (Azure ML's sweep job).
+
+    The configuration is the portal's (``experiments.sweeps.sweep_config_clean``):
+    ``space`` maps a parameter to ``{"type": "choice", "values": [...]}`` or
+    ``{"type": "uniform" | "loguniform" | "int", "low": ..., "high": ...}``;
+    ``sampler`` is grid, random or tpe; ``early_termination`` none, median or
+    halving. Each trial runs ``trial_command`` with ``--params=<JSON object of
+    the sampled values>`` appended, and must log ``metric`` where the provider
+    reads it. A provider that cannot run a configuration refuses it
+    (``ProviderError``) before anything is sent.
+    """
+
+    trial_command: str
+    space: dict[str, dict[str, Any]]
+    metric: str
+    direction: str  # maximize or minimize
+    sampler: str = "random"
+    max_trials: int = 20
+    parallel: int = 1
+    early_termination: str = "none"
+    time_budget_seconds: int = 0  # 0: no limit beyond the trials
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class AutoMLSpec:
+    """An AutoML search the provider runs itself (Azure ML's AutoML job).
+
+    ``task`` classification or regression, ``target`` the charter's target
+    column, ``metric`` the charter's metric by the portal's name, ``families``
+    the portal's model families (``experiments.sweeps.AUTOML_FAMILIES``); the
+    provider maps each to its own names or refuses it. The training data is
+    the job's ``train`` input.
+    """
+
+    task: str
+    target: str
+    metric: str
+    families: tuple[str, ...] = ()
+    time_budget_seconds: int = 900
+    max_trials: int = 0  # 0: as many as the time budget allows
+    parallel: int = 1
+
+
+@dataclass(frozen=True)
 class JobSpec:
     name: str
     command: str
@@ -111,6 +157,10 @@ class JobSpec:
     allow_unsandboxed: bool = False
     # Python packages on top of the base environment (``name==version`` lines).
     requirements: tuple[str, ...] = ()
+    # A search the provider runs natively instead of ``command`` (Azure ML);
+    # a provider without one (local) runs ``command``, which searches itself.
+    sweep: SweepSpec | None = None
+    automl: AutoMLSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -211,6 +261,19 @@ def job_name(pk: int, salt: str = "") -> str:
     if not salt:
         return f"sg-job-{pk}"
     return _salted(salt, "job", pk, 255)
+
+
+def job_cluster_name(pk: int, salt: str = "") -> str:
+    """The compute made for job ``pk`` and removed after it. Without a salt the
+    job's own name (the local provider's historical form); with one a cluster
+    name Azure ML accepts (at most 16 characters), apart from the clusters of
+    workspaces (``cluster_name``) so that a job never takes or removes one."""
+    if not salt:
+        return job_name(pk)
+    name = f"{check_salt(salt)}-jc{pk}"
+    if pk < 0 or len(name) > 16:
+        raise ValueError(f"{name!r}: no valid cluster name of at most 16 characters")
+    return name
 
 
 def endpoint_name(pk: int, salt: str = "") -> str:

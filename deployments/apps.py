@@ -20,3 +20,6 @@ class DeploymentsConfig(AppConfig):
         consumers.register("deployments.deployment", serving.deployment_holdings)
         leases.register(serving.START_WORK)
         leases.register(serving.STOP_WORK)
+        from deployments import batch, batch_tasks  # noqa: F401  (the tasks register)
+
+        leases.register(batch.BATCH_WORK)

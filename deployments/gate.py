@@ -609,7 +609,8 @@ def deployment_request_approved(*, request: DeploymentRequest, actor: User) -> N
     before the health check promotes it. The scoring process starts in a task
     sent when the approval commits. An endpoint in the middle of another
     rollout refuses, and the approval is not given (the decider sees why).
-    Batch scoring has no runner yet: the approved request is the record.
+    A ``batch`` request changes nothing here: it lets the project's writers
+    start batch scorings of the version (``deployments.batch``).
     """
     if request.target != Target.REALTIME:
         return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, path
 
-from deployments import home, urls_gate, urls_monitoring, urls_serving
+from deployments import home, urls_batch, urls_gate, urls_monitoring, urls_serving
 
 app_name = "deployments"
 
@@ -14,4 +14,5 @@ urlpatterns: list[URLPattern | URLResolver] = [
     # Before serving's <name>/<action>/ catch-all.
     *urls_monitoring.urlpatterns,
     *urls_serving.urlpatterns,
+    *urls_batch.urlpatterns,
 ]

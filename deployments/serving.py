@@ -387,6 +387,7 @@ def endpoint_rollback(*, actor: User | None, endpoint: Endpoint, reason: str = "
         endpoint.rollout = RolloutState.ROLLED_BACK
         endpoint.bake_until = None
         endpoint.save()
+        champion = _champion_back(endpoint, target, actor)
         audit_record(
             action="endpoint.rolled_back",
             actor=actor,
@@ -397,10 +398,47 @@ def endpoint_rollback(*, actor: User | None, endpoint: Endpoint, reason: str = "
                 "before": before,
                 "reason": reason[:500] or "",
                 "by": "health check" if actor is None else "person",
+                "champion": champion,
             },
         )
         _push_traffic(endpoint)
     return endpoint
+
+
+def _champion_back(endpoint: Endpoint, target: str, actor: User | None) -> int | None:
+    """The version the traffic went back to is the ``champion`` again (the
+    next candidate is validated against what really serves), and ``previous``
+    goes, as there is nothing left to roll back to. Moved by the person who
+    pulled the cord, or for the health check by whoever deployed the target.
+    Returns the champion's version number."""
+    from deployments.gate import CHAMPION, PREVIOUS
+    from experiments.errors import MlflowError
+    from experiments.models import ModelAlias
+    from experiments.services import alias_delete, alias_set
+
+    back = Deployment.objects.select_related("model_version__registered_model", "requested_by").get(
+        endpoint=endpoint, name=target
+    )
+    version = back.model_version
+    model = version.registered_model
+    mover = actor or back.requested_by
+    aliases = dict(
+        ModelAlias.objects.filter(registered_model=model).values_list("alias", "version_id")
+    )
+    if aliases.get(CHAMPION) == version.pk:
+        return version.version
+    if mover is None:
+        return None
+    try:
+        with transaction.atomic():
+            alias_set(actor=mover, version=version, alias=CHAMPION)
+            if PREVIOUS in aliases:
+                alias_delete(actor=mover, model=model, alias=PREVIOUS)
+    except MlflowError:
+        # The mover may no longer write in the project: the traffic goes
+        # back all the same (the cord never waits for the registry).
+        return None
+    return version.version
 
 
 def endpoint_promote(*, actor: User | None, endpoint: Endpoint) -> Endpoint:

@@ -36,7 +36,7 @@ from compute.consumers import Holding
 from compute.models import ComputeSize, UsageInterval
 from compute.selectors import sizes_offered
 from compute.services import Demand, QuotaDecision, quota_decide, usage_close, usage_open
-from datasets.models import Split, SplitStatus
+from datasets.models import Snapshot, Split, SplitStatus
 from experiments import job_code, tasks
 from experiments.errors import MlflowError
 from experiments.job_models import FINISHED_STATES, Job, JobKind, JobState
@@ -55,6 +55,7 @@ TEMPLATES = {
     "sweep": "sweep_runner.py",
     "automl": "automl.py",
     "validate": "validate.py",
+    "batch_score": "batch_score.py",
 }
 FAMILIES = ("gbm", "linear")
 # The baseline's library: scikit-learn's estimators, or LightGBM's (gradient boosting).
@@ -330,6 +331,7 @@ def job_create(
     model: str = "sklearn",
     code_digest: str = "",
     repository_commit: str = "",
+    snapshot: Snapshot | None = None,
 ) -> Job:
     """Start a job on a ready split of the project: a built-in template, or
     the user's code from a git repository (fetched by the worker) or an
@@ -340,7 +342,8 @@ def job_create(
     templates (``experiments.sweeps``); the job keeps it in its parameters.
     ``arguments`` are more ``--name=value`` options of the template's
     command (the validation template's model URIs), quoted, and kept in the
-    job's parameters.
+    job's parameters. ``snapshot`` is a snapshot of the project the job reads
+    besides the split (batch scoring's input, ``SG_INPUT_SNAPSHOT``).
 
     Creates the run it logs into (in ``experiment_name``, by default one
     experiment per template or kind of code), tags it with the job and the
@@ -374,6 +377,8 @@ def job_create(
         raise ValidationError({"split": "That split belongs to another project."})
     if split.status != SplitStatus.READY:
         raise ValidationError({"split": "That split is not ready yet."})
+    if snapshot is not None and snapshot.source.project_id != project.pk:
+        raise ValidationError({"snapshot": "That snapshot belongs to another project."})
     if not sizes_offered().filter(pk=size.pk).exists():
         raise ValidationError({"size": f"{size.name} is not offered."})
     repository_url = (repository_url or "").strip() if kind == JobKind.REPOSITORY else ""
@@ -471,7 +476,7 @@ def job_create(
             command=command,
             requirements=wanted,
             parameters=parameters,
-            snapshot=split.parent,
+            snapshot=snapshot or split.parent,
             split=split,
             size=size,
             wall_clock_max_seconds=seconds,
@@ -510,7 +515,10 @@ def job_create(
         from cloud.base import job_name
 
         job.run = run
-        job.provider_name = job_name(job.pk)
+        # Azure ML job names are permanent per workspace: the install's salt
+        # keeps them apart from another install's (as for workspaces).
+        salt = str(settings.AZURE_NAME_SALT) if job.provider == "azure" else ""
+        job.provider_name = job_name(job.pk, salt)
         job.save(update_fields=["run", "provider_name"])
         audit_record(
             action="job.created",

@@ -135,13 +135,18 @@ class Metric(models.Model):
 
 
 class LatestMetric(models.Model):
-    """A run's latest point per key (highest step, then timestamp, then value)."""
+    """A run's latest point per key (highest step, then timestamp, then value),
+    with the lowest and highest value the key ever had (``NaN`` left out;
+    null when every point was ``NaN``), kept by the same write, so that the
+    comparison page reads one row per run and metric, not the history."""
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="latest_metrics")
     key = models.ForeignKey(MetricKey, on_delete=models.PROTECT, related_name="+")
     step = models.BigIntegerField()
     timestamp = models.BigIntegerField()
     value = models.FloatField()
+    low = models.FloatField(null=True)
+    high = models.FloatField(null=True)
 
     class Meta:
         constraints = [

@@ -364,7 +364,12 @@ def _order(point: MetricPoint) -> tuple[int, int, float]:
 
 
 # A run's latest point per key: the highest (step, timestamp, value), NaN
-# counting as the lowest value (``_order``), the first of equals in a batch.
+# counting as the lowest value (``_order``), the first of equals in a batch;
+# and the key's lowest and highest value (NaN left out) moved outwards.
+_NEWER = """(EXCLUDED.step, EXCLUDED.timestamp,
+       CASE WHEN EXCLUDED.value = 'NaN' THEN '-Infinity'::float8 ELSE EXCLUDED.value END)
+   >= (old.step, old.timestamp,
+       CASE WHEN old.value = 'NaN' THEN '-Infinity'::float8 ELSE old.value END)"""
 _POINTS_SQL = """
 WITH pts AS (
     SELECT * FROM unnest(%(keys)s::bigint[], %(steps)s::bigint[], %(stamps)s::bigint[],
@@ -372,17 +377,24 @@ WITH pts AS (
 ), appended AS (
     INSERT INTO {metric} (run_id, key_id, step, timestamp, value)
     SELECT %(run)s, key_id, step, ts, value FROM pts
+), newest AS (
+    SELECT DISTINCT ON (key_id) key_id, step, ts, value FROM pts
+    ORDER BY key_id, step DESC, ts DESC,
+             CASE WHEN value = 'NaN' THEN '-Infinity'::float8 ELSE value END DESC, ord
+), bounds AS (
+    SELECT key_id, min(value) FILTER (WHERE value <> 'NaN') AS low,
+           max(value) FILTER (WHERE value <> 'NaN') AS high
+    FROM pts GROUP BY key_id
 )
-INSERT INTO {latest} AS old (run_id, key_id, step, timestamp, value)
-SELECT DISTINCT ON (key_id) %(run)s, key_id, step, ts, value FROM pts
-ORDER BY key_id, step DESC, ts DESC,
-         CASE WHEN value = 'NaN' THEN '-Infinity'::float8 ELSE value END DESC, ord
+INSERT INTO {latest} AS old (run_id, key_id, step, timestamp, value, low, high)
+SELECT %(run)s, n.key_id, n.step, n.ts, n.value, b.low, b.high
+FROM newest n JOIN bounds b ON b.key_id = n.key_id
 ON CONFLICT (run_id, key_id) DO UPDATE
-SET step = EXCLUDED.step, timestamp = EXCLUDED.timestamp, value = EXCLUDED.value
-WHERE (EXCLUDED.step, EXCLUDED.timestamp,
-       CASE WHEN EXCLUDED.value = 'NaN' THEN '-Infinity'::float8 ELSE EXCLUDED.value END)
-   >= (old.step, old.timestamp,
-       CASE WHEN old.value = 'NaN' THEN '-Infinity'::float8 ELSE old.value END)
+SET step = CASE WHEN {newer} THEN EXCLUDED.step ELSE old.step END,
+    timestamp = CASE WHEN {newer} THEN EXCLUDED.timestamp ELSE old.timestamp END,
+    value = CASE WHEN {newer} THEN EXCLUDED.value ELSE old.value END,
+    low = LEAST(old.low, EXCLUDED.low),
+    high = GREATEST(old.high, EXCLUDED.high)
 """
 
 
@@ -398,6 +410,7 @@ def _metric_points_write(run: Run, keys: dict[str, MetricKey], points: list[Metr
         sql = _POINTS_SQL.format(
             metric=connection.ops.quote_name(Metric._meta.db_table),
             latest=connection.ops.quote_name(LatestMetric._meta.db_table),
+            newer=_NEWER,
         )
         with connection.cursor() as cursor:
             cursor.execute(
@@ -420,33 +433,53 @@ def _metric_points_write(run: Run, keys: dict[str, MetricKey], points: list[Metr
         ]
     )
     newest: dict[str, MetricPoint] = {}
+    bounds: dict[str, tuple[float | None, float | None]] = {}
     for point in points:
         if point.key not in newest or _order(point) > _order(newest[point.key]):
             newest[point.key] = point
+        low, high = bounds.get(point.key, (None, None))
+        bounds[point.key] = _widened(low, high, point.value)
     current = {
         lm.key_id: lm
         for lm in LatestMetric.objects.filter(run=run, key_id__in=[key_ids[k] for k in newest])
     }
-    changed = []
+    rows = []
     for name, point in newest.items():
         latest = current.get(key_ids[name])
-        if latest is None or _order(point) >= _order(
-            MetricPoint(name, latest.value, latest.timestamp, latest.step)
-        ):
-            changed.append(
-                LatestMetric(
-                    run=run,
-                    key_id=key_ids[name],
-                    step=point.step,
-                    timestamp=point.timestamp,
-                    value=point.value,
-                )
+        low, high = bounds[name]
+        if latest is not None:
+            low, high = _widened(*_widened(low, high, latest.low), latest.high)
+            if _order(point) < _order(
+                MetricPoint(name, latest.value, latest.timestamp, latest.step)
+            ):
+                point = MetricPoint(name, latest.value, latest.timestamp, latest.step)
+        rows.append(
+            LatestMetric(
+                run=run,
+                key_id=key_ids[name],
+                step=point.step,
+                timestamp=point.timestamp,
+                value=point.value,
+                low=low,
+                high=high,
             )
+        )
     LatestMetric.objects.bulk_create(
-        changed,
+        rows,
         update_conflicts=True,
         unique_fields=["run", "key"],
-        update_fields=["step", "timestamp", "value"],
+        update_fields=["step", "timestamp", "value", "low", "high"],
+    )
+
+
+def _widened(
+    low: float | None, high: float | None, value: float | None
+) -> tuple[float | None, float | None]:
+    """The bounds with ``value`` in them (``None`` and NaN leave them as they are)."""
+    if value is None or math.isnan(value):
+        return low, high
+    return (value if low is None else min(low, value)), (
+        value if high is None else max(high, value)
     )
 
 

@@ -28,6 +28,7 @@ import background
 from background.leases import lease_kept, lease_owner_for
 from cloud import get_provider
 from cloud.base import (
+    AutoMLSpec,
     ClusterSpec,
     JobSpec,
     JobState,
@@ -35,7 +36,9 @@ from cloud.base import (
     Provider,
     ProviderError,
     SizeSpec,
+    SweepSpec,
     TransientProviderError,
+    job_cluster_name,
 )
 
 if TYPE_CHECKING:
@@ -61,7 +64,8 @@ def _size(job: Job) -> SizeSpec:
 
 
 def split_inputs(job: Job) -> dict[str, str]:
-    """The split's train and test parts as files the job may read."""
+    """The split's train and test parts (and a batch scoring's snapshot) as
+    files the job may read."""
     from datasets.storage import default_store, object_key
 
     if job.split is None:
@@ -73,6 +77,12 @@ def split_inputs(job: Job) -> dict[str, str]:
         if path is None:
             raise ProviderError("The split is not stored on this machine's disk.")
         inputs[part] = path
+    if job.template == "batch_score" and job.snapshot is not None:
+        # Batch scoring reads a whole snapshot of the project, besides the split.
+        path = store.local_path(job.snapshot.storage_key)
+        if path is None:
+            raise ProviderError("The snapshot is not stored on this machine's disk.")
+        inputs["snapshot"] = path
     return inputs
 
 
@@ -95,11 +105,53 @@ def code_dir(job: Job) -> str:
         raise ProviderError(f"The job's code could not be fetched: {exc}") from exc
 
 
+def search_specs(job: Job) -> tuple[SweepSpec | None, AutoMLSpec | None]:
+    """A sweep's or AutoML job's search for a provider that runs it natively
+    (Azure ML); the local provider runs the job's command, which searches itself."""
+    from experiments.jobs import _baseline_command
+
+    config = job.parameters.get("config") or {}
+    task, target, metric = (job.parameters.get(k, "") for k in ("task", "target", "metric"))
+    if job.template == "sweep" and config:
+        objective = config.get("objective") or {}
+        metric = objective.get("metric", metric)
+        trial = _baseline_command(task=task, target=target, metric=metric, family=config["family"])
+        sweep = SweepSpec(
+            trial_command=trial,
+            space=config["space"],
+            metric=metric,
+            direction=objective.get("direction", "maximize"),
+            sampler=config["sampler"],
+            max_trials=config["max_trials"],
+            parallel=config["parallel"],
+            early_termination=(config.get("early_termination") or {}).get("policy", "none"),
+            time_budget_seconds=config.get("time_budget_seconds", 0),
+            seed=config.get("seed", 0),
+        )
+        return sweep, None
+    if job.template == "automl" and config:
+        automl = AutoMLSpec(
+            task=task,
+            target=target,
+            metric=config.get("metric", metric),
+            families=tuple(config.get("families") or ()),
+            time_budget_seconds=config["time_budget_seconds"],
+        )
+        return None, automl
+    return None, None
+
+
+def job_compute(provider: Provider, job: Job) -> str:
+    """The cluster the job runs on, named by the provider's salt (Azure)."""
+    return job_cluster_name(job.pk, str(getattr(provider, "name_salt", "") or ""))
+
+
 def _submit(provider: Provider, job: Job) -> JobStatus:
     from projects.tokens import project_token_issue
 
     code = code_dir(job)
-    provider.cluster_create(ClusterSpec(name=job.provider_name, size=_size(job), max_nodes=1))
+    compute = job_compute(provider, job)
+    provider.cluster_create(ClusterSpec(name=compute, size=_size(job), max_nodes=1))
     now = timezone.now()
     token = project_token_issue(
         project=job.project,
@@ -112,10 +164,11 @@ def _submit(provider: Provider, job: Job) -> JobStatus:
         "MLFLOW_RUN_ID": run.uuid if run else "",
         "MLFLOW_EXPERIMENT_ID": str(run.experiment_id) if run else "",
     }
+    sweep, automl = search_specs(job)
     spec = JobSpec(
         name=job.provider_name,
         command=job.command,
-        compute=job.provider_name,
+        compute=compute,
         code_dir=code,
         requirements=tuple(job.requirements),
         environment=environment,
@@ -124,6 +177,8 @@ def _submit(provider: Provider, job: Job) -> JobStatus:
         tracking_token=token,
         # Where no sandbox is available, only a platform admin's job runs without one.
         allow_unsandboxed=job.created_by.is_staff,
+        sweep=sweep,
+        automl=automl,
     )
     return provider.job_submit(spec)
 
@@ -171,7 +226,7 @@ def _finish(provider: Provider, job: Job, state: str, reason: str, exit_code: in
         job_id=job.pk, state=state, reason=reason, exit_code=exit_code, log_tail=tail
     )
     try:
-        provider.cluster_delete(job.provider_name)
+        provider.cluster_delete(job_compute(provider, job))
     except ProviderError as exc:
         logger.warning("job %s: its compute was not removed: %s", job.pk, exc)
     return state

@@ -310,6 +310,7 @@ CELERY_TASK_ROUTES = {
     "datasets.tasks.*": {"queue": "data"},
     "deployments.serving_tasks.*": {"queue": "provisioning"},
     "deployments.drift_tasks.*": {"queue": "data"},
+    "deployments.batch_tasks.*": {"queue": "training"},
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
@@ -595,5 +596,17 @@ CELERY_BEAT_SCHEDULE = {
         "task": "deployments.drift_tasks.drift_check_all",
         "schedule": DRIFT_CHECK_SECONDS,
         "options": {"expires": DRIFT_CHECK_SECONDS},
+    },
+}
+
+# Batch scoring (docs/serving.md, Batch scoring): how often the beat looks for
+# scheduled scorings that are due.
+BATCH_SCHEDULE_SECONDS = env.float("BATCH_SCHEDULE_SECONDS", default=300.0)
+CELERY_BEAT_SCHEDULE = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "batch-scorings-schedule": {
+        "task": "deployments.batch_tasks.batch_scorings_schedule",
+        "schedule": BATCH_SCHEDULE_SECONDS,
+        "options": {"expires": BATCH_SCHEDULE_SECONDS},
     },
 }

@@ -132,6 +132,19 @@ def world(
         reason="The fuzzed requests find a real deployment request.",
     )
     assert model_version.version == snapshot.version  # both paths name {version}
+    from deployments.batch import batch_scoring_create
+    from deployments.gate_models import DeploymentRequest
+
+    DeploymentRequest.objects.create(
+        project=project,
+        version=model_version,
+        requested_by=bob,
+        target="batch",
+        rollout="all_at_once",
+        reason="The fuzzed requests find a real batch scoring.",
+        state="approved",
+    )
+    scoring = batch_scoring_create(actor=bob, version=model_version, output_table="fuzz_scores")
     endpoint = serving_world(project, size, model_version)
     assert endpoint.name == model.name  # both paths name {name}
     return {
@@ -150,6 +163,7 @@ def world(
         "sweep_id": sweep.pk,
         "name": model.name,
         "deployment_id": deployment.pk,
+        "scoring_id": scoring.pk,
         # "name": the endpoint's too (serving_world).
         "deployment": "blue",  # the endpoint's running deployment
     }

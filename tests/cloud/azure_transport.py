@@ -101,6 +101,10 @@ class FakeAzureML(HttpTransport):  # type: ignore[misc]
         self.operations: dict[str, dict[str, Any]] = {}
         # job name -> {log file name: text}
         self.logs: dict[str, dict[str, str]] = {}
+        # "name:version" -> an environment version, as ARM answers it
+        self.environments: dict[str, dict[str, Any]] = {}
+        # parent job name -> its child runs, as the run history answers them
+        self.children: dict[str, list[dict[str, Any]]] = {}
 
     # --- azure-core's transport interface ---------------------------------
 
@@ -208,6 +212,22 @@ class FakeAzureML(HttpTransport):  # type: ignore[misc]
         self.jobs[name] = body
         return body
 
+    def add_child(self, parent: str, name: str, status: str) -> dict[str, Any]:
+        """A trial of a sweep or AutoML job, as the run history lists it."""
+        run = {
+            "runId": name,
+            "parentRunId": parent,
+            "rootRunId": parent,
+            "displayName": name,
+            "status": status,
+            "experimentId": "5d5c6b4a-0000-0000-0000-000000000001",
+            "runType": "azureml.scriptrun",
+            "properties": {},
+            "tags": {},
+        }
+        self.children.setdefault(parent, []).append(run)
+        return run
+
     # --- routing ------------------------------------------------------------
 
     def _answer(self, r: Recorded) -> tuple[int, dict[str, str], Any]:
@@ -254,6 +274,8 @@ class FakeAzureML(HttpTransport):  # type: ignore[misc]
             return self._compute(r, m.group(1), m.group(2))
         if m := re.fullmatch(r"jobs/([^/]+)(?:/(cancel))?", rest):
             return self._job(r, m.group(1), m.group(2))
+        if m := re.fullmatch(r"environments/([^/]+)/versions/([^/]+)", rest):
+            return self._environment(r, m.group(1), m.group(2))
         if m := re.fullmatch(r"onlineEndpoints/([^/]+)(?:/deployments/([^/]+))?", rest):
             return self._online(r, m.group(1), m.group(2))
         return 404, {}, _error("NotFound", f"no route for {r.method} {path}")
@@ -349,6 +371,27 @@ class FakeAzureML(HttpTransport):  # type: ignore[misc]
             return 201, {}, body
         return 405, {}, _error("MethodNotAllowed", r.method)
 
+    def _environment(self, r: Recorded, name: str, version: str) -> tuple[int, dict[str, str], Any]:
+        """Environment versions: immutable once made (a PUT with other content is refused)."""
+        key = f"{name}:{version}"
+        existing = self.environments.get(key)
+        if r.method == "GET":
+            if existing is None:
+                return 404, {}, _error("UserError", f"environment {key} not found")
+            return 200, {}, existing
+        if r.method == "PUT":
+            body = copy.deepcopy(r.body)
+            if existing is not None and existing["properties"].get("condaFile") != body[
+                "properties"
+            ].get("condaFile"):
+                return 409, {}, _error("UserError", f"environment {key} exists with other content")
+            body["name"] = version
+            body["id"] = f"{WS_PATH}/environments/{name}/versions/{version}"
+            body["properties"].setdefault("environmentType", "UserCreated")
+            self.environments[key] = body
+            return (200 if existing else 201), {}, body
+        return 405, {}, _error("MethodNotAllowed", r.method)
+
     def _online(
         self, r: Recorded, endpoint: str, deployment: str | None
     ) -> tuple[int, dict[str, str], Any]:
@@ -395,6 +438,11 @@ class FakeAzureML(HttpTransport):  # type: ignore[misc]
                 for log in self.logs.get(name, {})
             }
             return 200, {}, details
+        m = re.fullmatch(r"/history/v1\.0.*/runs/([^/]+)/children", r.path)
+        if m and r.method == "GET":
+            if m.group(1) not in self.jobs:
+                return 404, {}, _error("NotFound", f"run {m.group(1)} not found")
+            return 200, {}, {"value": self.children.get(m.group(1), []), "nextLink": None}
         return 404, {}, _error("NotFound", f"no route for {r.method} {r.path}")
 
     def _blob(self, r: Recorded) -> tuple[int, dict[str, str], Any]:

@@ -32,7 +32,8 @@ from deployments.serving_models import (
     RolloutState,
 )
 from experiments.artifacts import ArtifactStore
-from experiments.models import ModelVersion, RegisteredModel
+from experiments.models import ModelAlias, ModelVersion, RegisteredModel
+from experiments.services import alias_set
 from tests.cloud.test_local_serving import ROWS, train_model
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -153,19 +154,29 @@ def test_deploy_canary_and_rollback(
     sd = math.sqrt(calls * 0.1 * 0.9)
     assert abs(seen["green"] - 100) < 4 * sd, seen
 
+    # As the gate leaves them: the canary's version is the champion.
+    alias_set(actor=alice, version=v1, alias="previous")
+    alias_set(actor=alice, version=v2, alias="champion")
     with pytest.raises(PermissionDenied):
         serving.endpoint_rollback(actor=carol, endpoint=endpoint)  # an analyst
     pulled = time.monotonic()
     serving.endpoint_rollback(actor=alice, endpoint=endpoint, reason="complaints")
-    after = [score(endpoint.scoring_url, key)[1] for _ in range(50)]
-    assert time.monotonic() - pulled < 1.0
-    assert set(after) == {"blue"}
+    first = score(endpoint.scoring_url, key)[1]
+    back_within = time.monotonic() - pulled  # the cord pulled, the next call answered
+    after = [first] + [score(endpoint.scoring_url, key)[1] for _ in range(49)]
+    assert back_within < 1.0
+    assert set(after) == {"blue"}  # every call after it
     endpoint.refresh_from_db()
     assert endpoint.traffic == {"blue": 100, "green": 0}
     assert endpoint.rollout == RolloutState.ROLLED_BACK
     event = AuditEvent.objects.get(action="endpoint.rolled_back")
     assert event.actor_id == alice.pk and event.payload["to"] == "blue"
-    assert event.payload["reason"] == "complaints"
+    assert event.payload["reason"] == "complaints" and event.payload["champion"] == 1
+    # The version serving again is the champion; nothing is left to go back to.
+    aliases = dict(ModelAlias.objects.values_list("alias", "version_id"))
+    assert aliases == {"champion": v1.pk}
+    moved = AuditEvent.objects.filter(action="model_alias.set").order_by("-pk").first()
+    assert moved is not None and moved.actor_id == alice.pk
 
     # Compute: both deployments hold their size while they run.
     holdings = serving.deployment_holdings(project_id=project.pk)
@@ -188,6 +199,7 @@ def test_a_failing_canary_is_rolled_back_by_the_health_check(
             folder / "_endpoints" / endpoint.provider_name / "deployments/green/state.json"
         ).read_text()
     )
+    alias_set(actor=alice, version=v2, alias="champion")
     psutil.Process(state["pid"]).kill()  # the green scoring process's supervisor dies
 
     serving_tasks.serving_health_check.apply()
@@ -198,6 +210,9 @@ def test_a_failing_canary_is_rolled_back_by_the_health_check(
     assert endpoint.traffic == {"blue": 100, "green": 0}
     event = AuditEvent.objects.get(action="endpoint.rolled_back")
     assert event.actor_id is None and event.payload["by"] == "health check"
+    # Blue's deployer moves the champion back on the health check's behalf.
+    assert ModelAlias.objects.get(alias="champion").version_id == v1.pk
+    assert event.payload["champion"] == 1
 
 
 def test_a_canary_that_baked_is_promoted(

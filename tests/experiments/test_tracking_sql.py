@@ -124,6 +124,7 @@ def test_latest_metric_follows_mlflow_order_across_batches(project: Any, bob: An
     rng = random.Random(5)
     values = [0.5, 1.0, -1.0, math.nan, -math.inf, math.inf]
     expected: dict[str, services.MetricPoint] = {}
+    finite: dict[str, list[float]] = {}
     logged = 0
     for _ in range(25):
         batch = [
@@ -137,6 +138,9 @@ def test_latest_metric_follows_mlflow_order_across_batches(project: Any, bob: An
         ]
         services.run_log_batch(actor=bob, run=run, metrics=batch, params={}, tags={})
         logged += len(batch)
+        for point in batch:
+            seen = finite.setdefault(point.key, [])
+            seen += [] if math.isnan(point.value) else [point.value]
         newest: dict[str, services.MetricPoint] = {}
         for point in batch:
             if point.key not in newest or _order(point) > _order(newest[point.key]):
@@ -150,6 +154,10 @@ def test_latest_metric_follows_mlflow_order_across_batches(project: Any, bob: An
         got = stored[key]
         assert (got.step, got.timestamp) == (point.step, point.timestamp), key
         assert repr(got.value) == repr(point.value), key
+        # The bounds the comparison page shows, without NaN.
+        assert (got.low, got.high) == (
+            (min(finite[key]), max(finite[key])) if finite[key] else (None, None)
+        ), key
     assert Metric.objects.filter(run=run).count() == logged
 
 
@@ -171,3 +179,32 @@ def test_services_check_the_writer_again(project: Any, bob: Any, carol: Any, cha
     assert deleted.value.code == "INVALID_STATE"
     assert not Metric.objects.filter(run=run).exists()
     assert not LatestMetric.objects.filter(run=run).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_bounds_of_metrics_logged_before_them_are_filled_in(project: Any, bob: Any) -> None:
+    """Migration 0006 fills each run's lowest and highest value per key from
+    the points already there, NaN left out."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    experiment = services.experiment_create(actor=bob, project=project, name="old")
+    run = services.run_create(actor=bob, experiment=experiment)
+    points = [(0.5, 0), (math.nan, 1), (-2.0, 2), (3.0, 3)]
+    services.run_log_batch(
+        actor=bob,
+        run=run,
+        metrics=[services.MetricPoint("m", v, 1, s) for v, s in points]
+        + [services.MetricPoint("nan", math.nan, 1, 0)],
+        params={},
+        tags={},
+    )
+    LatestMetric.objects.filter(run=run).update(low=None, high=None)  # as before the migration
+    executor = MigrationExecutor(connection)
+    executor.migrate([("experiments", "0005_sweeps")])
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes("experiments"))
+    stored = {lm.key.name: lm for lm in LatestMetric.objects.filter(run=run).select_related("key")}
+    assert (stored["m"].low, stored["m"].high, stored["m"].value) == (-2.0, 3.0, 3.0)
+    assert (stored["nan"].low, stored["nan"].high) == (None, None)
