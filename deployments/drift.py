@@ -59,6 +59,9 @@ PSI_EPSILON = 1e-4
 # An integer column with this few distinct training values is a code
 # (plan 0/1/2, a star rating), compared as categories.
 MAX_CODES = 10
+# A chart shows this many categories at most; the rest are summed as "(other)"
+# (the statistics use them all).
+CHART_CATEGORIES = 20
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,15 @@ class FeatureDrift:
     # Share of current values in categories the training data never had.
     unseen: float = 0.0
     note: str = ""
+    # What a chart of the two distributions needs: the bins' labels and each
+    # side's share per bin (numerical: below the training range, the deciles,
+    # above it, missing; categorical: the most frequent training categories,
+    # "(other)" for the rest, "(unseen)", "(missing)"). ``edges`` are a
+    # numerical feature's bin edges, from the training minimum to its maximum.
+    bins: list[str] = field(default_factory=list)
+    reference_shares: list[float] = field(default_factory=list)
+    current_shares: list[float] = field(default_factory=list)
+    edges: list[float] = field(default_factory=list)
 
     @property
     def drifted(self) -> bool:
@@ -187,6 +199,88 @@ def _bin_counts_numerical(ref: ColumnReference, sorted_values: np.ndarray) -> np
     return np.concatenate(([below], inside, [above])).astype(float)
 
 
+def _shares(counts: np.ndarray) -> list[float]:
+    total = float(counts.sum())
+    return [float(c) / total for c in counts] if total > 0 else [0.0] * len(counts)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def _chart_numerical(
+    ref: ColumnReference, ref_counts: np.ndarray, cur_counts: np.ndarray | None
+) -> dict[str, Any]:
+    """The bins of a numerical feature, labelled, with both sides' shares
+    (counts as ``_bin_counts_numerical`` gives them, plus the missing bin)."""
+    assert ref.values is not None and ref.edges is not None
+    if len(ref.values) == 0:
+        bins = ["(values)", "(missing)"]
+        edges: list[float] = []
+    else:
+        lo, hi = float(ref.values[0]), float(ref.values[-1])
+        edges = [lo, *(float(e) for e in ref.edges), hi]
+        bins = [
+            f"below {_fmt(lo)}",
+            *(f"{_fmt(a)} to {_fmt(b)}" for a, b in zip(edges[:-1], edges[1:], strict=True)),
+            f"above {_fmt(hi)}",
+            "(missing)",
+        ]
+    return {
+        "bins": bins,
+        "reference_shares": _shares(ref_counts),
+        "current_shares": _shares(cur_counts) if cur_counts is not None else [],
+        "edges": edges,
+    }
+
+
+def _chart_categorical(
+    ref: ColumnReference, ref_counts: np.ndarray, cur_counts: np.ndarray | None
+) -> dict[str, Any]:
+    """The bins of a categorical feature (training categories, most frequent
+    first, then unseen and missing), at most ``CHART_CATEGORIES`` categories
+    and "(other)" for the rest."""
+    assert ref.categories is not None
+    names = [str(c) for c in ref.categories]
+    known = len(names)
+
+    def fold(counts: np.ndarray) -> np.ndarray:
+        if known <= CHART_CATEGORIES:
+            return counts
+        head, rest, tail = (
+            counts[:CHART_CATEGORIES],
+            counts[CHART_CATEGORIES:known],
+            counts[known:],
+        )
+        return np.concatenate((head, [rest.sum()], tail))
+
+    labels = names if known <= CHART_CATEGORIES else [*names[:CHART_CATEGORIES], "(other)"]
+    return {
+        "bins": [*labels, "(unseen)", "(missing)"],
+        "reference_shares": _shares(fold(ref_counts)),
+        "current_shares": _shares(fold(cur_counts)) if cur_counts is not None else [],
+        "edges": [],
+    }
+
+
+def _reference_counts(ref: ColumnReference) -> np.ndarray:
+    """The training side's counts over the chart's bins, missing last."""
+    if ref.kind == "numerical":
+        assert ref.values is not None
+        if len(ref.values) == 0:
+            return np.array([0.0, float(ref.missing)])
+        return np.append(_bin_counts_numerical(ref, ref.values), float(ref.missing))
+    assert ref.counts is not None
+    return np.concatenate((ref.counts, [0.0, float(ref.missing)]))
+
+
+def _chart(ref: ColumnReference, cur_counts: np.ndarray | None) -> dict[str, Any]:
+    counts = _reference_counts(ref)
+    if ref.kind == "numerical":
+        return _chart_numerical(ref, counts, cur_counts)
+    return _chart_categorical(ref, counts, cur_counts)
+
+
 def psi(reference: np.ndarray, current: np.ndarray) -> float:
     """Population stability index of two count vectors over the same bins."""
     r = reference / reference.sum()
@@ -250,6 +344,7 @@ def compare_column(ref: ColumnReference, series: pd.Series) -> FeatureDrift:
             distance=None,
             current_missing=0.0,
             note="No training rows." if ref.rows == 0 else "No logged rows.",
+            **_chart(ref, None),
         )
     if ref.kind == "numerical":
         return _compare_numerical(ref, series, base)
@@ -267,9 +362,8 @@ def _compare_numerical(
     notes = []
     if len(ref.values) == 0:
         # Training had no values at all: only the missing share can be compared.
-        psi_value = psi(
-            np.array([0.0, ref.missing]), np.array([float(len(current)), float(missing)])
-        )
+        cur_counts = np.array([float(len(current)), float(missing)])
+        psi_value = psi(np.array([0.0, ref.missing]), cur_counts)
         return FeatureDrift(
             **base,
             status=_status(psi_value, None),
@@ -277,11 +371,10 @@ def _compare_numerical(
             distance=None,
             current_missing=current_missing,
             note="No values in the training data.",
+            **_chart(ref, cur_counts),
         )
-    psi_value = psi(
-        np.append(_bin_counts_numerical(ref, ref.values), ref.missing),
-        np.append(_bin_counts_numerical(ref, current), missing),
-    )
+    cur_counts = np.append(_bin_counts_numerical(ref, current), missing)
+    psi_value = psi(np.append(_bin_counts_numerical(ref, ref.values), ref.missing), cur_counts)
     distance: float | None
     if len(current) == 0:
         distance = None
@@ -301,6 +394,7 @@ def _compare_numerical(
         distance=distance,
         current_missing=current_missing,
         note=" ".join(notes),
+        **_chart(ref, cur_counts),
     )
 
 
@@ -316,7 +410,7 @@ def _compare_categorical(
     missing = int(missing_mask.sum())
     unseen = len(codes) - len(known) - missing
     # Bins: the training categories, categories never seen, missing.
-    ref_bins = np.concatenate((ref.counts, [0.0, float(ref.missing)]))
+    ref_bins = _reference_counts(ref)
     cur_bins = np.concatenate((counts, [float(unseen), float(missing)]))
     psi_value = psi(ref_bins, cur_bins)
     distance = jensen_shannon(ref_bins, cur_bins)
@@ -333,6 +427,7 @@ def _compare_categorical(
         current_missing=missing / len(labels),
         unseen=unseen / len(labels),
         note=note,
+        **_chart(ref, cur_bins),
     )
 
 
@@ -447,6 +542,7 @@ def _no_data(ref: ColumnReference, rows: int, note: str) -> FeatureDrift:
         reference_missing=ref.missing / ref.rows if ref.rows else 0.0,
         current_missing=0.0,
         note=note,
+        **_chart(ref, None),
     )
 
 

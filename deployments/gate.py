@@ -32,7 +32,7 @@ from charter.gates import require_signed_charter
 from charter.rules import METRICS
 from compute.models import ComputeSize
 from compute.selectors import sizes_offered
-from datasets.models import Split
+from datasets.models import Split, SplitStatus
 from deployments import gate_tasks
 from deployments.gate_models import (
     DeploymentRequest,
@@ -124,20 +124,32 @@ def validation_run(
     segments: list[str] | str = (),  # type: ignore[assignment]
     risks: str = "",
     size: ComputeSize | None = None,
+    split: Split | None = None,
 ) -> ValidationReport:
     """Validate a version as a job on the project's compute; returns the
-    report, running until the job's result is read back."""
+    report, running until the job's result is read back.
+
+    ``split``: score it on another ready split of the source it was trained
+    on (newer labelled data, for the charter's metric over time) instead of
+    its own."""
     version = ModelVersion.objects.select_related("registered_model__project").get(pk=version.pk)
     project = version.registered_model.project
     _require_writer(actor, project, "validate models")
-    split = version_split(version)
-    if split is None:
+    trained_on = version_split(version)
+    if trained_on is None:
         raise ValidationError(
             {
                 "version": "The version names no split it was trained on: validate a version "
                 "registered from a training job's run."
             }
         )
+    if split is not None:
+        split = Split.objects.select_related("parent__source").get(pk=split.pk)
+        if split.parent.source_id != trained_on.parent.source_id:
+            raise ValidationError({"split": "Choose a split of the source it was trained on."})
+        if split.status != SplitStatus.READY:
+            raise ValidationError({"split": "That split is not ready yet."})
+    split = split or trained_on
     columns = _segment_columns(segments, split)
     size = size or sizes_offered().order_by("hourly_price", "vcpus").first()
     if size is None:

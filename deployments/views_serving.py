@@ -15,6 +15,7 @@ from django.urls import reverse
 from accounts.http import AuthedRequest
 from cloud.base import ProviderError
 from deployments import serving
+from deployments.monitoring_selectors import monitors_of
 from deployments.serving_models import Endpoint
 from deployments.serving_selectors import endpoint_stats, endpoints_of, get_endpoint_for_user
 from projects.models import Membership
@@ -31,7 +32,7 @@ def endpoint_list(request: AuthedRequest, slug: str) -> HttpResponse:
     return render(
         request,
         "deployments/serving_list.html",
-        {"project": project, "endpoints": list(endpoints_of(project))},
+        {"project": project, "monitors": monitors_of(list(endpoints_of(project)))},
     )
 
 

@@ -656,11 +656,14 @@ def job_rerun(
     family: str | None = None,
     model: str | None = None,
     command: str | None = None,
+    split: Split | None = None,
 ) -> Job:
     """A new job with the same code (the same digest: a repository is not
     fetched again), requirements, inputs and limits, or a changed size, model
-    family, library or command, logging into a new run of the same experiment."""
-    if job.split is None:
+    family, library, command or split (newer data of the same source),
+    logging into a new run of the same experiment."""
+    split = split or job.split
+    if split is None:
         raise ValidationError({"split": "The job has no split to run on again."})
     if job.kind == JobKind.REPOSITORY and not job.code_digest:
         raise ValidationError({"code": "The job's repository was never fetched: start it anew."})
@@ -668,7 +671,7 @@ def job_rerun(
     return job_create(
         actor=actor,
         project=job.project,
-        split=job.split,
+        split=split,
         size=size or job.size,
         template=job.template or "baseline",
         family=family or str(job.parameters.get("family", "gbm")),

@@ -3,94 +3,16 @@ deployments against the training part of their version's split."""
 
 from __future__ import annotations
 
-import json
-import secrets
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from django.utils import timezone
 
 from cloud.local import LocalProvider
-from compute.models import ComputeSize
 from deployments import monitoring, serving
 from deployments.drift_models import DriftReport
 from deployments.drift_tasks import drift_check_all
-from deployments.serving_models import Deployment, DeploymentState, Endpoint
-from experiments import jobs
 from tests.deployments import gate_data
-from tests.experiments import jobs_data
-
-
-def log_lines(rows: int, seed: int, *, shift: bool) -> bytes:
-    """Sampled requests as the scoring process writes them."""
-    rng = np.random.default_rng(seed)
-    tenure = rng.integers(1, 72, rows) if not shift else rng.integers(1, 12, rows)
-    charges = rng.normal(70, 20, rows).round(2) + (30 if shift else 0)
-    plan = rng.choice(["basic", "plus", "pro"], rows) if not shift else np.full(rows, "pro")
-    lines = [
-        json.dumps(
-            {
-                "ts": 1.0,
-                "deployment": "blue",
-                "input": {"tenure": int(t), "charges": float(c), "plan": str(p)},
-                "prediction": "yes" if shift else str(rng.choice(["yes", "no"])),
-            }
-        )
-        for t, c, p in zip(tenure, charges, plan, strict=True)
-    ]
-    return "".join(line + "\n" for line in lines).encode()
-
-
-def sample_log(endpoint: Endpoint, name: str) -> Path:
-    provider = serving.serving_provider(endpoint.provider)
-    assert isinstance(provider, LocalProvider)
-    path = provider._dep_dir(endpoint.provider_name, name) / "logs" / "samples.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-@pytest.fixture
-def deployed(project: Any, alice: Any, bob: Any, django_capture_on_commit_callbacks: Any) -> Any:
-    """Blue and green of one endpoint running the same trained version, and a
-    stopped one of another endpoint (no scoring processes: only their logs)."""
-    size, _ = ComputeSize.objects.get_or_create(
-        provider="local",
-        name="Standard_DS1_v2",
-        defaults={
-            "vcpus": 1,
-            "memory_gb": 2,
-            "hourly_price": "0.10",
-            "price_date": timezone.now().date(),
-        },
-    )
-    split = jobs_data.ready_split(
-        project=project, actor=alice, callbacks=django_capture_on_commit_callbacks
-    )
-    job = jobs.job_create(actor=bob, project=project, split=split, size=jobs_data.size())
-    version = gate_data.version(project, bob, run=job.run)
-    out = {}
-    for endpoint_name, names in (("churn", ("blue", "green")), ("old", ("blue",))):
-        endpoint = Endpoint.objects.create(
-            project=project,
-            registered_model=version.registered_model,
-            name=endpoint_name,
-            provider="local",
-            provider_name=f"drift-{endpoint_name}-{secrets.token_hex(3)}",
-            key_sha256="0" * 64,
-        )
-        for name in names:
-            out[(endpoint_name, name)] = Deployment.objects.create(
-                endpoint=endpoint,
-                name=name,
-                model_version=version,
-                size=size,
-                state=DeploymentState.RUNNING
-                if endpoint_name == "churn"
-                else DeploymentState.STOPPED,
-            )
-    return out
+from tests.deployments.drift_data import log_lines, sample_log
 
 
 def test_the_beat_task_keeps_a_report_per_running_deployment(
