@@ -100,6 +100,10 @@ def code_dir(job: Job) -> str:
             stored = job_code.repository_fetch(job.repository_url, job.repository_ref)
             jobs.job_code_fetched(job_id=job.pk, digest=stored.digest, commit=stored.commit)
             job.refresh_from_db(fields=["code_digest", "repository_commit"])
+        if job.template == "sweep":
+            from experiments.sweeps import sweep_code_folder
+
+            return str(sweep_code_folder(job.code_digest))
         return str(job_code.code_folder(job.code_digest))
     except job_code.CodeRefused as exc:
         raise ProviderError(f"The job's code could not be fetched: {exc}") from exc
