@@ -273,3 +273,54 @@ def test_the_new_sweep_page_takes_an_archive_and_a_command(
     assert sweep.config["command"] == "python train.py" and sweep.config["space"] == space
     shown = browser.get(made["Location"]).content.decode()
     assert "uploaded archive; each trial runs <code>python train.py --name=value" in shown
+
+
+PROGRESS_ONLY = """\
+import json
+import os
+import sys
+
+x = float(sys.argv[1].removeprefix("--x="))
+if x < 0:
+    sys.exit(0)  # logs nothing: the trial fails
+with open(os.environ["SG_TRIAL_PROGRESS"], "a") as progress:
+    for step in range(3):
+        progress.write(json.dumps({"step": step, "value": step - abs(x - 2)}) + "\\n")
+"""
+
+
+def test_without_a_tracking_server_the_runner_ranks_by_the_progress_file(tmp_path: Path) -> None:
+    """The runner alone (no job, no tracking): each trial's value is the last
+    line of its progress file; a trial that logged nothing fails with why."""
+    import os
+    import subprocess
+    import sys
+
+    from experiments import jobs
+
+    (tmp_path / "train.py").write_text(PROGRESS_ONLY)
+    config = {
+        "command": f"{shlex.quote(sys.executable)} train.py",
+        "space": {"x": {"type": "choice", "values": [-1, 1, 2, 3]}},
+        "sampler": "grid",
+        "objective": {"metric": "score", "direction": "maximize"},
+        "max_trials": 4,
+        "parallel": 1,
+        "early_termination": {"policy": "none"},
+        "time_budget_seconds": 120,
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    done = subprocess.run(
+        [sys.executable, str(jobs.template_path("sweep")), f"--config={json.dumps(config)}"],
+        cwd=tmp_path,
+        env={**env, "SG_OUTPUT_DIR": str(tmp_path / "out")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "logged no finite score" in done.stdout
+    assert '"FAIL": 1' in done.stdout and '"COMPLETE": 3' in done.stdout
+    best = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert best == {"params": {"x": 2}, "metrics": {"score": 2.0}}
