@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import re
 import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -391,18 +389,9 @@ def sweep_code_folder(digest: str) -> Path:
     folder = code.parent / f"sweep-{digest}-{runner_sha}"
     if folder.is_dir():
         return folder
-    scratch = Path(tempfile.mkdtemp(prefix=".sweep-", dir=code.parent))
-    try:
-        shutil.copytree(code, scratch / "code", symlinks=True)
-        shutil.copyfile(runner, scratch / "code" / jobs.SWEEP_RUNNER_NAME)
-        (scratch / "code").chmod(0o755)
-        try:
-            os.rename(scratch / "code", folder)
-        except OSError:
-            if not folder.is_dir():
-                raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    with job_code.folder_made(folder, prefix=".sweep-") as scratch:
+        shutil.copytree(code, scratch, symlinks=True, dirs_exist_ok=True)
+        shutil.copyfile(runner, scratch / jobs.SWEEP_RUNNER_NAME)
     return folder
 
 
