@@ -142,6 +142,10 @@ def test_a_space_over_user_code_takes_any_names_and_refuses_bad_ones_with_reason
     words = shlex.split(job.command)
     assert words[:2] == ["python", ".stagegate_sweep_runner.py"]
     assert json.loads(words[2].removeprefix("--config="))["command"] == "python train.py"
+    # No provider is handed it as a native sweep: the runner is the job's command.
+    from experiments.tasks import search_specs
+
+    assert search_specs(job) == (None, None)
 
 
 @pytest.fixture
