@@ -106,6 +106,7 @@ bench: install-dev .venv-mlflow-server/.installed
 	$(BIN)/python bench/datasets_profile.py
 	$(BIN)/python bench/cloud_local_start.py --runs 5
 	$(BIN)/python scripts/testenv.py -- $(BIN)/python bench/experiments_tracking.py
+	$(BIN)/python scripts/testenv.py -- $(BIN)/python bench/jobs.py --runs 5
 
 clean:
 	rm -rf $(VENV) .venv-mlflow2 .venv-mlflow-server var mutants .mypy_cache .pytest_cache .ruff_cache .coverage .coverage.*

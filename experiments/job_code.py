@@ -21,6 +21,7 @@ refused unless it lies under a folder an operator lists in
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -32,7 +33,7 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -229,6 +230,24 @@ def archive_store(upload: IO[bytes]) -> StoredCode:
     return store(read_archive(data))
 
 
+@contextlib.contextmanager
+def folder_made(folder: Path, *, prefix: str) -> Iterator[Path]:
+    """A scratch folder beside ``folder`` to fill; moved into place (mode 0755)
+    when the block ends, unless another process made ``folder`` meanwhile;
+    removed on an error."""
+    scratch = Path(tempfile.mkdtemp(prefix=prefix, dir=folder.parent))
+    try:
+        yield scratch
+        scratch.chmod(0o755)
+        try:
+            os.rename(scratch, folder)
+        except OSError:
+            if not folder.is_dir():
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def code_folder(digest: str) -> Path:
     """A folder on this machine with the code of ``digest``, unpacked once."""
     root = Path(settings.VAR_DIR) / "job-code"
@@ -242,21 +261,12 @@ def code_folder(digest: str) -> Path:
     if hashlib.sha256(data).hexdigest() != digest:
         raise CodeRefused("The stored code does not match its digest.")
     files = read_archive(data, strip=False)
-    scratch = Path(tempfile.mkdtemp(prefix=".unpack-", dir=root))
-    try:
+    with folder_made(folder, prefix=".unpack-") as scratch:
         for path, (content, executable) in files.items():
             target = scratch / path
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content)
             target.chmod(0o755 if executable else 0o644)
-        scratch.chmod(0o755)
-        try:
-            os.rename(scratch, folder)
-        except OSError:
-            if not folder.is_dir():
-                raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     return folder
 
 

@@ -57,6 +57,8 @@ TEMPLATES = {
     "validate": "validate.py",
     "batch_score": "batch_score.py",
 }
+# A sweep over the user's own code: its runner, put beside the code under this name.
+SWEEP_RUNNER_NAME = ".stagegate_sweep_runner.py"
 FAMILIES = ("gbm", "linear")
 # The baseline's library: scikit-learn's estimators, or LightGBM's (gradient boosting).
 MODELS = ("sklearn", "lightgbm")
@@ -370,6 +372,9 @@ def job_create(
             {"wall_clock_minutes": f"Between {low // 60} and {high // 60} minutes."}
         )
     wanted = requirements_clean(requirements)
+    # A sweep over the user's code: the runner is the job's command, and runs
+    # the user's command once per trial (experiments.sweeps).
+    user_sweep = not is_template and template == "sweep" and config is not None
     if not is_template:
         command = _command_clean(command)
     split = Split.objects.select_related("parent__source").get(pk=split.pk)
@@ -453,6 +458,16 @@ def job_create(
             }
         else:
             parameters = {"charter_version": charter.number}
+            if user_sweep:
+                config = {**(config or {}), "command": command}
+                parameters["config"] = config
+                command = " ".join(
+                    [
+                        "python",
+                        SWEEP_RUNNER_NAME,
+                        f"--config={shlex.quote(json.dumps(config, sort_keys=True))}",
+                    ]
+                )
         code_sha = _code_for(
             kind=kind,
             template=template,
@@ -468,7 +483,7 @@ def job_create(
             rerun_of=rerun_of,
             name=name,
             kind=kind,
-            template=template if is_template else "",
+            template=template if is_template or user_sweep else "",
             code_digest=code_sha,
             repository_url=repository_url,
             repository_ref=repository_ref,
@@ -683,7 +698,7 @@ def job_rerun(
         arguments={k: str(v) for k, v in job.parameters.items() if k not in _OWN_PARAMETERS}
         or None,
         kind=job.kind,
-        command=command or job.command,
+        command=command or str((job.parameters.get("config") or {}).get("command") or job.command),
         repository_url=job.repository_url,
         repository_ref=job.repository_ref,
         requirements=list(job.requirements),

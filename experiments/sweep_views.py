@@ -44,7 +44,7 @@ class _SearchForm(JobForm):
     """A job form for a sweep or an AutoML run: the built-in model and the
     split, without the fields of a job that runs the user's own code."""
 
-    CODE_FIELDS = (
+    CODE_FIELDS: tuple[str, ...] = (
         "kind",
         "model",
         "repository_url",
@@ -67,6 +67,10 @@ class _SearchForm(JobForm):
 
 
 class SweepForm(_SearchForm):
+    """A sweep of the baseline or of the user's own code (a repository or an
+    archive, and the command that runs one trial)."""
+
+    CODE_FIELDS = ("model",)
     space = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 8, "cols": 70, "spellcheck": "false"}),
         initial=json.dumps(EXAMPLE_SPACE, indent=2),
@@ -74,8 +78,9 @@ class SweepForm(_SearchForm):
         help_text=(
             'A JSON object: parameter name to {"type": "choice", "values": [...]} or '
             '{"type": "uniform" | "loguniform" | "int", "low": a, "high": b}. '
-            "Gradient boosting: learning_rate, max_iter, max_depth, max_leaf_nodes, "
-            "min_samples_leaf, l2_regularization; linear: C (classification), alpha (regression)."
+            "Baseline, gradient boosting: learning_rate, max_iter, max_depth, max_leaf_nodes, "
+            "min_samples_leaf, l2_regularization; linear: C (classification), alpha "
+            "(regression). Your code: any names it takes as --name=value; choices may be words."
         ),
     )
     sampler = forms.ChoiceField(choices=list(sweeps.SAMPLERS.items()), initial="tpe")
@@ -86,7 +91,10 @@ class SweepForm(_SearchForm):
     )
     time_budget_minutes = forms.IntegerField(min_value=1, initial=30, label="Time budget (minutes)")
     metric = forms.CharField(
-        max_length=40, required=False, label="Objective", help_text="Default: the charter's metric"
+        max_length=250,
+        required=False,
+        label="Objective",
+        help_text="Default: the charter's metric. Your code: the metric it logs to MLFLOW_RUN_ID",
     )
     direction = forms.ChoiceField(
         choices=[
@@ -101,6 +109,11 @@ class SweepForm(_SearchForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["experiment_name"].help_text = "Default: sweeps"
+        self.fields["kind"].label = "Sweep over"
+        self.fields["command"].help_text = (
+            "Runs one trial in the code's folder, e.g. python train.py; the trial's "
+            "parameters follow as --name=value"
+        )
 
     def clean_space(self) -> Any:
         try:
@@ -181,7 +194,7 @@ def sweep_list(request: AuthedRequest, slug: str) -> HttpResponse:
 def _new(request: AuthedRequest, slug: str, kind: str) -> HttpResponse:
     project, _ = get_project_for_user(request.user, slug, write=request.method == "POST")
     form_class = SweepForm if kind == SweepKind.SWEEP else AutoMLForm
-    form = form_class(request.POST or None, project=project)
+    form = form_class(request.POST or None, request.FILES or None, project=project)
     refusal: CharterNotSignedOff | None = None
     if request.method == "POST" and form.is_valid():
         try:

@@ -10,8 +10,13 @@ and record the ``Sweep`` row beside it.
 
 from __future__ import annotations
 
+import hashlib
 import math
-from typing import Any
+import re
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -22,7 +27,8 @@ from charter.gates import require_signed_charter
 from charter.rules import METRICS, Direction
 from compute.models import ComputeSize
 from datasets.models import Split
-from experiments import jobs
+from experiments import job_code, jobs
+from experiments.job_models import JobKind
 from experiments.sweep_models import Sweep, SweepKind
 from projects.models import Project
 
@@ -60,6 +66,12 @@ BASELINE_METRICS = (
     "mape",
     "r2",
 )
+# A sweep over the user's own code: any parameter and metric name the
+# script takes (``--name=value``) and logs; string choices allowed.
+USER_PARAMETER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+USER_METRIC_RE = re.compile(r"^[A-Za-z0-9_.\-/ ]{1,250}$")
+USER_CHOICE_MAX_CHARS = 200
+USER_BOUNDS = 1e300
 MAX_TRIALS = 500
 MAX_CHOICES = 50
 GRID_MAX_POINTS = 10_000
@@ -140,6 +152,30 @@ def _check_dimension(
     return {"type": kind, "low": low, "high": high}, None
 
 
+def _check_user_dimension(name: str, spec: Any, sampler: str) -> tuple[dict[str, Any], str | None]:
+    """One parameter of the user's script: numbers within any finite bounds,
+    whole numbers for ``int``, or a choice of numbers or words."""
+    if not USER_PARAMETER_RE.match(name):
+        return {}, (
+            f"{name[:80]!r}: a parameter name is a letter or _ followed by letters, digits "
+            "or _ (at most 64), as the script's --name=value option."
+        )
+    if isinstance(spec, dict) and spec.get("type") == "choice":
+        values = spec.get("values")
+        if isinstance(values, list) and values and all(isinstance(v, str) for v in values):
+            if set(spec) != {"type", "values"}:
+                return {}, f"{name}: a choice has only a type and values."
+            if len(values) > MAX_CHOICES:
+                return {}, f"{name}: at most {MAX_CHOICES} values."
+            if any(not v or len(v) > USER_CHOICE_MAX_CHARS or "\x00" in v for v in values):
+                return {}, f"{name}: each value has 1 to {USER_CHOICE_MAX_CHARS} characters."
+            if len(set(values)) != len(values):
+                return {}, f"{name}: the values repeat."
+            return {"type": "choice", "values": list(values)}, None
+    integer = isinstance(spec, dict) and spec.get("type") == "int"
+    return _check_dimension(name, spec, (integer, -USER_BOUNDS, USER_BOUNDS), sampler)
+
+
 def sweep_config_clean(
     *,
     space: Any,
@@ -153,11 +189,17 @@ def sweep_config_clean(
     early_termination: str,
     time_budget_minutes: int,
     seed: int = 0,
+    user_code: bool = False,
 ) -> dict[str, Any]:
     """The sweep's configuration as the runner reads it, or a ValidationError
-    whose messages name each field and parameter at fault."""
+    whose messages name each field and parameter at fault.
+
+    Over the baseline template the space names the model family's
+    hyperparameters within their bounds and the metric is one the baseline
+    computes; over the user's own code (``user_code``) any parameter name the
+    script takes and any metric name it logs will do."""
     errors: dict[str, list[str]] = {}
-    if family not in HYPERPARAMETERS:
+    if not user_code and family not in HYPERPARAMETERS:
         errors.setdefault("family", []).append("Choose gbm (gradient boosting) or linear.")
     if sampler not in SAMPLERS:
         errors.setdefault("sampler", []).append(f"Choose one of {', '.join(SAMPLERS)}.")
@@ -166,6 +208,13 @@ def sweep_config_clean(
         errors.setdefault("space", []).append(
             "Give at least one parameter: an object of name to distribution."
         )
+    elif user_code:
+        for name, spec in space.items():
+            dimension, problem = _check_user_dimension(str(name), spec, sampler)
+            if problem:
+                errors.setdefault("space", []).append(problem)
+            else:
+                cleaned[str(name)] = dimension
     elif family in HYPERPARAMETERS:
         known = HYPERPARAMETERS[family]
         for name, spec in space.items():
@@ -200,7 +249,11 @@ def sweep_config_clean(
         )
     elif parallel > max_trials >= 1:
         errors.setdefault("parallel", []).append("No more than the number of trials.")
-    if metric not in BASELINE_METRICS:
+    if user_code and not USER_METRIC_RE.match(metric):
+        errors.setdefault("metric", []).append(
+            "Name the metric the script logs: letters, digits, _ - . / and spaces."
+        )
+    elif not user_code and metric not in BASELINE_METRICS:
         errors.setdefault("metric", []).append(f"The baseline cannot compute “{metric}”.")
     if direction not in DIRECTIONS:
         errors.setdefault("direction", []).append("Choose maximize or minimize.")
@@ -213,7 +266,7 @@ def sweep_config_clean(
         raise ValidationError(errors)
     return {
         "space": cleaned,
-        "family": family,
+        **({} if user_code else {"family": family}),
         "sampler": sampler,
         "seed": int(seed),
         "objective": {"metric": metric, "direction": direction},
@@ -267,14 +320,26 @@ def sweep_create(
     wall_clock_minutes: int = 60,
     experiment_name: str = "",
     name: str = "",
+    kind: str = JobKind.TEMPLATE,
+    repository_url: str = "",
+    repository_ref: str = "",
+    archive: IO[bytes] | None = None,
+    command: str = "",
+    requirements: Sequence[str] | str = (),
 ) -> Sweep:
-    """A sweep over the baseline template's hyperparameters, run by one job.
+    """A sweep run by one job: over the baseline template's hyperparameters
+    (``kind`` template), or over the user's own code, from a git repository or
+    an uploaded archive, whose ``command`` each trial runs with its parameters
+    appended as ``--name=value`` options, logging the objective's metric into
+    its child run (``MLFLOW_RUN_ID``; see job_templates/sweep_runner.py).
 
     The objective defaults to the charter's success metric and its direction;
     trials in parallel are bounded by the size's vCPUs (the job's quota)."""
     jobs._require_writer(actor, project)
+    user_code = kind != JobKind.TEMPLATE
     _, charter_metric, charter_direction = _charter_objective(project)
     config = sweep_config_clean(
+        user_code=user_code,
         space=space,
         family=family,
         sampler=sampler,
@@ -301,10 +366,38 @@ def sweep_create(
             family=family,
             wall_clock_minutes=wall_clock_minutes,
             experiment_name=experiment_name or "sweeps",
-            name=name or f"sweep ({family})",
+            name=name or (f"sweep ({family})" if not user_code else ""),
             config=config,
+            kind=kind,
+            repository_url=repository_url,
+            repository_ref=repository_ref,
+            archive=archive,
+            command=command,
+            requirements=requirements,
         )
-        return _record(actor=actor, project=project, job=job, kind=SweepKind.SWEEP, config=config)
+        return _record(
+            actor=actor, project=project, job=job, kind=SweepKind.SWEEP, config=job_config(job)
+        )
+
+
+def sweep_code_folder(digest: str) -> Path:
+    """The user's code of ``digest`` with the sweep runner beside it (under
+    ``jobs.SWEEP_RUNNER_NAME``), made once per code and runner version."""
+    runner = jobs.template_path("sweep")
+    runner_sha = hashlib.sha256(runner.read_bytes()).hexdigest()[:16]
+    code = job_code.code_folder(digest)
+    folder = code.parent / f"sweep-{digest}-{runner_sha}"
+    if folder.is_dir():
+        return folder
+    with job_code.folder_made(folder, prefix=".sweep-") as scratch:
+        shutil.copytree(code, scratch, symlinks=True, dirs_exist_ok=True)
+        shutil.copyfile(runner, scratch / jobs.SWEEP_RUNNER_NAME)
+    return folder
+
+
+def job_config(job: Any) -> dict[str, Any]:
+    """The configuration as the job keeps it (over user code, with its command)."""
+    return dict(job.parameters.get("config") or {})
 
 
 def automl_config_clean(

@@ -9,6 +9,7 @@ with the reason per field, a project whose charter is not signed off 409 with
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -25,6 +26,7 @@ from compute import selectors as compute_selectors
 from compute.models import ComputeSize
 from experiments import jobs, sweeps
 from experiments.job_selectors import splits_ready
+from experiments.jobs_api import JobCreateInput
 from experiments.sweep_models import Sweep, SweepKind
 from experiments.sweep_selectors import (
     get_sweep_for_user,
@@ -122,16 +124,46 @@ class SweepDetailOutput(SweepOutput):
 class SweepCreateInput(serializers.Serializer):
     split = serializers.IntegerField()
     size = serializers.CharField(max_length=64)
+    kind = serializers.ChoiceField(
+        choices=jobs.KINDS,
+        default="template",
+        help_text="template: the baseline's hyperparameters; repository: your script from "
+        "`repository_url` at `repository_ref`; archive: from the zip or tar.gz sent as "
+        "`archive` (multipart, with `space` as a JSON string).",
+    )
+    # The code's fields are the jobs API's (one definition).
+    repository_url = copy.deepcopy(JobCreateInput._declared_fields["repository_url"])
+    repository_ref = copy.deepcopy(JobCreateInput._declared_fields["repository_ref"])
+    archive = copy.deepcopy(JobCreateInput._declared_fields["archive"])
+    command = serializers.CharField(
+        max_length=jobs.COMMAND_MAX,
+        allow_blank=True,
+        default="",
+        help_text="What runs one trial of your code, in its folder (e.g. `python train.py`); "
+        "each trial appends its parameters as `--name=value` and logs the objective's metric "
+        "into the run `MLFLOW_RUN_ID`.",
+    )
+    requirements = serializers.ListField(
+        child=serializers.CharField(max_length=200),
+        max_length=200,
+        default=list,
+        help_text="Packages on top of the base environment (your code only).",
+    )
     space = serializers.JSONField(
         help_text=(
             'Parameter name to distribution: {"type": "choice", "values": [...]}, or '
-            '{"type": "uniform" | "loguniform" | "int", "low": a, "high": b}.'
+            '{"type": "uniform" | "loguniform" | "int", "low": a, "high": b}. Over the '
+            "baseline: the model family's hyperparameters; over your code: any names "
+            "(a letter or _, then letters, digits or _), choices may be words."
         )
     )
     family = serializers.ChoiceField(choices=list(sweeps.HYPERPARAMETERS), default="gbm")
     sampler = serializers.ChoiceField(choices=list(sweeps.SAMPLERS), default="tpe")
     metric = serializers.CharField(
-        max_length=40, allow_blank=True, default="", help_text="Default: the charter's metric."
+        max_length=250,
+        allow_blank=True,
+        default="",
+        help_text="Default: the charter's metric. Over your code: the metric your script logs.",
     )
     direction = serializers.ChoiceField(
         choices=["", *sweeps.DIRECTIONS],
@@ -240,8 +272,10 @@ class SweepListApi(_ListApi):
         request=SweepCreateInput,
         responses=CREATED,
         description=(
-            "Start a hyperparameter sweep (Optuna) of the baseline template on a ready split, "
-            "run by one training job: a search space over the model's hyperparameters, a "
+            "Start a hyperparameter sweep (Optuna) on a ready split, run by one training job: "
+            "of the baseline template over its model's hyperparameters, or of your own code "
+            "(`kind` repository or archive, with `command`) over any parameters it takes as "
+            "`--name=value`, ranked by the metric it logs into each trial's run; a "
             "sampler, an objective (default: the charter's metric and direction), at most "
             "`max_trials` trials, `parallel` at a time (at most the size's vCPUs), early "
             "termination and a time budget. A bad search space is answered 400 with the reason."

@@ -100,6 +100,10 @@ def code_dir(job: Job) -> str:
             stored = job_code.repository_fetch(job.repository_url, job.repository_ref)
             jobs.job_code_fetched(job_id=job.pk, digest=stored.digest, commit=stored.commit)
             job.refresh_from_db(fields=["code_digest", "repository_commit"])
+        if job.template == "sweep":
+            from experiments.sweeps import sweep_code_folder
+
+            return str(sweep_code_folder(job.code_digest))
         return str(job_code.code_folder(job.code_digest))
     except job_code.CodeRefused as exc:
         raise ProviderError(f"The job's code could not be fetched: {exc}") from exc
@@ -107,11 +111,16 @@ def code_dir(job: Job) -> str:
 
 def search_specs(job: Job) -> tuple[SweepSpec | None, AutoMLSpec | None]:
     """A sweep's or AutoML job's search for a provider that runs it natively
-    (Azure ML); the local provider runs the job's command, which searches itself."""
+    (Azure ML); the local provider runs the job's command, which searches itself,
+    and so does every provider for a sweep over the user's own code."""
     from experiments.jobs import _baseline_command
 
     config = job.parameters.get("config") or {}
     task, target, metric = (job.parameters.get(k, "") for k in ("task", "target", "metric"))
+    if job.template == "sweep" and config.get("command"):
+        # Over the user's code the trials take --name=value, not the --params of
+        # a native sweep: the job runs its runner as its command everywhere.
+        return None, None
     if job.template == "sweep" and config:
         objective = config.get("objective") or {}
         metric = objective.get("metric", metric)

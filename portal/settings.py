@@ -272,6 +272,7 @@ SPECTACULAR_SETTINGS = {
         "DeploymentRolloutEnum": "deployments.gate_models.Rollout",
         "DeploymentRequestStateEnum": "deployments.gate_models.RequestState",
         "ValidationStateEnum": "deployments.gate_models.ValidationState",
+        "JobCodeKindEnum": "experiments.jobs.KINDS",
     },
 }
 

@@ -17,7 +17,21 @@ Each trial runs the baseline template (``baseline.py``) as a subprocess in a
 process group of its own, with the trial's hyperparameters, logging into a
 child run of the job's run (``MLFLOW_RUN_ID``, tag ``mlflow.parentRunId``).
 The trial appends its metric after each training step to a JSON-lines file;
-the runner feeds those values to Optuna's pruner, and a pruned trial's
+the runner feeds those values to Optuna's pruner.
+
+Over the user's own code (the configuration's ``command``, run in the code's
+folder, where this file lies as ``.stagegate_sweep_runner.py``), each trial
+runs ``command --name=value ...`` with the trial's parameters, and with
+``MLFLOW_RUN_ID`` set to its child run (the job's tracking settings are
+inherited), ``SG_TRIAL_NUMBER``, ``SG_TRIAL_PARAMS`` (a JSON object) and
+``SG_TRIAL_PROGRESS``, a file to which the script may append one JSON line
+``{"step": n, "value": v}`` per step for early termination. The runner also
+reads the child run's history of the objective's metric through the
+tracking API, every few seconds, for the same purpose. A trial's objective is
+the metric's latest value in its child run (or, without a tracking server,
+the progress file's last value); a trial that logged neither fails.
+
+A pruned trial's
 process group is killed and its run ends KILLED, tagged
 ``stagegate.sweep.pruned``. The job's run keeps the best trial so far: the
 objective's metric and the tags ``stagegate.sweep.best_run_id`` and
@@ -30,6 +44,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -45,6 +60,7 @@ PRUNED_TAG = "stagegate.sweep.pruned"
 BEST_RUN_TAG = "stagegate.sweep.best_run_id"
 BEST_TRIAL_TAG = "stagegate.sweep.best_trial"
 POLL_SECONDS = 0.2
+HISTORY_SECONDS = 2.0
 
 
 def sampler_for(config: dict[str, Any]) -> Any:
@@ -185,17 +201,12 @@ class Sweep:
             self.client.set_tag(run_id, PRUNED_TAG, pruned)
         self.client.set_terminated(run_id, status)
 
-    def objective(self, trial: Any) -> float:
-        import optuna
-
-        params = suggest(trial, self.config["space"])
-        number = trial.number
-        run_id = self.child_run(number, params)
-        progress = self.folder / f"trial-{number}.jsonl"
-        progress.unlink(missing_ok=True)
-        output = self.folder / f"trial-{number}"
-        output.mkdir(exist_ok=True)
-        command = [
+    def command(self, params: dict[str, Any], progress: Path) -> list[str]:
+        user = self.config.get("command")
+        if user:
+            options = " ".join(shlex.quote(f"--{k}={v}") for k, v in params.items())
+            return ["/bin/sh", "-c", f"{user} {options}"]
+        return [
             sys.executable,
             str(HERE / "baseline.py"),
             f"--task={self.args.task}",
@@ -206,19 +217,72 @@ class Sweep:
             f"--progress={progress}",
             "--no-model",
         ]
-        env = {**os.environ, "SG_OUTPUT_DIR": str(output), "MLFLOW_RUN_ID": run_id}
+
+    def history(self, run_id: str, seen: set[int]) -> list[tuple[int, float]]:
+        """The steps of the objective's metric the child run logged since."""
+        if self.client is None or not run_id or not self.config.get("command"):
+            return []
+        try:
+            points = self.client.get_metric_history(run_id, self.metric)
+        except Exception:  # noqa: BLE001 - the tracking server is busy: next time
+            return []
+        fresh = sorted((int(p.step), float(p.value)) for p in points if int(p.step) not in seen)
+        seen.update(step for step, _ in fresh)
+        return fresh
+
+    def result(self, run_id: str, output: Path, progress: Path) -> float | None:
+        """The trial's objective: the baseline's metrics.json; for user code,
+        the child run's latest value of the metric, else the progress file's."""
+        if not self.config.get("command"):
+            metrics = json.loads((output / "metrics.json").read_text())["metrics"]
+            return float(metrics[self.metric])
+        if self.client is not None and run_id:
+            logged = self.client.get_run(run_id).data.metrics.get(self.metric)
+            if logged is not None:
+                return float(logged)
+        points = read_progress(progress, 0)
+        return points[-1][1] if points else None
+
+    def objective(self, trial: Any) -> float:
+        import optuna
+
+        params = suggest(trial, self.config["space"])
+        number = trial.number
+        run_id = self.child_run(number, params)
+        progress = self.folder / f"trial-{number}.jsonl"
+        progress.unlink(missing_ok=True)
+        output = self.folder / f"trial-{number}"
+        output.mkdir(exist_ok=True)
+        command = self.command(params, progress)
+        env = {
+            **os.environ,
+            "SG_OUTPUT_DIR": str(output),
+            "MLFLOW_RUN_ID": run_id,
+            "SG_TRIAL_NUMBER": str(number),
+            "SG_TRIAL_PARAMS": json.dumps(params),
+            "SG_TRIAL_PROGRESS": str(progress),
+        }
         if not run_id:
             env.pop("MLFLOW_TRACKING_URI", None)
         print(f"trial {number} starts: {json.dumps(params)}", flush=True)
         with (output / "trial.log").open("wb") as log:
-            proc = subprocess.Popen(  # noqa: S603 - an argv list, no shell
+            proc = subprocess.Popen(  # noqa: S603 - an argv list (user code: its own command, by sh)
                 command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-            seen = 0
+            seen, asked = 0, 0.0
+            steps: set[int] = set()
+            reported: set[int] = set()
             while True:
                 done = proc.poll() is not None
-                for step, value in read_progress(progress, seen):
-                    seen += 1
+                points = read_progress(progress, seen)
+                seen += len(points)
+                if time.monotonic() - asked > HISTORY_SECONDS or done:
+                    asked = time.monotonic()
+                    points += self.history(run_id, steps)
+                for step, value in points:
+                    if step in reported:
+                        continue
+                    reported.add(step)
                     trial.report(value, step)
                     if trial.should_prune():
                         kill_group(proc)
@@ -238,8 +302,12 @@ class Sweep:
             print(f"trial {number} failed (exit code {proc.returncode}):\n{tail}", flush=True)
             self.end_run(run_id, "FAILED")
             raise RuntimeError(f"trial {number} failed")
-        metrics = json.loads((output / "metrics.json").read_text())["metrics"]
-        value = float(metrics[self.metric])
+        found = self.result(run_id, output, progress)
+        if found is None or not math.isfinite(found):
+            print(f"trial {number} logged no finite {self.metric}:\n{tail}", flush=True)
+            self.end_run(run_id, "FAILED")
+            raise RuntimeError(f"trial {number} logged no {self.metric}")
+        value = found
         print(f"trial {number} ends: {self.metric} = {value:.6g}", flush=True)
         self.end_run(run_id, "FINISHED")
         self.record_best(number, run_id, value)
@@ -250,13 +318,15 @@ def main(argv: list[str] | None = None) -> int:
     import optuna
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", choices=["classification", "regression"], required=True)
-    parser.add_argument("--target", required=True)
-    parser.add_argument("--metric", required=True)
+    parser.add_argument("--task", choices=["classification", "regression"])
+    parser.add_argument("--target", default="")
+    parser.add_argument("--metric", default="")
     parser.add_argument("--family", choices=["linear", "gbm"], default="gbm")
     parser.add_argument("--config", required=True, help="the sweep, a JSON object")
     args = parser.parse_args(argv)
     config = json.loads(args.config)
+    if not config.get("command") and not (args.task and args.target and args.metric):
+        parser.error("the baseline's sweep needs --task, --target and --metric")
     # The job's log is for people: no tracking URLs after every run.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
