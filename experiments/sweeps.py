@@ -289,7 +289,27 @@ def _charter_objective(project: Project) -> tuple[str, str, str]:
     )
 
 
+def _provider_refusal(job: Any) -> None:
+    """A search the job's provider runs natively (Azure ML) is checked when
+    it is made, not when its job is submitted: what the provider cannot run is
+    a 400 with the reason, and nothing is written (the caller's transaction)."""
+    if job.provider != "azure":
+        return
+    from cloud.azure_jobs import automl_refusal, sweep_refusal
+    from experiments.tasks import search_specs
+
+    sweep, automl = search_specs(job)
+    reason = ""
+    if sweep is not None:
+        reason = sweep_refusal(sweep)
+    elif automl is not None:
+        reason = automl_refusal(automl, {"train": "split"})
+    if reason:
+        raise ValidationError({"provider": f"On Azure ML: {reason}"})
+
+
 def _record(*, actor: User, project: Project, job: Any, kind: str, config: dict[str, Any]) -> Sweep:
+    _provider_refusal(job)
     sweep = Sweep.objects.create(project=project, job=job, kind=kind, config=config)
     audit_record(
         action=f"{kind}.created",

@@ -185,10 +185,10 @@ def test_a_job_with_requirements_runs_in_an_environment_made_once(
         provider.job_submit(job(command="python train.py", requirements=("polars>=1",)))
 
     # Other requirements: another version of the environment.
-    third = job(name=job_name(3, SALT), command="python train.py", requirements=("xgboost==2.1.0",))
+    third = job(name=job_name(903, SALT), command="python train.py", requirements=("xgboost==2.1.0",))
     provider.job_submit(third)
     assert len(azure.calls("PUT", "/environments/")) == 2
-    assert put_body(azure, job_name(3, SALT))["environmentId"] != f"{WS_PATH}{env_path}"
+    assert put_body(azure, job_name(903, SALT))["environmentId"] != f"{WS_PATH}{env_path}"
 
 
 def test_an_existing_environment_is_reused_and_a_requirement_replaces_its_base_package(
@@ -684,13 +684,37 @@ def test_a_portal_sweep_and_automl_reach_azure_as_native_searches(
     assert body["limits"]["maxTotalTrials"] == 8 and body["limits"]["timeout"] == "PT10M"
     assert body["earlyTermination"]["policyType"] == "TruncationSelection"
 
-    # The portal's defaults (tpe with median stopping) are refused on Azure, saying why.
+    # The portal's defaults (tpe with median stopping) are refused on Azure when
+    # the sweep is made, saying why; nothing is written.
+    from django.core.exceptions import ValidationError
+
+    from experiments.job_models import Job
+    from experiments.sweep_models import Sweep
+
+    before = (Sweep.objects.count(), Job.objects.count())
+    with pytest.raises(ValidationError, match="On Azure ML: .*Bayesian sampling"):
+        sweeps.sweep_create(
+            actor=bob, project=project, split=split, size=size(), space=portal_space
+        )
+    assert (Sweep.objects.count(), Job.objects.count()) == before
+    # One made while the portal ran jobs elsewhere is refused when it is submitted.
+    settings.CLOUD_PROVIDER = "local"
     default = sweeps.sweep_create(
         actor=bob, project=project, split=split, size=size(), space=portal_space
     )
+    settings.CLOUD_PROVIDER = "azure"
+    Job.objects.filter(pk=default.job.pk).update(
+        provider="azure", provider_name=job_name(default.job.pk, SALT)
+    )
+    default.job.refresh_from_db()
     with pytest.raises(ProviderError, match="Bayesian sampling"):
         provider.build_job(job(name=job_name(2, SALT), sweep=search_specs(default.job)[0]))
 
+    with pytest.raises(ValidationError, match="On Azure ML: "):
+        sweeps.automl_create(
+            actor=bob, project=project, split=split, size=size(), time_budget_seconds=300
+        )
+    assert (Sweep.objects.count(), Job.objects.count()) == (before[0] + 1, before[1] + 1)
     searched = sweeps.automl_create(
         actor=bob, project=project, split=split, size=size(), time_budget_seconds=900
     )
@@ -698,8 +722,8 @@ def test_a_portal_sweep_and_automl_reach_azure_as_native_searches(
     found = search_specs(searched.job)[1]
     assert found is not None
     assert (found.task, found.target, found.metric) == ("classification", "churned", "roc_auc")
-    provider.job_submit(job(name=job_name(3, SALT), automl=found))
-    task = put_body(azure, job_name(3, SALT))["taskDetails"]
+    provider.job_submit(job(name=job_name(903, SALT), automl=found))
+    task = put_body(azure, job_name(903, SALT))["taskDetails"]
     assert task["primaryMetric"] == "AUCWeighted"
     assert task["limitSettings"]["timeout"] == "PT15M"
 
