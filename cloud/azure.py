@@ -59,7 +59,7 @@ from azure.core.exceptions import (
 )
 from azure.core.rest import HttpRequest
 
-from cloud.azure_jobs import ENVIRONMENT_IMAGE, AzureJobsMixin, data_input
+from cloud.azure_jobs import ENVIRONMENT_IMAGE, AzureJobsMixin, command_with_inputs, data_input
 from cloud.azure_serving import AzureServingMixin
 from cloud.base import (
     ClusterSpec,
@@ -587,7 +587,7 @@ class AzureProvider(AzureServingMixin, AzureJobsMixin):
         return command(
             name=spec.name,
             display_name=spec.name,
-            command=spec.command,
+            command=command_with_inputs(spec.command, tuple(spec.inputs)),
             code=spec.code_dir or None,
             environment=self.environment_id(spec),
             environment_variables=job_environment_variables(spec),

@@ -284,14 +284,34 @@ def sweep_policy(sweep: SweepSpec) -> Any:
     return None
 
 
+def input_assignments(inputs: tuple[str, ...]) -> str:
+    """``SG_INPUT_<NAME>=${{inputs.<name>}}`` for each data input, space-separated.
+
+    Azure ML replaces ``${{inputs.<name>}}`` with the input's path on the
+    compute in a job's command only (not in ``environment_variables``), so
+    the variables the local provider sets are assigned in the command."""
+    for name in inputs:
+        if not _PARAMETER.fullmatch(name):
+            raise ProviderError(f"{name!r} is not an input name Azure ML takes")
+    return " ".join(f"SG_INPUT_{name.upper()}=${{{{inputs.{name}}}}}" for name in inputs)
+
+
+def command_with_inputs(command_line: str, inputs: tuple[str, ...]) -> str:
+    """A command job's command, its data inputs exported first as ``SG_INPUT_<NAME>``
+    (``export``, so that every part of a compound command sees them)."""
+    if not inputs:
+        return command_line
+    return f"export {input_assignments(inputs)}; {command_line}"
+
+
 def trial_command(sweep: SweepSpec, inputs: tuple[str, ...] = ()) -> str:
     """The trial's command: the spec's, with the sampled values as ``--params``
     (a JSON object Azure fills in: ``${{inputs.x}}`` becomes the sampled number),
     and each data input's path in ``SG_INPUT_<NAME>`` as the local provider sets it."""
-    for name in (*sweep.space, *inputs):
+    for name in sweep.space:
         if not _PARAMETER.fullmatch(name):
             raise ProviderError(f"{name!r} is not an input name Azure ML takes")
-    paths = "".join(f"SG_INPUT_{name.upper()}=${{{{inputs.{name}}}}} " for name in inputs)
+    paths = f"{input_assignments(inputs)} " if inputs else ""
     fields = ", ".join(f'"{name}": ${{{{inputs.{name}}}}}' for name in sweep.space)
     return f"{paths}{sweep.trial_command} --params='{{{fields}}}'"
 

@@ -694,13 +694,47 @@ def test_job_submit_sends_the_command_job_once(provider: AzureProvider, azure: F
     (put,) = azure.calls("PUT", "/jobs/")
     props = put.body["properties"]
     assert props["jobType"] == "Command"
-    assert props["command"] == "python train.py --data ${{inputs.train}}"
+    # The template reads its data from SG_INPUT_<NAME>, as on the local provider:
+    # Azure replaces ${{inputs.train}} in the command with the input's path.
+    assert props["command"] == (
+        "export SG_INPUT_TRAIN=${{inputs.train}}; python train.py --data ${{inputs.train}}"
+    )
     assert props["computeId"].endswith(f"/computes/{CL}")
     assert props["environmentVariables"] == {"ALPHA": "0.5"}
     assert props["inputs"]["train"]["uri"] == "azureml://datastores/snapshots/paths/ab12/"
     assert props["environmentId"].startswith("azureml://registries/azureml/environments/sklearn")
     assert provider.job_submit(job).state == JobState.QUEUED  # a retried task
     assert len(azure.calls("PUT", "/jobs/")) == 1
+
+
+def test_a_command_jobs_inputs_reach_its_process_as_sg_input_variables(
+    provider: AzureProvider, azure: FakeAzureML, tmp_path: Path
+) -> None:
+    """A compound command's every part sees the paths Azure puts in for the inputs."""
+    job = JobSpec(
+        JOB,
+        "cd . && python -c \"import os; print(os.environ['SG_INPUT_TRAIN'], "
+        "os.environ['SG_INPUT_TEST'])\"",
+        compute=CL,
+        inputs={
+            "train": "azureml://datastores/snapshots/paths/ab12/train.parquet",
+            "test": "azureml://datastores/snapshots/paths/ab12/test.parquet",
+        },
+    )
+    provider.job_submit(job)
+    (put,) = azure.calls("PUT", "/jobs/")
+    command = put.body["properties"]["command"]
+    assert set(put.body["properties"]["inputs"]) == {"train", "test"}
+    # What Azure does before running it: each binding becomes the input's mounted path.
+    mounted = re.sub(r"\$\{\{inputs\.(\w+)\}\}", rf"{tmp_path}/\1.parquet", command)
+    out = subprocess.run(
+        ["/bin/bash", "-c", mounted.replace("python", sys.executable)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": os.environ["PATH"]},
+    )
+    assert out.stdout.split() == [f"{tmp_path}/train.parquet", f"{tmp_path}/test.parquet"]
 
     # Job names are permanent: another job under that name is not ours.
     other = JobSpec(JOB, "python other.py", compute=CL)
