@@ -36,7 +36,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -568,15 +568,18 @@ class AzureProvider(AzureServingMixin, AzureJobsMixin):
             ssh_public_access_enabled=False,
         )
 
-    def build_job(self, spec: JobSpec) -> Any:
+    def build_job(self, spec: JobSpec, inputs: dict[str, str] | None = None) -> Any:
         """The job for a job spec (not yet sent anywhere): a ``command`` job,
         or a sweep or AutoML job when the spec carries one (``cloud.azure_jobs``).
+        ``inputs``: the spec's inputs as uploaded (``upload_inputs``), when they are.
 
         A sweep's trials and an AutoML job log to the Azure ML workspace's own
         tracking (the sweep reads its objective there), so they get neither
         the portal's tracking server nor its run id."""
         check_job_name(spec.name)
         tags = {"stagegate": "job", "stagegate-spec": job_fingerprint(spec)}
+        if inputs is not None:
+            spec = replace(spec, inputs=inputs)
         if spec.sweep is not None and spec.automl is not None:
             raise ProviderError("A job is a sweep or an AutoML search, not both")
         if spec.automl is not None:
@@ -983,6 +986,9 @@ class AzureProvider(AzureServingMixin, AzureJobsMixin):
             return self._job_status(spec.name, existing)
         if spec.requirements and spec.automl is None:
             self.environment_ensure(spec.requirements)
+        uploaded = self.upload_inputs(spec)
+        if uploaded != spec.inputs:
+            job = self.build_job(spec, uploaded)
         submitted = self._call(f"submit job {spec.name}", self.ml_client.jobs.create_or_update, job)
         return self._job_status(spec.name, submitted)
 

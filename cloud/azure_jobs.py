@@ -34,13 +34,18 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from azure.ai.ml import Input, automl, command
-from azure.ai.ml.entities import Environment
+from azure.ai.ml.entities import (
+    AadCredentialConfiguration,
+    Environment,
+    NoneCredentialConfiguration,
+)
 from azure.ai.ml.sweep import (
     BayesianSamplingAlgorithm,
     Choice,
@@ -74,6 +79,10 @@ if TYPE_CHECKING:
         name_salt: str
         job_environment: str
         environment_image: str
+
+        _transport: Any
+        connect_timeout: float
+        read_timeout: float
 
         @property
         def ml_client(self) -> MLClient: ...
@@ -191,6 +200,55 @@ def data_input(path: str) -> Input:
     """A job's data input: a folder when its URI ends with '/', else a file
     (a split's parts are Parquet files, read by the templates as files)."""
     return Input(type="uri_folder" if path.endswith("/") else "uri_file", path=path)
+
+
+# --- data inputs on the workspace's datastore --------------------------------------
+
+# Where a job's local data inputs go on the workspace's default datastore:
+# ``stagegate/inputs/<sha256 of the file>/<input name>.<format>``, so one file
+# is uploaded once however many jobs read it, and an AutoML job's MLTable sits
+# next to its training file.
+UPLOAD_PREFIX = "stagegate/inputs"
+PARQUET_MAGIC = b"PAR1"
+MLTABLE_SCHEMA = "https://azuremlschemas.azureedge.net/latest/MLTable.schema.json"
+
+
+def is_local(path: str) -> bool:
+    """A path on the portal's disk, not a URI Azure ML can read."""
+    return "://" not in path
+
+
+def file_format(path: str) -> str:
+    """``parquet`` (a split's parts) or ``csv``, from the file's first bytes."""
+    with open(path, "rb") as f:
+        return "parquet" if f.read(4) == PARQUET_MAGIC else "csv"
+
+
+def file_sha256(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def mltable_text(filename: str, fmt: str) -> str:
+    """The ``MLTable`` file of one data file in the same folder (Azure ML's
+    MLTable YAML schema: ``paths`` and a read transformation)."""
+    if fmt == "parquet":
+        read = "  - read_parquet:\n      include_path_column: false\n"
+    else:
+        read = (
+            "  - read_delimited:\n"
+            "      delimiter: ','\n"
+            "      header: from_first_file\n"
+            "      encoding: utf8\n"
+        )
+    return (
+        f"$schema: {MLTABLE_SCHEMA}\n"
+        "type: mltable\n"
+        "paths:\n"
+        f"  - file: ./{filename}\n"
+        "transformations:\n"
+        f"{read}"
+    )
 
 
 # --- sweeps --------------------------------------------------------------------------
@@ -409,6 +467,112 @@ class AzureJobsMixin(_Base):
                 f"create environment {name}:{version}", environments.create_or_update, environment
             )
         return f"azureml:{name}:{version}"
+
+    def _datastore(self) -> tuple[str, Any]:
+        """The workspace's default datastore: its name and a ``ContainerClient``
+        on its container, with the datastore's own secret (a SAS token or the
+        account key, as ``listSecrets`` answers) or, for an identity-based
+        datastore, the provider's credential; no retries of its own, bounded
+        requests (``_call`` retries), through the provider's transport."""
+        from azure.core.credentials import AzureSasCredential
+        from azure.storage.blob import BlobServiceClient
+
+        datastores = self.ml_client.datastores
+
+        def default() -> Any:
+            try:
+                return datastores.get_default()
+            except StopIteration:  # the SDK's pager found none
+                return None
+
+        store = self._call("get the default datastore", default)
+        if store is None:
+            raise ProviderError("The Azure ML workspace has no default datastore to upload to")
+        kind = str(getattr(store.type, "value", store.type) or "")
+        if kind != "AzureBlob":
+            raise ProviderError(
+                f"The workspace's default datastore {store.name!r} is {kind}, not Azure Blob "
+                "storage: the portal uploads job inputs to a blob datastore only"
+            )
+        name = str(store.name)
+        account = str(store.account_name)
+        credential: Any = self.ml_client._credential
+        if not isinstance(
+            store.credentials, NoneCredentialConfiguration | AadCredentialConfiguration
+        ):
+            secrets = self._call(
+                f"list the secrets of datastore {name}",
+                datastores._list_secrets,
+                name=name,
+                expirable_secret=True,
+            )
+            sas = getattr(secrets, "sas_token", None)
+            key = getattr(secrets, "key", None)
+            if sas:
+                credential = AzureSasCredential(sas)
+            elif key:
+                credential = {"account_name": account, "account_key": key}
+        options: dict[str, Any] = {
+            "retry_total": 0,
+            "connection_timeout": self.connect_timeout,
+            "read_timeout": self.read_timeout,
+        }
+        if self._transport is not None:
+            options["transport"] = self._transport
+        protocol = str(store.protocol or "https")
+        endpoint = str(store.endpoint or "core.windows.net")
+        service = BlobServiceClient(
+            f"{protocol}://{account}.blob.{endpoint}", credential=credential, **options
+        )
+        return name, service.get_container_client(str(store.container_name))
+
+    def _upload(self, container: Any, blob: str, data: Any, length: int) -> None:
+        """Upload one blob unless it is there with that size (names are content hashes)."""
+        client = container.get_blob_client(blob)
+
+        def upload() -> None:
+            try:
+                if client.get_blob_properties().size == length:
+                    return
+            except ResourceNotFoundError:
+                pass
+            if hasattr(data, "seek"):
+                data.seek(0)
+            client.upload_blob(data, length=length, overwrite=True)
+
+        self._call(f"upload {blob}", upload)
+
+    def upload_inputs(self, spec: JobSpec) -> dict[str, str]:
+        """The spec's inputs as URIs Azure ML can read: each local file
+        uploaded to the workspace's default datastore (once per content),
+        other URIs as they are. An AutoML job's ``train`` file gets an
+        ``MLTable`` file next to it, and its input is that folder (its other
+        inputs are not uploaded: AutoML reads none)."""
+        local = {k: v for k, v in spec.inputs.items() if is_local(v)}
+        if spec.automl is not None:  # AutoML reads its train input only
+            local = {k: v for k, v in local.items() if k == "train"}
+        if not local:
+            return dict(spec.inputs)
+        datastore, container = self._datastore()
+        out = dict(spec.inputs)
+        for input_name, path in local.items():
+            if not os.path.isfile(path):
+                raise ProviderError(
+                    f"The {input_name} input {path!r} is not a file on this machine"
+                )
+            fmt = file_format(path)
+            folder = f"{UPLOAD_PREFIX}/{file_sha256(path)}"
+            filename = f"{input_name}.{fmt}"
+            with open(path, "rb") as f:
+                self._upload(container, f"{folder}/{filename}", f, os.path.getsize(path))
+            uri = f"azureml://datastores/{datastore}/paths/{folder}/"
+            if spec.automl is not None and input_name == "train":
+                table = mltable_text(filename, fmt).encode()
+                self._upload(container, f"{folder}/MLTable", table, len(table))
+                out[input_name] = uri
+            else:
+                out[input_name] = uri + filename
+        return out
 
     def build_sweep(
         self, spec: JobSpec, *, environment_variables: dict[str, str], tags: dict[str, str]

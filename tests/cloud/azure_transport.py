@@ -45,6 +45,11 @@ WS_PATH = (
 )
 API_HOST = f"https://{LOCATION}.api.azureml.ms"
 BLOB_HOST = "https://stagegatestore.blob.core.windows.net"
+# The default datastore's storage account: Azurite's (the test command's), so
+# that what the provider uploads there lands in Azurite.
+DATASTORE = "workspaceblobstore"
+DATASTORE_ACCOUNT = "devstoreaccount1"
+DATASTORE_HOST = f"https://{DATASTORE_ACCOUNT}.blob.core.windows.net"
 
 
 def fixture(name: str) -> Any:
@@ -105,6 +110,11 @@ class FakeAzureML(HttpTransport):  # type: ignore[misc]
         self.environments: dict[str, dict[str, Any]] = {}
         # parent job name -> its child runs, as the run history answers them
         self.children: dict[str, list[dict[str, Any]]] = {}
+        # the workspace's default datastore (``use_datastore``), and where its
+        # blob requests go: Azurite's blob endpoint
+        self.datastore: dict[str, Any] | None = None
+        self.datastore_key = ""
+        self.blob_forward = ""
 
     # --- azure-core's transport interface ---------------------------------
 
@@ -124,15 +134,19 @@ class FakeAzureML(HttpTransport):  # type: ignore[misc]
         raise AssertionError(f"the SDK slept {duration} s in the transport (a retry or a poller)")
 
     def send(self, request: Any, **kwargs: Any) -> Any:
-        body = _body(request)
+        raw = _raw(request)
         headers = dict(request.headers)
-        recorded = Recorded(request.method, request.url, headers, body)
+        recorded = Recorded(request.method, request.url, headers, _body(raw))
         self.requests.append(recorded)
-        status, out_headers, out_body = self._answer(recorded)
+        if self.blob_forward and request.url.startswith(DATASTORE_HOST + "/"):
+            status, answered, out_body = self._forward(recorded, raw)
+        else:
+            status, answered, out_body = self._answer(recorded)
         response = requests.Response()
         response.status_code = status
         response.reason = _REASONS.get(status, "")
         response.url = request.url
+        out_headers = case_insensitive_dict(answered)  # Azurite's are lower case
         if out_body is None:
             content = b""
         elif isinstance(out_body, bytes):
@@ -196,6 +210,49 @@ class FakeAzureML(HttpTransport):  # type: ignore[misc]
         body["properties"]["properties"].update(props)
         self.computes[name.lower()] = body
         return body
+
+    def use_datastore(self, container: str, blob_url: str, account_key: str) -> None:
+        """Give the workspace a default blob datastore on ``container``, whose
+        blob requests are sent on to the Azurite of ``blob_url``."""
+        self.datastore = {
+            "id": f"{WS_PATH}/datastores/{DATASTORE}",
+            "name": DATASTORE,
+            "type": "Microsoft.MachineLearningServices/workspaces/datastores",
+            "properties": {
+                "datastoreType": "AzureBlob",
+                "accountName": DATASTORE_ACCOUNT,
+                "containerName": container,
+                "endpoint": "core.windows.net",
+                "protocol": "https",
+                "isDefault": True,
+                "credentials": {"credentialsType": "AccountKey"},
+                "serviceDataAccessAuthIdentity": "None",
+                "description": "",
+                "tags": {},
+                "properties": {},
+            },
+        }
+        self.datastore_key = account_key
+        self.blob_forward = blob_url.rstrip("/")
+
+    def _forward(self, r: Recorded, raw: bytes) -> tuple[int, dict[str, str], Any]:
+        """A blob request on the datastore's account, sent on to Azurite as it is:
+        same path, query, headers and signature, and the account's own host name
+        as ``Host`` (Azurite then reads the account from the host, as Azure does,
+        and checks the signature the client made for that URL)."""
+        url = urlsplit(r.url)
+        forward = urlsplit(self.blob_forward)
+        target = f"{forward.scheme}://{forward.netloc}{url.path}" + (
+            f"?{url.query}" if url.query else ""
+        )
+        headers = {k: v for k, v in r.headers.items() if k.lower() != "host"}
+        headers["Host"] = url.netloc
+        response = requests.request(r.method, target, headers=headers, data=raw, timeout=30)
+        dropped = {"transfer-encoding", "connection"}
+        if r.method != "HEAD":  # a HEAD's Content-Length is the blob's size
+            dropped.add("content-length")
+        out = {k: v for k, v in response.headers.items() if k.lower() not in dropped}
+        return response.status_code, out, response.content
 
     def set_state(self, name: str, state: str, **props: Any) -> None:
         inner = self.computes[name.lower()]["properties"]["properties"]
@@ -274,6 +331,8 @@ class FakeAzureML(HttpTransport):  # type: ignore[misc]
             return self._compute(r, m.group(1), m.group(2))
         if m := re.fullmatch(r"jobs/([^/]+)(?:/(cancel))?", rest):
             return self._job(r, m.group(1), m.group(2))
+        if m := re.fullmatch(r"datastores(?:/([^/]+)(?:/(listSecrets))?)?", rest):
+            return self._datastores(r, m.group(1), m.group(2))
         if m := re.fullmatch(r"environments/([^/]+)/versions/([^/]+)", rest):
             return self._environment(r, m.group(1), m.group(2))
         if m := re.fullmatch(r"onlineEndpoints/([^/]+)(?:/deployments/([^/]+))?", rest):
@@ -371,6 +430,25 @@ class FakeAzureML(HttpTransport):  # type: ignore[misc]
             return 201, {}, body
         return 405, {}, _error("MethodNotAllowed", r.method)
 
+    def _datastores(
+        self, r: Recorded, name: str | None, action: str | None
+    ) -> tuple[int, dict[str, str], Any]:
+        """The default datastore: listed (``isDefault=true``), read, its secrets."""
+        store = self.datastore
+        if name is None and r.method == "GET":
+            default_only = r.query.get("isDefault") == ["true"]
+            found = [store] if store is not None else []
+            if default_only and not found:
+                return 200, {}, {"value": [], "nextLink": None}
+            return 200, {}, {"value": found, "nextLink": None}
+        if store is None or name != store["name"]:
+            return 404, {}, _error("UserError", f"datastore {name} not found")
+        if action is None and r.method == "GET":
+            return 200, {}, store
+        if action == "listSecrets" and r.method == "POST":
+            return 200, {}, {"secretsType": "AccountKey", "key": self.datastore_key}
+        return 405, {}, _error("MethodNotAllowed", r.method)
+
     def _environment(self, r: Recorded, name: str, version: str) -> tuple[int, dict[str, str], Any]:
         """Environment versions: immutable once made (a PUT with other content is refused)."""
         key = f"{name}:{version}"
@@ -465,20 +543,35 @@ class FakeAzureML(HttpTransport):  # type: ignore[misc]
         )
 
 
-def _body(request: Any) -> Any:
+def _raw(request: Any) -> bytes:
+    """The request's body as bytes (a stream, e.g. an uploaded file, is read)."""
     raw = getattr(request, "content", None)
     if raw is None:
         raw = getattr(request, "data", None) or getattr(request, "body", None)
-    if raw in (None, b"", ""):
-        return None
-    if isinstance(raw, bytes):
-        raw = raw.decode()
+    if raw is None:
+        return b""
     if isinstance(raw, str):
-        try:
-            return json.loads(raw)
-        except ValueError:
-            return raw
-    return raw
+        return raw.encode()
+    if isinstance(raw, bytes | bytearray):
+        return bytes(raw)
+    if hasattr(raw, "read"):
+        return bytes(raw.read())
+    if isinstance(raw, dict):
+        return json.dumps(raw).encode()
+    return b"".join(bytes(chunk) for chunk in raw)
+
+
+def _body(raw: bytes) -> Any:
+    if not raw:
+        return None
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        return raw
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:

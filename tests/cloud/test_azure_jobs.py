@@ -788,3 +788,105 @@ def test_a_jobs_own_cluster_is_named_apart_from_workspace_clusters() -> None:
         job_cluster_name(-1, SALT)
     with pytest.raises(ValueError):
         job_cluster_name(7, "a-b")
+
+
+# --- the split on the workspace's datastore (Azurite) -----------------------------------
+
+
+@pytest.fixture
+def datastore(azure: FakeAzureML) -> Any:
+    """The workspace's default datastore on a fresh container of the test command's Azurite."""
+    import os
+    import uuid
+
+    from azure.storage.blob import BlobServiceClient
+
+    connection_string = os.environ.get("AZURITE_CONNECTION_STRING")
+    if not connection_string:
+        pytest.fail("AZURITE_CONNECTION_STRING is not set: run the tests with scripts/testenv.py")
+    key = dict(p.split("=", 1) for p in connection_string.strip(";").split(";"))["AccountKey"]
+    name = f"azureml-blobstore-{uuid.uuid4().hex[:12]}"
+    container = BlobServiceClient.from_connection_string(connection_string).get_container_client(
+        name
+    )
+    container.create_container()
+    azure.use_datastore(name, os.environ["AZURITE_BLOB_URL"], key)
+    return container
+
+
+def test_the_split_is_uploaded_to_the_default_datastore_and_read_from_there(
+    provider: AzureProvider,
+    azure: FakeAzureML,
+    datastore: Any,
+    project: Any,
+    bob: Any,
+    split: Any,
+    settings: Any,
+) -> None:
+    import hashlib
+    import io
+
+    import pandas as pd
+    import yaml
+
+    from experiments import sweeps
+    from experiments.tasks import _submit, split_inputs
+    from tests.cloud.azure_transport import DATASTORE
+    from tests.experiments.jobs_data import size
+
+    settings.CLOUD_PROVIDER = "azure"
+    settings.AZURE_NAME_SALT = SALT
+    searched = sweeps.automl_create(
+        actor=bob, project=project, split=split, size=size(), time_budget_seconds=900
+    )
+    local = split_inputs(searched.job)
+    assert set(local) == {"train", "test"} and all(p.startswith("/") for p in local.values())
+    sha = {k: hashlib.sha256(open(p, "rb").read()).hexdigest() for k, p in local.items()}  # noqa: SIM115
+    folder = {k: f"stagegate/inputs/{sha[k]}" for k in local}
+
+    # A command job: each part uploaded once, the job reads it from the datastore.
+    first, second = job_name(900, SALT), job_name(901, SALT)
+    provider.job_submit(job(name=first, inputs=local))
+    blobs = {b.name for b in datastore.list_blobs()}
+    assert blobs == {f"{folder['train']}/train.parquet", f"{folder['test']}/test.parquet"}
+    for part, path in local.items():
+        uploaded = datastore.download_blob(f"{folder[part]}/{part}.parquet").readall()
+        assert uploaded == open(path, "rb").read()  # noqa: SIM115
+        assert len(pd.read_parquet(io.BytesIO(uploaded))) > 0
+    body = put_body(azure, first)
+    assert {k: (v["jobInputType"], v["uri"]) for k, v in body["inputs"].items()} == {
+        part: ("uri_file", f"azureml://datastores/{DATASTORE}/paths/{folder[part]}/{part}.parquet")
+        for part in local
+    }
+    assert body["command"].startswith(
+        "export SG_INPUT_TRAIN=${{inputs.train}} SG_INPUT_TEST=${{inputs.test}}; "
+    )
+    # The datastore calls are the SDK's: the default one listed, its secrets read.
+    assert any(
+        r.method == "GET" and r.path.endswith("/datastores") and r.query.get("isDefault")
+        for r in azure.requests
+    )
+    assert azure.calls("POST", f"/datastores/{DATASTORE}/listSecrets")
+
+    # Another job on the same split uploads nothing again.
+    before = len(azure.calls("PUT", "blob.core.windows.net"))
+    provider.job_submit(job(name=second, inputs=local))
+    assert len(azure.calls("PUT", "blob.core.windows.net")) == before
+    assert put_body(azure, second)["inputs"] == body["inputs"]
+
+    # The AutoML job, through the job's task: an MLTable next to the training file,
+    # the folder as the mltable input.
+    _submit(provider, searched.job)
+    mltable = datastore.download_blob(f"{folder['train']}/MLTable").readall().decode()
+    assert yaml.safe_load(mltable) == {
+        "$schema": "https://azuremlschemas.azureedge.net/latest/MLTable.schema.json",
+        "type": "mltable",
+        "paths": [{"file": "./train.parquet"}],
+        "transformations": [{"read_parquet": {"include_path_column": False}}],
+    }
+    task = put_body(azure, searched.job.provider_name)["taskDetails"]
+    assert task["trainingData"]["jobInputType"] == "mltable"
+    assert (
+        task["trainingData"]["uri"] == f"azureml://datastores/{DATASTORE}/paths/{folder['train']}/"
+    )
+    assert task["targetColumnName"] == "churned"
