@@ -138,7 +138,10 @@ class FakeAzureML(HttpTransport):  # type: ignore[misc]
         headers = dict(request.headers)
         recorded = Recorded(request.method, request.url, headers, _body(raw))
         self.requests.append(recorded)
-        if self.blob_forward and request.url.startswith(DATASTORE_HOST + "/"):
+        injected = self._fault(recorded)
+        if injected is not None:
+            status, answered, out_body = injected
+        elif self.blob_forward and request.url.startswith(DATASTORE_HOST + "/"):
             status, answered, out_body = self._forward(recorded, raw)
         else:
             status, answered, out_body = self._answer(recorded)
@@ -287,7 +290,7 @@ class FakeAzureML(HttpTransport):  # type: ignore[misc]
 
     # --- routing ------------------------------------------------------------
 
-    def _answer(self, r: Recorded) -> tuple[int, dict[str, str], Any]:
+    def _fault(self, r: Recorded) -> tuple[int, dict[str, str], Any] | None:
         for fault in self.faults:
             if fault.times > 0 and fault.method == r.method and fault.path.search(r.path):
                 fault.times -= 1
@@ -298,6 +301,9 @@ class FakeAzureML(HttpTransport):  # type: ignore[misc]
                         fault.code or _CODES.get(fault.status, "Error"), f"injected {fault.status}"
                     ),
                 )
+        return None
+
+    def _answer(self, r: Recorded) -> tuple[int, dict[str, str], Any]:
         url = urlsplit(r.url)
         base = f"{url.scheme}://{url.netloc}"
         if r.url.startswith(self.workspace["properties"]["discoveryUrl"]):

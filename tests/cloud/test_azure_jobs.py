@@ -890,3 +890,46 @@ def test_the_split_is_uploaded_to_the_default_datastore_and_read_from_there(
         task["trainingData"]["uri"] == f"azureml://datastores/{DATASTORE}/paths/{folder['train']}/"
     )
     assert task["targetColumnName"] == "churned"
+
+
+def test_a_csv_input_a_failed_upload_and_a_workspace_without_datastore(
+    provider: AzureProvider, azure: FakeAzureML, datastore: Any, tmp_path: Any
+) -> None:
+    import yaml
+
+    from cloud.azure import AzureProvider as Provider
+
+    table = tmp_path / "customers"
+    table.write_bytes(b"age,churned\n31,0\n47,1\n")
+    # A 503 on the upload is retried under the provider's schedule, then succeeds.
+    azure.fail("PUT", r"/stagegate/inputs/.*/train\.csv$", 503)
+    provider.job_submit(job(automl=automl(), inputs={"train": str(table), "test": TEST}))
+    (folder,) = {b.name.rsplit("/", 1)[0] for b in datastore.list_blobs()}
+    assert {b.name.rsplit("/", 1)[1] for b in datastore.list_blobs()} == {"train.csv", "MLTable"}
+    assert datastore.download_blob(f"{folder}/train.csv").readall() == table.read_bytes()
+    mltable = yaml.safe_load(datastore.download_blob(f"{folder}/MLTable").readall())
+    assert mltable["paths"] == [{"file": "./train.csv"}]
+    assert mltable["transformations"] == [
+        {"read_delimited": {"delimiter": ",", "header": "from_first_file", "encoding": "utf8"}}
+    ]
+    assert put_body(azure)["taskDetails"]["trainingData"]["uri"].endswith(f"/paths/{folder}/")
+    assert len(azure.calls("PUT", "/train.csv")) == 2  # the 503, then the upload
+
+    # A local path that is not a file, and a workspace with no default datastore:
+    # refused with the reason, no job sent.
+    with pytest.raises(ProviderError, match="not a file on this machine"):
+        provider.job_submit(job(name=job_name(2, SALT), inputs={"train": str(tmp_path / "gone")}))
+    bare = FakeAzureML()
+    other = Provider(
+        subscription_id=SUBSCRIPTION,
+        resource_group=RESOURCE_GROUP,
+        workspace=WORKSPACE,
+        name_salt=SALT,
+        job_environment=CURATED,
+        credential=FakeCredential(),
+        transport=bare,
+        sleep=lambda seconds: None,
+    )
+    with pytest.raises(ProviderError, match="no default datastore"):
+        other.job_submit(job(inputs={"train": str(table)}))
+    assert bare.calls("PUT", "/jobs/") == []
