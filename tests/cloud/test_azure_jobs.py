@@ -71,8 +71,7 @@ def azure() -> FakeAzureML:
     return FakeAzureML()
 
 
-@pytest.fixture
-def provider(azure: FakeAzureML) -> AzureProvider:
+def provider_on(azure: FakeAzureML) -> AzureProvider:
     return AzureProvider(
         subscription_id=SUBSCRIPTION,
         resource_group=RESOURCE_GROUP,
@@ -84,6 +83,11 @@ def provider(azure: FakeAzureML) -> AzureProvider:
         sleep=lambda seconds: None,
         rng=random.Random(7),
     )
+
+
+@pytest.fixture
+def provider(azure: FakeAzureML) -> AzureProvider:
+    return provider_on(azure)
 
 
 def sweep(**kwargs: Any) -> SweepSpec:
@@ -897,8 +901,6 @@ def test_a_csv_input_a_failed_upload_and_a_workspace_without_datastore(
 ) -> None:
     import yaml
 
-    from cloud.azure import AzureProvider as Provider
-
     table = tmp_path / "customers"
     table.write_bytes(b"age,churned\n31,0\n47,1\n")
     # A 503 on the upload is retried under the provider's schedule, then succeeds.
@@ -920,16 +922,7 @@ def test_a_csv_input_a_failed_upload_and_a_workspace_without_datastore(
     with pytest.raises(ProviderError, match="not a file on this machine"):
         provider.job_submit(job(name=job_name(2, SALT), inputs={"train": str(tmp_path / "gone")}))
     bare = FakeAzureML()
-    other = Provider(
-        subscription_id=SUBSCRIPTION,
-        resource_group=RESOURCE_GROUP,
-        workspace=WORKSPACE,
-        name_salt=SALT,
-        job_environment=CURATED,
-        credential=FakeCredential(),
-        transport=bare,
-        sleep=lambda seconds: None,
-    )
+    other = provider_on(bare)
     with pytest.raises(ProviderError, match="no default datastore"):
         other.job_submit(job(inputs={"train": str(table)}))
     assert bare.calls("PUT", "/jobs/") == []
