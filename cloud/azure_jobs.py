@@ -21,6 +21,10 @@ azure-ai-ml's own entities and sent through ``MLClient`` (``jobs``,
   ``automl.regression`` on the job's ``train`` input (an MLTable), with the
   charter's metric and the model families under Azure's names
   (``AUTOML_METRICS``, ``AUTOML_ALGORITHMS``), a timeout and a trial limit.
+- **Data inputs.** ``upload_inputs`` puts a job's local files (the split's
+  parts on the portal's disk) on the workspace's default datastore, once per
+  content, and an ``MLTable`` next to an AutoML job's training file; the job
+  reads them from there (``azureml://datastores/...``).
 - **Trials.** ``job_trials`` lists a sweep's or AutoML job's child jobs
   (the run history's children) and says which is best when the service has
   set ``best_child_run_id``.
@@ -345,9 +349,9 @@ def sweep_policy(sweep: SweepSpec) -> Any:
 def input_assignments(inputs: tuple[str, ...]) -> str:
     """``SG_INPUT_<NAME>=${{inputs.<name>}}`` for each data input, space-separated.
 
-    Azure ML replaces ``${{inputs.<name>}}`` with the input's path on the
-    compute in a job's command only (not in ``environment_variables``), so
-    the variables the local provider sets are assigned in the command."""
+    Azure ML documents ``${{inputs.<name>}}`` (replaced with the input's path
+    on the compute) in a job's command, not in its ``environment_variables``,
+    so the variables the local provider sets are assigned in the command."""
     for name in inputs:
         if not _PARAMETER.fullmatch(name):
             raise ProviderError(f"{name!r} is not an input name Azure ML takes")
