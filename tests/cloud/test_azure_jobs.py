@@ -829,6 +829,7 @@ def test_the_split_is_uploaded_to_the_default_datastore_and_read_from_there(
 ) -> None:
     import hashlib
     import io
+    from pathlib import Path
 
     import pandas as pd
     import yaml
@@ -845,7 +846,8 @@ def test_the_split_is_uploaded_to_the_default_datastore_and_read_from_there(
     )
     local = split_inputs(searched.job)
     assert set(local) == {"train", "test"} and all(p.startswith("/") for p in local.values())
-    sha = {k: hashlib.sha256(open(p, "rb").read()).hexdigest() for k, p in local.items()}  # noqa: SIM115
+    data = {k: Path(p).read_bytes() for k, p in local.items()}
+    sha = {k: hashlib.sha256(v).hexdigest() for k, v in data.items()}
     folder = {k: f"stagegate/inputs/{sha[k]}" for k in local}
 
     # A command job: each part uploaded once, the job reads it from the datastore.
@@ -853,9 +855,9 @@ def test_the_split_is_uploaded_to_the_default_datastore_and_read_from_there(
     provider.job_submit(job(name=first, inputs=local))
     blobs = {b.name for b in datastore.list_blobs()}
     assert blobs == {f"{folder['train']}/train.parquet", f"{folder['test']}/test.parquet"}
-    for part, path in local.items():
+    for part in local:
         uploaded = datastore.download_blob(f"{folder[part]}/{part}.parquet").readall()
-        assert uploaded == open(path, "rb").read()  # noqa: SIM115
+        assert uploaded == data[part]
         assert len(pd.read_parquet(io.BytesIO(uploaded))) > 0
     body = put_body(azure, first)
     assert {k: (v["jobInputType"], v["uri"]) for k, v in body["inputs"].items()} == {
@@ -877,6 +879,17 @@ def test_the_split_is_uploaded_to_the_default_datastore_and_read_from_there(
     provider.job_submit(job(name=second, inputs=local))
     assert len(azure.calls("PUT", "blob.core.windows.net")) == before
     assert put_body(azure, second)["inputs"] == body["inputs"]
+
+    # A sweep's trials read the uploaded files too.
+    swept = job_name(902, SALT)
+    provider.job_submit(job(name=swept, sweep=sweep(), inputs=local))
+    trial = put_body(azure, swept)["trial"]
+    assert {k: v["uri"] for k, v in put_body(azure, swept)["inputs"].items()} == {
+        k: v["uri"] for k, v in body["inputs"].items()
+    }
+    assert trial["command"].startswith(
+        "SG_INPUT_TRAIN=${{inputs.train}} SG_INPUT_TEST=${{inputs.test}} "
+    )
 
     # The AutoML job, through the job's task: an MLTable next to the training file,
     # the folder as the mltable input.
