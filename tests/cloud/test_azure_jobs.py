@@ -189,7 +189,9 @@ def test_a_job_with_requirements_runs_in_an_environment_made_once(
         provider.job_submit(job(command="python train.py", requirements=("polars>=1",)))
 
     # Other requirements: another version of the environment.
-    third = job(name=job_name(903, SALT), command="python train.py", requirements=("xgboost==2.1.0",))
+    third = job(
+        name=job_name(903, SALT), command="python train.py", requirements=("xgboost==2.1.0",)
+    )
     provider.job_submit(third)
     assert len(azure.calls("PUT", "/environments/")) == 2
     assert put_body(azure, job_name(903, SALT))["environmentId"] != f"{WS_PATH}{env_path}"
