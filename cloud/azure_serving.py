@@ -9,15 +9,27 @@ reports, and the caller polls ``*_status`` as for compute.
 
 Azure ML issues the endpoint's keys itself (``auth_mode="key"``); the
 ``key_sha256`` of an ``EndpointSpec`` is for the local provider only.
+
+Before a deployment is sent, the model it names is registered in the
+workspace unless it is there (``model_ensure``): the version's MLflow folder
+(``DeploymentSpec.model_dir``) goes to the default datastore under
+``stagegate/models/<content hash>/`` (the jobs' upload helper: files already
+there are skipped), then an ``mlflow_model`` version pointing at that folder
+is PUT. An existing version with other content is refused, never replaced.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import re
 from typing import TYPE_CHECKING, Any
 
-from azure.ai.ml.entities import ManagedOnlineDeployment, ManagedOnlineEndpoint
+from azure.ai.ml.constants import AssetTypes
+from azure.ai.ml.entities import ManagedOnlineDeployment, ManagedOnlineEndpoint, Model
 from azure.core.exceptions import ResourceNotFoundError
 
+from cloud.azure_jobs import file_sha256
 from cloud.base import (
     DEPLOYMENT_NAMES,
     DeploymentSpec,
@@ -36,6 +48,8 @@ if TYPE_CHECKING:
         @property
         def _workspace_path(self) -> str: ...
         def _request(self, what: str, method: str, path: str, **kwargs: Any) -> Any: ...
+        def _datastore(self) -> tuple[str, Any]: ...
+        def _upload(self, container: Any, blob: str, data: Any, length: int) -> None: ...
 
 else:
     _Base = object
@@ -51,6 +65,53 @@ SERVING_STATES: dict[str, ResourceState] = {
     "failed": ResourceState.FAILED,
     "canceled": ResourceState.FAILED,
 }
+
+
+# Where a model version's files go on the workspace's default datastore:
+# ``stagegate/models/<model_digest of the folder>/<path in the folder>``.
+MODEL_PREFIX = "stagegate/models"
+# Azure ML's model (asset) names: a letter or digit, then letters, digits, "-"
+# and "_", at most 255 characters.
+MODEL_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_-]{0,254}")
+
+
+def azure_model_name(name: str) -> str:
+    """The portal's model name as an Azure ML model name: itself when Azure
+    accepts it, else its other characters as ``-`` and ``-<8 hex of its
+    sha256>`` at the end (so two names that differ only there stay apart)."""
+    if MODEL_NAME.fullmatch(name):
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    base = re.sub(r"[^a-zA-Z0-9_-]+", "-", name).lstrip("-_")[: 255 - 9]
+    return f"{base}-{digest}" if base else f"model-{digest}"
+
+
+def parse_model_id(model_id: str) -> tuple[str, str] | None:
+    """``azureml:<name>:<version>`` as (name, version); None for another form."""
+    if not model_id.startswith("azureml:"):
+        return None
+    name, sep, version = model_id.removeprefix("azureml:").rpartition(":")
+    if not sep or not name or not version:
+        return None
+    return name, version
+
+
+def model_files(folder: str) -> list[str]:
+    """The files of a model folder, as sorted paths relative to it."""
+    out = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for filename in files:
+            path = os.path.join(root, filename)
+            if os.path.isfile(path) and not os.path.islink(path):
+                out.append(os.path.relpath(path, folder).replace(os.sep, "/"))
+    return sorted(out)
+
+
+def model_digest(folder: str, files: list[str]) -> str:
+    """The sha256 of a model folder: each file's relative path and content hash."""
+    lines = "".join(f"{rel}\0{file_sha256(os.path.join(folder, rel))}\n" for rel in files)
+    return hashlib.sha256(lines.encode()).hexdigest()
 
 
 def _as_dict(rest: Any) -> dict[str, Any]:
@@ -180,15 +241,62 @@ class AzureServingMixin(_Base):
             json=body,
         )
 
+    def _model_path(self, name: str, version: str) -> str:
+        return f"{self._workspace_path}/models/{name}/versions/{version}"
+
+    def model_ensure(self, model_dir: str, name: str, version: str) -> str:
+        """Register ``model_dir`` as model ``name`` ``version`` (an Azure name)
+        unless the workspace has it with these files; its ARM id. The files go
+        to the default datastore first (those already there are skipped)."""
+        if not os.path.isfile(os.path.join(model_dir, "MLmodel")):
+            raise ProviderError(f"The model folder {model_dir!r} has no MLmodel file")
+        files = model_files(model_dir)
+        folder = f"{MODEL_PREFIX}/{model_digest(model_dir, files)}"
+        path = self._model_path(name, version)
+        existing = self._get(f"get model {name}:{version}", path)
+        if existing is not None:
+            uri = str((existing.get("properties") or {}).get("modelUri") or "").rstrip("/")
+            if not uri.endswith(f"/paths/{folder}"):
+                raise ProviderError(
+                    f"The Azure ML workspace has model {name} version {version} with other "
+                    f"files ({uri or 'no path'}), not this version's: the portal does not "
+                    "replace it; remove that model version in Azure ML to deploy this one"
+                )
+            return path
+        datastore, container = self._datastore()
+        for rel in files:
+            local = os.path.join(model_dir, rel)
+            with open(local, "rb") as f:
+                self._upload(container, f"{folder}/{rel}", f, os.path.getsize(local))
+        entity = Model(
+            name=name,
+            version=version,
+            type=AssetTypes.MLFLOW_MODEL,
+            path=f"azureml://datastores/{datastore}/paths/{folder}",
+            description="Stagegate model version, registered for serving",
+            tags={"stagegate": "model"},
+        )
+        self._request(
+            f"create model {name}:{version}",
+            "PUT",
+            path,
+            api_version=ENDPOINT_API_VERSION,
+            json=_as_dict(entity._to_rest_object()),
+        )
+        return path
+
     def deployment_start(self, spec: DeploymentSpec) -> ResourceStatus:
         path = self._deployment_path(spec.endpoint, spec.name)
         body = _as_dict(self.build_deployment(spec)._to_rest_object(self.location))
-        # What the SDK's orchestrator does before it sends: the model's ARM id.
-        parts = spec.model_id.removeprefix("azureml:").split(":")
-        if spec.model_id.startswith("azureml:") and len(parts) == 2:
-            body["properties"]["model"] = (
-                f"{self._workspace_path}/models/{parts[0]}/versions/{parts[1]}"
-            )
+        # What the SDK's orchestrator does before it sends: the model's ARM id,
+        # registered first from the version's files when the spec has them.
+        parsed = parse_model_id(spec.model_id)
+        if parsed is not None:
+            name, version = azure_model_name(parsed[0]), parsed[1]
+            if spec.model_dir:
+                body["properties"]["model"] = self.model_ensure(spec.model_dir, name, version)
+            else:
+                body["properties"]["model"] = self._model_path(name, version)
         response = self._request(
             f"create deployment {spec.endpoint}/{spec.name}",
             "PUT",

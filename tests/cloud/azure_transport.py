@@ -108,6 +108,8 @@ class FakeAzureML(HttpTransport):  # type: ignore[misc]
         self.logs: dict[str, dict[str, str]] = {}
         # "name:version" -> an environment version, as ARM answers it
         self.environments: dict[str, dict[str, Any]] = {}
+        # "name:version" -> a model version, as ARM answers it
+        self.models: dict[str, dict[str, Any]] = {}
         # parent job name -> its child runs, as the run history answers them
         self.children: dict[str, list[dict[str, Any]]] = {}
         # the workspace's default datastore (``use_datastore``), and where its
@@ -341,6 +343,8 @@ class FakeAzureML(HttpTransport):  # type: ignore[misc]
             return self._datastores(r, m.group(1), m.group(2))
         if m := re.fullmatch(r"environments/([^/]+)/versions/([^/]+)", rest):
             return self._environment(r, m.group(1), m.group(2))
+        if m := re.fullmatch(r"models/([^/]+)/versions/([^/]+)", rest):
+            return self._model(r, m.group(1), m.group(2))
         if m := re.fullmatch(r"onlineEndpoints/([^/]+)(?:/deployments/([^/]+))?", rest):
             return self._online(r, m.group(1), m.group(2))
         return 404, {}, _error("NotFound", f"no route for {r.method} {path}")
@@ -473,6 +477,26 @@ class FakeAzureML(HttpTransport):  # type: ignore[misc]
             body["id"] = f"{WS_PATH}/environments/{name}/versions/{version}"
             body["properties"].setdefault("environmentType", "UserCreated")
             self.environments[key] = body
+            return (200 if existing else 201), {}, body
+        return 405, {}, _error("MethodNotAllowed", r.method)
+
+    def _model(self, r: Recorded, name: str, version: str) -> tuple[int, dict[str, str], Any]:
+        """Model versions: immutable once made (a PUT with another path is refused)."""
+        key = f"{name}:{version}"
+        existing = self.models.get(key)
+        if r.method == "GET":
+            if existing is None:
+                return 404, {}, _error("UserError", f"model {key} not found")
+            return 200, {}, existing
+        if r.method == "PUT":
+            body = copy.deepcopy(r.body)
+            uri = body["properties"].get("modelUri")
+            if existing is not None and existing["properties"].get("modelUri") != uri:
+                return 409, {}, _error("UserError", f"model {key} exists with other content")
+            body["name"] = version
+            body["id"] = f"{WS_PATH}/models/{name}/versions/{version}"
+            body["type"] = "Microsoft.MachineLearningServices/workspaces/models/versions"
+            self.models[key] = body
             return (200 if existing else 201), {}, body
         return 405, {}, _error("MethodNotAllowed", r.method)
 
