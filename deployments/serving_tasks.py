@@ -84,6 +84,13 @@ def sensitive_columns(dep: Deployment) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
+def azure_model_id(version: ModelVersion) -> str:
+    """The version's model in an Azure ML workspace, which several projects
+    may share: the project's id goes into the name (``p<id>-<name>``)."""
+    model = version.registered_model
+    return f"azureml:p{model.project_id}-{model.name}:{version.version}"
+
+
 def _spec(dep: Deployment, model_dir: Path) -> DeploymentSpec:
     size = dep.size
     return DeploymentSpec(
@@ -91,7 +98,7 @@ def _spec(dep: Deployment, model_dir: Path) -> DeploymentSpec:
         name=dep.name,
         size=SizeSpec(size.name, size.vcpus, float(size.memory_gb), size.gpus),
         model_dir=str(model_dir),
-        model_id=f"azureml:{dep.model_version.registered_model.name}:{dep.model_version.version}",
+        model_id=azure_model_id(dep.model_version),
         sample_rate=dep.endpoint.sample_rate,
         sensitive_columns=sensitive_columns(dep),
     )

@@ -322,3 +322,12 @@ def test_a_deployment_over_the_compute_quota_is_refused_and_writes_nothing(
     Endpoint.objects.update(rollout="failed")
     again = serving.endpoint_deploy(actor=alice, model_version=version, size=size)
     assert again.pk == blue.pk
+
+
+def test_an_azure_model_is_named_by_its_project_too(endpoint: Endpoint) -> None:
+    """Projects may share an Azure ML workspace: their models of one name
+    must not become one Azure model."""
+    from deployments.serving_tasks import azure_model_id
+
+    version = Deployment.objects.get(endpoint=endpoint, name="green").model_version
+    assert azure_model_id(version) == f"azureml:p{endpoint.project_id}-Churn model:2"
