@@ -34,7 +34,7 @@ the progress file's last value); a trial that logged neither fails.
 A pruned trial's
 process group is killed and its run ends KILLED, tagged
 ``stagegate.sweep.pruned``. The job's run keeps the best trial so far: the
-objective's metric and the tags ``stagegate.sweep.best_run_id`` and
+objective's metric (a point per improvement, stepped 1, 2, ...) and the tags ``stagegate.sweep.best_run_id`` and
 ``stagegate.sweep.best_trial``.
 """
 
@@ -158,6 +158,7 @@ class Sweep:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.lock = threading.Lock()
         self.best: float | None = None
+        self.improvements = 0
         self.client: Any = None
         if self.tracking:
             from mlflow import MlflowClient
@@ -188,9 +189,12 @@ class Sweep:
             if not self.better(value):
                 return
             self.best = value
+            # Stepped by improvement, not by trial number: trials that run side
+            # by side end out of order, and the run's latest point must be the best.
+            self.improvements += 1
             print(f"best so far: trial {number}, {self.metric} = {value:.6g}", flush=True)
             if self.client is not None:
-                self.client.log_metric(self.parent, self.metric, value, step=number)
+                self.client.log_metric(self.parent, self.metric, value, step=self.improvements)
                 self.client.set_tag(self.parent, BEST_RUN_TAG, run_id)
                 self.client.set_tag(self.parent, BEST_TRIAL_TAG, str(number))
 
